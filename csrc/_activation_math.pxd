@@ -1,0 +1,117 @@
+# Elementwise activation maths shared by the activation kernels, the fused
+# GEMM epilogue and the dense backward pass. Scalar `cdef inline` helpers,
+# one loop per activation so the switch stays outside the hot loop.
+#
+#   identity  f(z) = z                          f' = 1
+#   step      f(z) = 1 if z > 0 else 0          f' = 0 (everywhere, by convention)
+#   sigmoid   f(z) = 1 / (1 + exp(-z))          f' = a (1 - a)
+#   tanh      f(z) = tanh(z)                    f' = 1 - a^2
+#   relu      f(z) = max(z, 0)                  f' = 1 if z > 0 else 0 (relu'(0) = 0)
+#   leaky     f(z) = z if z > 0 else slope z    f' = 1 if z > 0 else slope
+#   softplus  f(z) = log(1 + exp(z))            f' = sigmoid(z)
+#   softmax   row-wise, see _activations.pyx
+from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf, fabs, fabsf
+from _types cimport real
+
+cdef enum:
+    ACT_IDENTITY = 0
+    ACT_STEP = 1
+    ACT_SIGMOID = 2
+    ACT_TANH = 3
+    ACT_RELU = 4
+    ACT_LEAKY_RELU = 5
+    ACT_SOFTPLUS = 6
+    ACT_SOFTMAX = 7
+
+
+cdef inline real r_exp(real x) noexcept nogil:
+    if real is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline real sigmoid_scalar(real z) noexcept nogil:
+    # Two branches so exp never overflows: sigmoid(+-1000) is 1 / 0 exactly.
+    cdef real e
+    if z >= 0:
+        e = r_exp(-z)
+        return 1 / (1 + e)
+    e = r_exp(z)
+    return e / (1 + e)
+
+
+cdef inline real softplus_scalar(real z) noexcept nogil:
+    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): finite for any finite z.
+    if real is float:
+        return (z if z > 0 else 0) + log1pf(expf(-fabsf(z)))
+    else:
+        return (z if z > 0 else 0) + log1p(exp(-fabs(z)))
+
+
+cdef inline void act_forward_run(int code, real slope, const real* z, real* a,
+                                 Py_ssize_t n) noexcept nogil:
+    """a[i] = f(z[i]) for i < n; elementwise codes only (not softmax).
+    a may equal z (in place)."""
+    cdef Py_ssize_t i
+    cdef real v
+    if code == ACT_IDENTITY:
+        if a != z:
+            for i in range(n):
+                a[i] = z[i]
+    elif code == ACT_STEP:
+        for i in range(n):
+            a[i] = 1 if z[i] > 0 else 0
+    elif code == ACT_SIGMOID:
+        for i in range(n):
+            a[i] = sigmoid_scalar(z[i])
+    elif code == ACT_TANH:
+        for i in range(n):
+            if real is float:
+                a[i] = tanhf(z[i])
+            else:
+                a[i] = tanh(z[i])
+    elif code == ACT_RELU:
+        for i in range(n):
+            v = z[i]
+            a[i] = v if v > 0 else 0
+    elif code == ACT_LEAKY_RELU:
+        for i in range(n):
+            v = z[i]
+            a[i] = v if v > 0 else slope * v
+    elif code == ACT_SOFTPLUS:
+        for i in range(n):
+            a[i] = softplus_scalar(z[i])
+
+
+cdef inline void act_backward_run(int code, real slope, const real* z,
+                                  const real* a, const real* grad_a,
+                                  real* grad_z, Py_ssize_t n) noexcept nogil:
+    """grad_z[i] = grad_a[i] * f'(z[i]) for i < n, f' from z or a as cheaper;
+    elementwise codes only. grad_z may equal grad_a (in place)."""
+    cdef Py_ssize_t i
+    cdef real v
+    if code == ACT_IDENTITY:
+        if grad_z != grad_a:
+            for i in range(n):
+                grad_z[i] = grad_a[i]
+    elif code == ACT_STEP:
+        for i in range(n):
+            grad_z[i] = 0
+    elif code == ACT_SIGMOID:
+        for i in range(n):
+            v = a[i]
+            grad_z[i] = grad_a[i] * (v * (1 - v))
+    elif code == ACT_TANH:
+        for i in range(n):
+            v = a[i]
+            grad_z[i] = grad_a[i] * (1 - v * v)
+    elif code == ACT_RELU:
+        for i in range(n):
+            grad_z[i] = grad_a[i] if z[i] > 0 else 0
+    elif code == ACT_LEAKY_RELU:
+        for i in range(n):
+            grad_z[i] = grad_a[i] if z[i] > 0 else slope * grad_a[i]
+    elif code == ACT_SOFTPLUS:
+        for i in range(n):
+            grad_z[i] = grad_a[i] * sigmoid_scalar(z[i])

@@ -1,0 +1,20 @@
+# GEMM block sizes (float32 / float64), chosen for a Zen 3 core:
+#   MR x NR   the micro-tile held in 12 ymm registers (microkernel.h)
+#   KC        depth of a packed slice: an MR x KC panel of A stays in L1
+#   MC        rows of A packed per block: MC x KC (144 KiB / 144 KiB) in L2
+#   NC        columns of B packed per block: KC x NC shared by the MC loop
+# MC is a multiple of MR, NC a multiple of NR.
+cdef extern from "microkernel.h":
+    const Py_ssize_t MR "NN_MR"
+    const Py_ssize_t NR_F32 "NN_NR_F32"
+    const Py_ssize_t NR_F64 "NN_NR_F64"
+
+cdef enum:
+    KC = 256
+    MC_F32 = 144
+    MC_F64 = 72
+    NC_F32 = 4080
+    NC_F64 = 4080
+    # Below this many flops (2 m n k) a GEMM stays on one thread: entering a
+    # parallel region costs microseconds (see bench/kernels.py --threshold).
+    PARALLEL_MIN_FLOPS = 1 << 20

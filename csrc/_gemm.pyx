@@ -1,0 +1,291 @@
+"""Packed, register-tiled GEMM:  C = alpha * op(A) @ op(B) + beta * C.
+
+Design:
+- The loops are BLIS's (jc -> pc -> ic -> jr -> ir -> micro-kernel): B is
+  packed KC x NC into NR-column panels, A is packed MC x KC into MR-row panels,
+  and an MR x NR micro-kernel from microkernel.h (AVX2+FMA or portable, picked
+  when the module loads) multiplies one A panel by one B panel.
+- op() is a pair of element strides: a transposed operand is packed from the
+  same memory with its strides swapped, so X @ W.T costs no copy.
+- Threads: C is cut into n_threads strips of whole micro-panels along the
+  dimension (m in MR rows or n in NR columns) that has more of them. Each
+  thread runs the serial algorithm on its strip with its own packing buffers.
+  The k loop is never split and tiles keep their places, so every C element
+  is the same fixed-order sum whatever the thread count: bitwise equal
+  results for 1, 2 or 16 threads.
+- Below PARALLEL_MIN_FLOPS the call stays on one thread and never enters a
+  parallel region.
+- An optional epilogue (bias add, elementwise activation into a second
+  output) runs on each tile right after its last k block, while it is in L1.
+- Python sees `gemm(a, b, c, alpha, beta, n_threads)` on memoryviews;
+  nncore.functional validates shapes, dtypes and aliasing before calling it.
+"""
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport uintptr_t
+from cython.parallel cimport prange, threadid
+
+from _types cimport real
+from _blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32, NC_F64,
+                        PARALLEL_MIN_FLOPS)
+from _activation_math cimport act_forward_run
+from nncore._gemm cimport Epilogue
+
+cdef extern from "microkernel.h" nogil:
+    void nn_sgemm_ukr(Py_ssize_t k, const float* a, const float* b, float* c,
+                      Py_ssize_t ldc, float alpha, float beta)
+    void nn_dgemm_ukr(Py_ssize_t k, const double* a, const double* b, double* c,
+                      Py_ssize_t ldc, double alpha, double beta)
+    const char* nn_ukr_select()
+
+cdef extern from "nn_openmp.h" nogil:
+    int NN_OPENMP_ENABLED
+
+#: Which micro-kernel this process uses: "avx2+fma" or "generic".
+SIMD_PATH = nn_ukr_select().decode()
+
+
+cdef inline Py_ssize_t cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline void pack_a(Py_ssize_t mc, Py_ssize_t kc,
+                        const real* a, Py_ssize_t rs, Py_ssize_t cs,  # IN op(A) block
+                        real* buf) noexcept nogil:                    # OUT
+    """MR-row panels, each kc columns of MR values; short panels zero-padded."""
+    cdef Py_ssize_t ir, ir_i, i, p, mr
+    cdef const real* ap
+    for ir_i in range(cdiv(mc, MR)):
+        ir = ir_i * MR
+        mr = min(MR, mc - ir)
+        ap = a + ir * rs
+        if rs == 1:
+            for i in range(mr):
+                for p in range(kc):
+                    buf[p * MR + i] = ap[i + p * cs]
+        else:
+            for p in range(kc):
+                for i in range(mr):
+                    buf[p * MR + i] = ap[i * rs + p * cs]
+        for i in range(mr, MR):
+            for p in range(kc):
+                buf[p * MR + i] = 0
+        buf += MR * kc
+
+
+cdef inline void pack_b(Py_ssize_t kc, Py_ssize_t nc,
+                        const real* b, Py_ssize_t rs, Py_ssize_t cs,  # IN op(B) block
+                        real* buf, Py_ssize_t nr_max) noexcept nogil:  # OUT
+    """NR-column panels, each kc rows of NR values; short panels zero-padded."""
+    cdef Py_ssize_t jr, jr_i, j, p, nr
+    cdef const real* bp
+    for jr_i in range(cdiv(nc, nr_max)):
+        jr = jr_i * nr_max
+        nr = min(nr_max, nc - jr)
+        bp = b + jr * cs
+        if cs == 1:
+            for p in range(kc):
+                for j in range(nr):
+                    buf[p * nr_max + j] = bp[p * rs + j]
+        else:
+            for j in range(nr):
+                for p in range(kc):
+                    buf[p * nr_max + j] = bp[p * rs + j * cs]
+        for j in range(nr, nr_max):
+            for p in range(kc):
+                buf[p * nr_max + j] = 0
+        buf += nr_max * kc
+
+
+cdef inline void epilogue_tile(const Epilogue* ep, real* c, Py_ssize_t ldc,
+                               Py_ssize_t mr, Py_ssize_t nr,
+                               Py_ssize_t row, Py_ssize_t col) noexcept nogil:
+    """C[i, j] += bias[col + j]; act[row + i, col + j] = f(C[i, j])."""
+    cdef Py_ssize_t i, j
+    cdef const real* bias = <const real*> ep.bias
+    cdef real* act = <real*> ep.act_out
+    cdef real* ci
+    for i in range(mr):
+        ci = c + i * ldc
+        if bias != NULL:
+            for j in range(nr):
+                ci[j] = ci[j] + bias[col + j]
+        if act != NULL:
+            act_forward_run(ep.activation, <real> ep.slope, ci,
+                            act + (row + i) * ep.ld_act + col, nr)
+
+
+cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
+                     const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                     const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                     real beta, real* c, Py_ssize_t ldc,
+                     const Epilogue* ep, Py_ssize_t row0, Py_ssize_t col0,
+                     real* abuf, real* bbuf) noexcept nogil:
+    """The serial algorithm on one strip of C (rows row0.., columns col0..)."""
+    cdef Py_ssize_t jc, pc, ic, jr, ir, jc_i, pc_i, ic_i, jr_i, ir_i
+    cdef Py_ssize_t nc, kc, mc, nr, mr, i, j
+    cdef Py_ssize_t NR, MC, NC
+    cdef real beta_p
+    cdef real* cij
+    cdef real tile[6 * 16]      # MR x max(NR): edge tiles land here first
+    cdef bint last
+    if real is float:
+        NR = NR_F32; MC = MC_F32; NC = NC_F32
+    else:
+        NR = NR_F64; MC = MC_F64; NC = NC_F64
+
+    for jc_i in range(cdiv(n, NC)):                       # 5th loop: NC columns of C
+
+        jc = jc_i * NC
+        nc = min(NC, n - jc)
+        for pc_i in range(cdiv(k, KC)):                   # 4th loop: KC-deep slice, pack B
+            pc = pc_i * KC
+            kc = min(KC, k - pc)
+            beta_p = beta if pc == 0 else 1
+            last = pc + kc == k
+            pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bbuf, NR)
+            for ic_i in range(cdiv(m, MC)):               # 3rd loop: MC rows, pack A
+                ic = ic_i * MC
+                mc = min(MC, m - ic)
+                pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, abuf)
+                for jr_i in range(cdiv(nc, NR)):          # 2nd loop: one B panel (L1)
+                    jr = jr_i * NR
+                    nr = min(NR, nc - jr)
+                    for ir_i in range(cdiv(mc, MR)):      # 1st loop: one A panel
+                        ir = ir_i * MR
+                        mr = min(MR, mc - ir)
+                        cij = c + (ic + ir) * ldc + jc + jr
+                        if mr == MR and nr == NR:    # micro-kernel
+                            if real is float:
+                                nn_sgemm_ukr(kc, abuf + ir * kc, bbuf + jr * kc,
+                                             cij, ldc, alpha, beta_p)
+                            else:
+                                nn_dgemm_ukr(kc, abuf + ir * kc, bbuf + jr * kc,
+                                             cij, ldc, alpha, beta_p)
+                        else:                        # edge: full tile, copy part
+                            if real is float:
+                                nn_sgemm_ukr(kc, abuf + ir * kc, bbuf + jr * kc,
+                                             tile, NR, 1, 0)
+                            else:
+                                nn_dgemm_ukr(kc, abuf + ir * kc, bbuf + jr * kc,
+                                             tile, NR, 1, 0)
+                            for i in range(mr):
+                                for j in range(nr):
+                                    if beta_p == 0:
+                                        cij[i * ldc + j] = alpha * tile[i * NR + j]
+                                    else:
+                                        cij[i * ldc + j] = (alpha * tile[i * NR + j]
+                                                            + beta_p * cij[i * ldc + j])
+                        if last and ep != NULL:
+                            epilogue_tile(ep, cij, ldc, mr, nr,
+                                          row0 + ic + ir, col0 + jc + jr)
+
+
+cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
+                   const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                   const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                   real beta, real* c, Py_ssize_t ldc,
+                   const Epilogue* ep, int n_threads) noexcept nogil:
+    cdef Py_ssize_t NR, MC, NC, i, j, pm, pn, parts, t, lo, hi, tid
+    cdef Py_ssize_t a_size, b_size, per_thread
+    cdef bint split_rows
+    cdef int nt
+    cdef char* raw
+    cdef real* bufs
+    if m <= 0 or n <= 0:
+        return 0
+    if k <= 0:                                       # C = beta C, then epilogue
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
+        if ep != NULL:
+            epilogue_tile(ep, c, ldc, m, n, 0, 0)
+        return 0
+    if real is float:
+        NR = NR_F32; MC = MC_F32; NC = NC_F32
+    else:
+        NR = NR_F64; MC = MC_F64; NC = NC_F64
+
+    # Threads: strips of whole panels along the longer panel count.
+    pm = cdiv(m, MR)
+    pn = cdiv(n, NR)
+    split_rows = pm >= pn
+    parts = pm if split_rows else pn
+    nt = n_threads if NN_OPENMP_ENABLED else 1
+    if 2.0 * m * n * k < PARALLEL_MIN_FLOPS:
+        nt = 1
+    if nt > parts:
+        nt = <int> parts
+    if nt < 1:
+        nt = 1
+
+    # Packing buffers, one pair per thread, 64-byte aligned.
+    a_size = min(MC, cdiv(m, MR) * MR) * min(<Py_ssize_t> KC, k)
+    b_size = min(<Py_ssize_t> KC, k) * min(NC, cdiv(n, NR) * NR)
+    per_thread = cdiv(a_size + b_size, 16) * 16
+    raw = <char*> malloc(nt * per_thread * sizeof(real) + 64)
+    if raw == NULL:
+        return -1
+    bufs = <real*> ((<uintptr_t> raw + 63) & ~(<uintptr_t> 63))
+
+    if nt == 1:
+        gemm_strip(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc,
+                   ep, 0, 0, bufs, bufs + a_size)
+    else:
+        for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+            tid = threadid()
+            lo = t * parts // nt
+            hi = (t + 1) * parts // nt
+            if split_rows:
+                lo = lo * MR
+                hi = min(hi * MR, m)
+                gemm_strip(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a,
+                           b, rs_b, cs_b, beta, c + lo * ldc, ldc, ep, lo, 0,
+                           bufs + tid * per_thread,
+                           bufs + tid * per_thread + a_size)
+            else:
+                lo = lo * NR
+                hi = min(hi * NR, n)
+                gemm_strip(m, hi - lo, k, alpha, a, rs_a, cs_a,
+                           b + lo * cs_b, rs_b, cs_b, beta, c + lo, ldc, ep, 0, lo,
+                           bufs + tid * per_thread,
+                           bufs + tid * per_thread + a_size)
+    free(raw)
+    return 0
+
+
+cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
+               const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+               const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+               float beta, float* c, Py_ssize_t ldc,
+               const Epilogue* ep, int n_threads) noexcept nogil:
+    return gemm_impl(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,
+                     beta, c, ldc, ep, n_threads)
+
+
+cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
+               const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+               const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+               double beta, double* c, Py_ssize_t ldc,
+               const Epilogue* ep, int n_threads) noexcept nogil:
+    return gemm_impl(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,
+                     beta, c, ldc, ep, n_threads)
+
+
+def gemm(const real[:, :] a,    # IN  op(A), (m, k), any strides
+         const real[:, :] b,    # IN  op(B), (k, n), any strides
+         real[:, ::1] c,        # IN/OUT (m, n); not read when beta == 0
+         double alpha, double beta, int n_threads):
+    """c = alpha * a @ b + beta * c. Transposes are views (a.T) passed in."""
+    cdef Py_ssize_t m = c.shape[0], n = c.shape[1], k = a.shape[1]
+    cdef Py_ssize_t isz = sizeof(real)
+    cdef const real* pa = &a[0, 0] if a.shape[0] > 0 and k > 0 else NULL
+    cdef const real* pb = &b[0, 0] if k > 0 and b.shape[1] > 0 else NULL
+    cdef real* pc = &c[0, 0] if m > 0 and n > 0 else NULL
+    cdef int rc
+    with nogil:
+        rc = gemm_impl(m, n, k, <real> alpha, pa, a.strides[0] // isz,
+                       a.strides[1] // isz, pb, b.strides[0] // isz,
+                       b.strides[1] // isz, <real> beta, pc, n,
+                       <const Epilogue*> NULL, n_threads)
+    if rc != 0:
+        raise MemoryError("nncore.gemm: cannot allocate packing buffers")

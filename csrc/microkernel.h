@@ -1,0 +1,206 @@
+/* GEMM micro-kernels: one MR x NR tile of C from packed panels of A and B.
+ *
+ *   C[0:MR, 0:NR] = alpha * sum_p a[p*MR + i] * b[p*NR + j] + beta * C
+ *
+ * a: packed A panel, k columns of MR values (column p at a + p*MR)
+ * b: packed B panel, k rows of NR values (row p at b + p*NR)
+ * c: row-major tile, row stride ldc. beta == 0: C is written, never read.
+ *
+ * Each C element is one accumulation chain over p = 0..k-1 in order, so the
+ * result does not depend on where the tile sits or which thread computes it.
+ *
+ * Two implementations per dtype share MR/NR and the packed layout: a portable
+ * C loop, and an AVX2+FMA kernel compiled with a target attribute (the rest of
+ * the build stays baseline x86-64). nn_ukr_select() picks one at import.
+ */
+#ifndef NNCORE_MICROKERNEL_H
+#define NNCORE_MICROKERNEL_H
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NN_MR 6
+#define NN_NR_F32 16
+#define NN_NR_F64 8
+
+typedef void (*nn_sukr_t)(ptrdiff_t k, const float *a, const float *b,
+                          float *c, ptrdiff_t ldc, float alpha, float beta);
+typedef void (*nn_dukr_t)(ptrdiff_t k, const double *a, const double *b,
+                          double *c, ptrdiff_t ldc, double alpha, double beta);
+
+/* ---- portable kernels ---------------------------------------------------- */
+
+#define NN_GENERIC_UKR(NAME, T, NR)                                            \
+    static void NAME(ptrdiff_t k, const T *a, const T *b, T *c,                \
+                     ptrdiff_t ldc, T alpha, T beta)                           \
+    {                                                                          \
+        T ab[NN_MR * NR];                                                      \
+        memset(ab, 0, sizeof(ab));                                             \
+        for (ptrdiff_t p = 0; p < k; ++p) {                                    \
+            for (int i = 0; i < NN_MR; ++i) {                                  \
+                const T ai = a[p * NN_MR + i];                                 \
+                for (int j = 0; j < NR; ++j)                                   \
+                    ab[i * NR + j] += ai * b[p * NR + j];                      \
+            }                                                                  \
+        }                                                                      \
+        for (int i = 0; i < NN_MR; ++i) {                                      \
+            T *ci = c + i * ldc;                                               \
+            if (beta == (T)0) {                                                \
+                for (int j = 0; j < NR; ++j) ci[j] = alpha * ab[i * NR + j];   \
+            } else {                                                           \
+                for (int j = 0; j < NR; ++j)                                   \
+                    ci[j] = alpha * ab[i * NR + j] + beta * ci[j];             \
+            }                                                                  \
+        }                                                                      \
+    }
+
+NN_GENERIC_UKR(nn_sgemm_ukr_generic, float, NN_NR_F32)
+NN_GENERIC_UKR(nn_dgemm_ukr_generic, double, NN_NR_F64)
+
+/* ---- AVX2 + FMA kernels -------------------------------------------------- */
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define NN_HAVE_X86_KERNELS 1
+#include <immintrin.h>
+
+#define NN_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+/* 6 x 16 floats: 12 ymm accumulators, two B vectors, one broadcast of A. */
+NN_TARGET_AVX2 static void
+nn_sgemm_ukr_avx2(ptrdiff_t k, const float *a, const float *b, float *c,
+                  ptrdiff_t ldc, float alpha, float beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (ptrdiff_t p = 0; p < k; ++p) {
+        const __m256 b0 = _mm256_loadu_ps(b);
+        const __m256 b1 = _mm256_loadu_ps(b + 8);
+        __m256 ai;
+        ai = _mm256_broadcast_ss(a + 0);
+        c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
+        ai = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
+        ai = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
+        ai = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
+        ai = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(ai, b0, c40); c41 = _mm256_fmadd_ps(ai, b1, c41);
+        ai = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(ai, b0, c50); c51 = _mm256_fmadd_ps(ai, b1, c51);
+        a += NN_MR;
+        b += NN_NR_F32;
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+    const __m256 vb = _mm256_set1_ps(beta);
+    const int scale = alpha != 1.0f;
+#define NN_S_STORE(ROW, X0, X1)                                               \
+    do {                                                                       \
+        float *ci = c + (ROW) * ldc;                                           \
+        __m256 x0 = (X0), x1 = (X1);                                           \
+        if (scale) { x0 = _mm256_mul_ps(va, x0); x1 = _mm256_mul_ps(va, x1); } \
+        if (beta != 0.0f) {                                                    \
+            x0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), x0);                 \
+            x1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), x1);             \
+        }                                                                      \
+        _mm256_storeu_ps(ci, x0);                                              \
+        _mm256_storeu_ps(ci + 8, x1);                                          \
+    } while (0)
+    NN_S_STORE(0, c00, c01); NN_S_STORE(1, c10, c11); NN_S_STORE(2, c20, c21);
+    NN_S_STORE(3, c30, c31); NN_S_STORE(4, c40, c41); NN_S_STORE(5, c50, c51);
+#undef NN_S_STORE
+}
+
+/* 6 x 8 doubles: the same register plan with 4-wide vectors. */
+NN_TARGET_AVX2 static void
+nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, const double *b, double *c,
+                  ptrdiff_t ldc, double alpha, double beta)
+{
+    __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd();
+    __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd();
+    __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd();
+    __m256d c30 = _mm256_setzero_pd(), c31 = _mm256_setzero_pd();
+    __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
+    __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
+#pragma GCC unroll 4
+    for (ptrdiff_t p = 0; p < k; ++p) {
+        const __m256d b0 = _mm256_loadu_pd(b);
+        const __m256d b1 = _mm256_loadu_pd(b + 4);
+        __m256d ai;
+        ai = _mm256_broadcast_sd(a + 0);
+        c00 = _mm256_fmadd_pd(ai, b0, c00); c01 = _mm256_fmadd_pd(ai, b1, c01);
+        ai = _mm256_broadcast_sd(a + 1);
+        c10 = _mm256_fmadd_pd(ai, b0, c10); c11 = _mm256_fmadd_pd(ai, b1, c11);
+        ai = _mm256_broadcast_sd(a + 2);
+        c20 = _mm256_fmadd_pd(ai, b0, c20); c21 = _mm256_fmadd_pd(ai, b1, c21);
+        ai = _mm256_broadcast_sd(a + 3);
+        c30 = _mm256_fmadd_pd(ai, b0, c30); c31 = _mm256_fmadd_pd(ai, b1, c31);
+        ai = _mm256_broadcast_sd(a + 4);
+        c40 = _mm256_fmadd_pd(ai, b0, c40); c41 = _mm256_fmadd_pd(ai, b1, c41);
+        ai = _mm256_broadcast_sd(a + 5);
+        c50 = _mm256_fmadd_pd(ai, b0, c50); c51 = _mm256_fmadd_pd(ai, b1, c51);
+        a += NN_MR;
+        b += NN_NR_F64;
+    }
+    const __m256d va = _mm256_set1_pd(alpha);
+    const __m256d vb = _mm256_set1_pd(beta);
+    const int scale = alpha != 1.0;
+#define NN_D_STORE(ROW, X0, X1)                                               \
+    do {                                                                       \
+        double *ci = c + (ROW) * ldc;                                          \
+        __m256d x0 = (X0), x1 = (X1);                                          \
+        if (scale) { x0 = _mm256_mul_pd(va, x0); x1 = _mm256_mul_pd(va, x1); } \
+        if (beta != 0.0) {                                                     \
+            x0 = _mm256_fmadd_pd(vb, _mm256_loadu_pd(ci), x0);                 \
+            x1 = _mm256_fmadd_pd(vb, _mm256_loadu_pd(ci + 4), x1);             \
+        }                                                                      \
+        _mm256_storeu_pd(ci, x0);                                              \
+        _mm256_storeu_pd(ci + 4, x1);                                          \
+    } while (0)
+    NN_D_STORE(0, c00, c01); NN_D_STORE(1, c10, c11); NN_D_STORE(2, c20, c21);
+    NN_D_STORE(3, c30, c31); NN_D_STORE(4, c40, c41); NN_D_STORE(5, c50, c51);
+#undef NN_D_STORE
+}
+
+static int nn_cpu_has_avx2_fma(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+#define NN_HAVE_X86_KERNELS 0
+static int nn_cpu_has_avx2_fma(void) { return 0; }
+#endif
+
+/* ---- dispatch -------------------------------------------------------------
+ * Chosen once when the module loads. NNCORE_SIMD=generic forces the portable
+ * kernels (for testing them on a machine that has AVX2).
+ * Returns the name of the path taken. */
+
+static nn_sukr_t nn_sgemm_ukr = nn_sgemm_ukr_generic;
+static nn_dukr_t nn_dgemm_ukr = nn_dgemm_ukr_generic;
+
+static const char *nn_ukr_select(void)
+{
+    const char *want = getenv("NNCORE_SIMD");
+    int generic = want != NULL && strcmp(want, "generic") == 0;
+#if NN_HAVE_X86_KERNELS
+    if (!generic && nn_cpu_has_avx2_fma()) {
+        nn_sgemm_ukr = nn_sgemm_ukr_avx2;
+        nn_dgemm_ukr = nn_dgemm_ukr_avx2;
+        return "avx2+fma";
+    }
+#endif
+    (void)generic;
+    nn_sgemm_ukr = nn_sgemm_ukr_generic;
+    nn_dgemm_ukr = nn_dgemm_ukr_generic;
+    return "generic";
+}
+
+#endif

@@ -1,0 +1,12 @@
+"""nncore: multi-layer perceptrons on the CPU, a compiled core with a NumPy twin."""
+__version__ = "0.1.0"
+
+from nncore._threads import get_num_threads, set_num_threads, threads
+from nncore._openmp import openmp_enabled
+from nncore._config import config, show_config
+from nncore import functional, reference
+
+__all__ = [
+    "__version__", "config", "functional", "get_num_threads", "openmp_enabled",
+    "reference", "set_num_threads", "show_config", "threads",
+]

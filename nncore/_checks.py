@@ -1,0 +1,104 @@
+"""Argument checks shared by nncore.functional: each error names the argument,
+what was expected and what was given, and is raised before compiled code runs."""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+BACKENDS = ("compiled", "numpy")
+
+
+def float_array(x, name, ndim=None):
+    """x as a float32/float64 ndarray (array-likes converted, never cast)."""
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (list, tuple, numbers.Real)):
+            x = np.asarray(x)
+        else:
+            raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got a {x.ndim}-D array of shape {x.shape}")
+    return x
+
+
+def same_dtype(**arrays):
+    """All arrays share one dtype (nncore never mixes precisions); returns it."""
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    first_name, first = items[0]
+    for name, arr in items[1:]:
+        if arr.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {arr.dtype} but {first_name} has "
+                            f"{first.dtype}: pass both in one precision")
+    return first.dtype
+
+
+def shape(x, name, expected):
+    """x.shape == expected (None in expected matches any length)."""
+    ok = len(x.shape) == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, x.shape))
+    if not ok:
+        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {x.shape}")
+    return x
+
+
+def out_array(out, name, expected_shape, dtype):
+    """An output array: None (allocate) or a writeable C-contiguous ndarray."""
+    if out is None:
+        return np.empty(expected_shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array or None, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {out.dtype}")
+    shape(out, name, expected_shape)
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def contiguous(x):
+    """A C-contiguous view of x, or a copy when it has none."""
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def unaliased(x, *outs):
+    """x, copied if it may share memory with any of outs (kernels write outs while reading x)."""
+    for out in outs:
+        if out is not None and np.may_share_memory(x, out):
+            return x.copy()
+    return x
+
+
+def strided_ok(x):
+    """x, copied if a stride is not a whole number of elements (from as_strided)."""
+    if any(s % x.itemsize for s in x.strides):
+        return np.ascontiguousarray(x)
+    return x
+
+
+def real_scalar(value, name, *, positive=False, nonnegative=False):
+    """A Python float from a real number (bool refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def choice(value, name, options):
+    """value is one of options (a ValueError lists them)."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
+def backend(value):
+    return choice(value, "backend", BACKENDS)

@@ -1,0 +1,184 @@
+"""The packed GEMM against float64 matmul and its NumPy twin."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from nncore import functional as F, reference
+from conftest import DTYPES, THREADS, gemm_tolerance
+
+MR, NR32, NR64, KC, MC32 = 6, 16, 8, 256, 144
+
+# Sizes around the blocking: 1, MR +- 1, NR +- 1, KC +- 1, MC + 1, primes.
+EDGE_SIZES = [1, 5, 7, 15, 17, 97, 145, 255, 257]
+
+
+def operands(rng, m, n, k, dtype, trans_a, trans_b):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    return a, b
+
+
+def check(a, b, out, dtype, trans_a, trans_b, alpha=1.0, beta=0.0, c0=None):
+    opa = a.T if trans_a else a
+    opb = b.T if trans_b else b
+    want = alpha * (opa.astype(np.float64) @ opb.astype(np.float64))
+    if beta != 0:
+        want += beta * c0.astype(np.float64)
+    bound = abs(alpha) * gemm_tolerance(opa, opb, dtype)
+    if beta != 0:
+        bound += 4 * np.finfo(dtype).eps * abs(beta) * np.abs(c0)
+    err = np.abs(out.astype(np.float64) - want)
+    assert out.dtype == dtype
+    assert np.all(err <= bound), f"max excess {np.max(err - bound)}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("n_threads", THREADS)
+def test_edge_shapes(rng, dtype, trans_a, trans_b, n_threads):
+    for m, n, k in [(1, 1, 1), (5, 17, 257), (7, 15, 255), (145, 97, 1),
+                    (17, 7, 300), (150, 33, 513), (6, 16, 256)]:
+        a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+        out = np.full((m, n), np.nan, dtype)   # beta == 0 must not read out
+        F.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, n_threads=n_threads)
+        check(a, b, out, dtype, trans_a, trans_b)
+
+
+@given(m=st.sampled_from(EDGE_SIZES + [2, 3, 31, 64]),
+       n=st.sampled_from(EDGE_SIZES + [2, 3, 31, 64]),
+       k=st.sampled_from(EDGE_SIZES + [2, 3, 31, 64]),
+       dtype=st.sampled_from(DTYPES), trans_a=st.booleans(), trans_b=st.booleans(),
+       alpha=st.sampled_from([1.0, -0.5, 2.0]), beta=st.sampled_from([0.0, 1.0, 0.25]),
+       seed=st.integers(0, 2**16))
+def test_hypothesis_shapes_alpha_beta(m, n, k, dtype, trans_a, trans_b, alpha, beta, seed):
+    rng = np.random.default_rng(seed)
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    out = c0.copy()
+    F.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
+    check(a, b, out, dtype, trans_a, trans_b, alpha, beta, c0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_larger_than_l2(rng, dtype):
+    # 700 x 700 float64 operands are 3.9 MB each: several KC and MC blocks.
+    a, b = operands(rng, 700, 650, 600, dtype, False, True)
+    out = F.gemm(a, b, trans_b=True)
+    check(a, b, out, dtype, False, True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_same_as_reference(rng, dtype, trans_a, trans_b):
+    a, b = operands(rng, 37, 29, 41, dtype, trans_a, trans_b)
+    c0 = rng.standard_normal((37, 29)).astype(dtype)
+    ours = F.gemm(a, b, c0.copy(), trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=2.0)
+    twin = F.gemm(a, b, c0.copy(), trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=2.0,
+                  backend="numpy")
+    opa, opb = (a.T if trans_a else a), (b.T if trans_b else b)
+    bound = 0.5 * gemm_tolerance(opa, opb, dtype) + 8 * np.finfo(dtype).eps * np.abs(c0)
+    assert np.all(np.abs(ours.astype(np.float64) - twin) <= bound)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(128, 128, 784), (64, 784, 128), (300, 10, 64), (11, 500, 300)])
+def test_threads_bitwise_equal(rng, dtype, shape):
+    m, n, k = shape
+    a, b = operands(rng, m, n, k, dtype, False, True)
+    results = [F.gemm(a, b, trans_b=True, n_threads=t) for t in (1, 2, 3, 4)]
+    for r in results[1:]:
+        assert np.array_equal(results[0], r)
+
+
+def test_empty_and_k_zero():
+    a = np.zeros((0, 5)); b = np.zeros((5, 3))
+    assert F.gemm(a, b).shape == (0, 3)
+    out = np.full((4, 3), np.nan)
+    F.gemm(np.zeros((4, 0)), np.zeros((0, 3)), out)   # empty sum: zeros, not NaN
+    assert np.array_equal(out, np.zeros((4, 3)))
+    c = np.ones((2, 2))
+    F.gemm(np.zeros((2, 0)), np.zeros((0, 2)), c, beta=3.0)
+    assert np.array_equal(c, np.full((2, 2), 3.0))
+
+
+def test_hand_worked():
+    a = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    b = np.array([[5.0, 6.0], [7.0, 8.0]], np.float32)
+    # [[1*5 + 2*7, 1*6 + 2*8], [3*5 + 4*7, 3*6 + 4*8]] = [[19, 22], [43, 50]]
+    assert np.array_equal(F.gemm(a, b), [[19, 22], [43, 50]])
+    # a.T @ b = [[1*5 + 3*7, 1*6 + 3*8], [2*5 + 4*7, 2*6 + 4*8]] = [[26, 30], [38, 44]]
+    assert np.array_equal(F.gemm(a, b, trans_a=True), [[26, 30], [38, 44]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layouts_read_only_and_aliasing(rng, dtype):
+    a = rng.standard_normal((40, 30)).astype(dtype)
+    b = rng.standard_normal((30, 20)).astype(dtype)
+    want = a.astype(np.float64) @ b
+    bound = gemm_tolerance(a, b, dtype)
+    variants = [np.asfortranarray(a), a[::-1][::-1], a.copy()]
+    ro = a.copy(); ro.flags.writeable = False
+    variants.append(ro)
+    for av in variants:
+        assert np.all(np.abs(F.gemm(av, np.asfortranarray(b)) - want) <= bound)
+    # every other column: a non-unit inner stride
+    wide = np.zeros((40, 60), dtype); wide[:, ::2] = a
+    assert np.all(np.abs(F.gemm(wide[:, ::2], b) - want) <= bound)
+    # out aliasing an input: the result is still a @ b
+    sq = rng.standard_normal((30, 30)).astype(dtype)
+    want_sq = sq.astype(np.float64) @ sq
+    bound_sq = gemm_tolerance(sq, sq, dtype)
+    F.gemm(sq, sq, sq)
+    assert np.all(np.abs(sq - want_sq) <= bound_sq)
+
+
+def test_bad_input_messages():
+    a = np.ones((3, 4)); b = np.ones((5, 2))
+    with pytest.raises(ValueError, match=r"inner dimensions 4 and 5"):
+        F.gemm(a, b)
+    with pytest.raises(ValueError, match=r"a must be 2-D, got a 1-D"):
+        F.gemm(np.ones(3), b)
+    for bad in (np.int64, np.float16, np.complex128, object):
+        with pytest.raises(TypeError, match=r"a must have dtype float32 or float64"):
+            F.gemm(np.ones((3, 4), dtype=bad), np.ones((4, 2)))
+    with pytest.raises(TypeError, match=r"b has dtype float32 but a has float64"):
+        F.gemm(np.ones((3, 4)), np.ones((4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 2\), got \(2, 3\)"):
+        F.gemm(np.ones((3, 4)), np.ones((4, 2)), np.empty((2, 3)))
+    with pytest.raises(TypeError, match=r"out must have dtype float64, got float32"):
+        F.gemm(np.ones((3, 4)), np.ones((4, 2)), np.empty((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"out must be C-contiguous"):
+        F.gemm(np.ones((3, 4)), np.ones((4, 2)), np.empty((2, 3)).T)
+    with pytest.raises(ValueError, match=r"beta != 0 reads out"):
+        F.gemm(np.ones((3, 4)), np.ones((4, 2)), beta=1.0)
+    with pytest.raises(ValueError, match=r"backend must be one of"):
+        F.gemm(a, a.T, backend="fortran")
+    with pytest.raises(ValueError, match=r"n_threads must be >= 1"):
+        F.gemm(a, a.T, n_threads=0)
+    with pytest.raises(TypeError, match=r"alpha must be a real number"):
+        F.gemm(a, a.T, alpha="2")
+
+
+def test_generic_kernel_matches(tmp_path):
+    """The portable micro-kernel (NNCORE_SIMD=generic) computes the same products."""
+    code = (
+        "import numpy as np, nncore\n"
+        "from nncore import functional as F, _gemm\n"
+        "assert _gemm.SIMD_PATH == 'generic', _gemm.SIMD_PATH\n"
+        "rng = np.random.default_rng(0)\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    a = rng.standard_normal((37, 300)).astype(dt)\n"
+        "    b = rng.standard_normal((300, 23)).astype(dt)\n"
+        "    err = np.abs(F.gemm(a, b) - a.astype(np.float64) @ b).max()\n"
+        "    assert err < 300 * 2 * np.finfo(dt).eps * 30, (dt, err)\n"
+        "print('ok')\n")
+    env = dict(os.environ, NNCORE_SIMD="generic")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
