@@ -9,7 +9,8 @@
 #   relu      f(z) = max(z, 0)                  f' = 1 if z > 0 else 0 (relu'(0) = 0)
 #   leaky     f(z) = z if z > 0 else slope z    f' = 1 if z > 0 else slope
 #   softplus  f(z) = log(1 + exp(z))            f' = sigmoid(z)
-#   softmax   row-wise, see _activations.pyx
+#   softmax   a_j = exp(z_j - max z) / sum_k exp(z_k - max z), per row;
+#             grad_z_j = a_j (grad_a_j - sum_k grad_a_k a_k)
 from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf, fabs, fabsf
 from _types cimport real
 
@@ -115,3 +116,26 @@ cdef inline void act_backward_run(int code, real slope, const real* z,
     elif code == ACT_SOFTPLUS:
         for i in range(n):
             grad_z[i] = grad_a[i] * sigmoid_scalar(z[i])
+
+
+cdef inline void softmax_row(const real* z, real* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef real zmax = z[0], s = 0
+    for j in range(1, n):
+        if z[j] > zmax:
+            zmax = z[j]
+    for j in range(n):
+        a[j] = r_exp(z[j] - zmax)
+        s = s + a[j]
+    for j in range(n):
+        a[j] = a[j] / s
+
+
+cdef inline void softmax_backward_row(const real* a, const real* grad_a,
+                                      real* grad_z, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef real dot = 0
+    for j in range(n):
+        dot = dot + grad_a[j] * a[j]
+    for j in range(n):
+        grad_z[j] = a[j] * (grad_a[j] - dot)

@@ -1,0 +1,154 @@
+"""The fused dense layer: forward and backward of a = f(x @ w.T + b).
+
+Design:
+- forward: one GEMM z = x @ w.T whose epilogue adds b and writes a = f(z)
+  tile by tile while the tile is in L1 (softmax, being row-wise, runs as a
+  row pass after the GEMM). w.T is a stride swap, never a copy.
+- backward, given grad_a = dL/da:
+      grad_z = grad_a * f'(z)          elementwise (softmax: per row)
+      grad_b = sum_i grad_z[i, :]      in the same pass, while grad_z is hot
+      grad_w = grad_z.T @ x            GEMM (n_out, n_in), k = batch
+      grad_x = grad_z @ w              GEMM (batch, n_in), skipped for layer 1
+  The first pass splits columns over threads, so each grad_b[j] is summed by
+  one thread over rows in order: results do not depend on the thread count.
+- Shapes: x (n, n_in), w (n_out, n_in), b (n_out,), z, a, grad_a, grad_z
+  (n, n_out). nncore.functional validates everything first.
+"""
+from cython.parallel cimport prange
+
+from _types cimport real
+from _activation_math cimport (ACT_SOFTMAX, act_backward_run, softmax_row,
+                               softmax_backward_row)
+from nncore._gemm cimport Epilogue, sgemm, dgemm
+
+cdef extern from "nn_openmp.h" nogil:
+    int NN_OPENMP_ENABLED
+
+cdef enum:
+    # Below this many elements of grad_z the first backward pass stays on one
+    # thread (same reasoning as ELEMENTWISE_PARALLEL_MIN in _activations.pyx).
+    BACKWARD_PARALLEL_MIN = 1 << 16
+    COLUMN_STRIP = 64
+
+
+cdef inline int gemm_any(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                         const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                         const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                         real* c, Py_ssize_t ldc, const Epilogue* ep,
+                         int n_threads) noexcept nogil:
+    """c = a @ b (beta = 0) in either precision."""
+    if real is float:
+        return sgemm(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, n_threads)
+    else:
+        return dgemm(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, n_threads)
+
+
+cdef void grad_z_and_bias(int code, real slope, const real* z, const real* a,
+                          const real* grad_a, real* grad_z, real* grad_b,
+                          Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
+    """grad_z = grad_a * f'(z); grad_b = column sums of grad_z (NULL: skip)."""
+    cdef Py_ssize_t i, j, s, c0, c1, n_strips
+    cdef int nt = n_threads
+    if not NN_OPENMP_ENABLED or rows * cols < BACKWARD_PARALLEL_MIN:
+        nt = 1
+    if code == ACT_SOFTMAX:
+        for i in range(rows):
+            softmax_backward_row(a + i * cols, grad_a + i * cols, grad_z + i * cols, cols)
+        if grad_b != NULL:
+            for j in range(cols):
+                grad_b[j] = 0
+            for i in range(rows):
+                for j in range(cols):
+                    grad_b[j] = grad_b[j] + grad_z[i * cols + j]
+        return
+    n_strips = (cols + COLUMN_STRIP - 1) // COLUMN_STRIP
+    if nt > n_strips:
+        nt = <int> n_strips
+    for s in prange(n_strips, num_threads=max(nt, 1), schedule='static',
+                    use_threads_if=nt > 1):
+        c0 = s * COLUMN_STRIP
+        c1 = min(c0 + COLUMN_STRIP, cols)
+        if grad_b != NULL:
+            for j in range(c0, c1):
+                grad_b[j] = 0
+        for i in range(rows):
+            act_backward_run(code, slope, z + i * cols + c0, a + i * cols + c0,
+                             grad_a + i * cols + c0, grad_z + i * cols + c0, c1 - c0)
+            if grad_b != NULL:
+                for j in range(c0, c1):
+                    grad_b[j] = grad_b[j] + grad_z[i * cols + j]
+
+
+def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
+                  const real[:, :] weight,       # IN  (n_out, n_in), any strides
+                  const real[::1] bias,          # IN  (n_out,) or None
+                  int code, double slope,
+                  real[:, ::1] z,                # OUT (n, n_out)
+                  real[:, ::1] a,                # OUT (n, n_out) f(z); may be z for identity
+                  int n_threads):
+    """z = x @ weight.T + bias; a = f(z)."""
+    cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = weight.shape[0]
+    cdef Py_ssize_t isz = sizeof(real), i
+    cdef Epilogue ep
+    cdef int rc
+    if n == 0 or n_out == 0:
+        return
+    ep.bias = &bias[0] if bias is not None else NULL
+    ep.activation = code
+    ep.slope = slope
+    ep.ld_act = n_out
+    ep.act_out = NULL if (code == ACT_SOFTMAX or &a[0, 0] == &z[0, 0]) else &a[0, 0]
+    with nogil:
+        rc = gemm_any(n, n_out, n_in,
+                      &x[0, 0] if n_in > 0 else NULL, x.strides[0] // isz, x.strides[1] // isz,
+                      &weight[0, 0] if n_in > 0 else NULL, weight.strides[1] // isz,
+                      weight.strides[0] // isz,
+                      &z[0, 0], n_out, &ep, n_threads)
+        if rc == 0 and code == ACT_SOFTMAX:
+            for i in range(n):
+                softmax_row(&z[i, 0], &a[i, 0], n_out)
+    if rc != 0:
+        raise MemoryError("nncore.dense_forward: cannot allocate packing buffers")
+
+
+def dense_backward(const real[:, :] x,           # IN  (n, n_in), any strides
+                   const real[:, :] weight,      # IN  (n_out, n_in), any strides
+                   const real[:, ::1] z,         # IN  (n, n_out)
+                   const real[:, ::1] a,         # IN  (n, n_out)
+                   const real[:, ::1] grad_a,    # IN  (n, n_out)
+                   int code, double slope,
+                   real[:, ::1] grad_z,          # OUT (n, n_out), may be grad_a
+                   real[:, ::1] grad_x,          # OUT (n, n_in) or None
+                   real[:, ::1] grad_weight,     # OUT (n_out, n_in)
+                   real[::1] grad_bias,          # OUT (n_out,) or None
+                   int n_threads):
+    """grad_z = grad_a f'(z); grad_bias = sum(grad_z, 0); grad_weight = grad_z.T @ x;
+    grad_x = grad_z @ weight."""
+    cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = weight.shape[0]
+    cdef Py_ssize_t isz = sizeof(real), i, j
+    cdef real* pgb = &grad_bias[0] if grad_bias is not None and n_out > 0 else NULL
+    cdef int rc = 0
+    if n_out == 0:
+        return
+    if n == 0:       # an empty batch has zero gradients
+        for i in range(n_out):
+            if pgb != NULL:
+                pgb[i] = 0
+            for j in range(n_in):
+                grad_weight[i, j] = 0
+        return
+    with nogil:
+        grad_z_and_bias(code, <real> slope, &z[0, 0], &a[0, 0], &grad_a[0, 0],
+                        &grad_z[0, 0], pgb, n, n_out, n_threads)
+        if n_in > 0:
+            rc = gemm_any(n_out, n_in, n,
+                          &grad_z[0, 0], 1, n_out,
+                          &x[0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                          &grad_weight[0, 0], n_in, NULL, n_threads)
+        if rc == 0 and grad_x is not None and n_in > 0:
+            rc = gemm_any(n, n_in, n_out,
+                          &grad_z[0, 0], n_out, 1,
+                          &weight[0, 0], weight.strides[0] // isz, weight.strides[1] // isz,
+                          &grad_x[0, 0], n_in, NULL, n_threads)
+    if rc != 0:
+        raise MemoryError("nncore.dense_backward: cannot allocate packing buffers")

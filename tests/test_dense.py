@@ -1,0 +1,151 @@
+"""The fused dense layer against its NumPy twin and central differences."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from nncore import functional as F
+from conftest import DTYPES, gemm_tolerance, tol
+
+ACTS = F.ACTIVATIONS
+
+
+def layer(rng, n, n_in, n_out, dtype):
+    x = rng.standard_normal((n, n_in)).astype(dtype)
+    w = (rng.standard_normal((n_out, n_in)) / np.sqrt(max(n_in, 1))).astype(dtype)
+    b = rng.standard_normal(n_out).astype(dtype)
+    return x, w, b
+
+
+def close(dtype, k):
+    """Tolerance for results that went through a length-k sum then a few elementwise ops."""
+    eps = np.finfo(dtype).eps
+    return dict(rtol=8 * eps * max(k, 1), atol=8 * eps * max(k, 1))
+
+
+def test_hand_worked():
+    x = np.array([[1.0, 2.0]])
+    w = np.array([[3.0, 4.0], [5.0, 6.0]])
+    b = np.array([1.0, -20.0])
+    z, a = F.dense_forward(x, w, b, "relu")
+    # z = [1*3 + 2*4 + 1, 1*5 + 2*6 - 20] = [12, -3]; relu -> [12, 0]
+    assert z.tolist() == [[12.0, -3.0]] and a.tolist() == [[12.0, 0.0]]
+    gx, gw, gb = F.dense_backward(x, w, z, a, np.array([[1.0, 1.0]]), "relu")
+    # grad_z = [1, 0] (relu'(-3) = 0); grad_w = grad_z.T @ x = [[1, 2], [0, 0]];
+    # grad_b = [1, 0]; grad_x = grad_z @ w = [3, 4]
+    assert gw.tolist() == [[1.0, 2.0], [0.0, 0.0]]
+    assert gb.tolist() == [1.0, 0.0]
+    assert gx.tolist() == [[3.0, 4.0]]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 17), (32, 64, 10), (13, 300, 7), (0, 4, 3)])
+def test_same_as_reference(rng, dtype, activation, shape):
+    n, n_in, n_out = shape
+    x, w, b = layer(rng, n, n_in, n_out, dtype)
+    z, a = F.dense_forward(x, w, b, activation,
+                           z_out=np.full((n, n_out), np.nan, dtype),
+                           a_out=np.full((n, n_out), np.nan, dtype))
+    zr, ar = F.dense_forward(x, w, b, activation, backend="numpy")
+    np.testing.assert_allclose(z, zr, **close(dtype, n_in))
+    np.testing.assert_allclose(a, ar, **close(dtype, n_in))
+    grad_a = rng.standard_normal((n, n_out)).astype(dtype)
+    ours = F.dense_backward(x, w, zr, ar, grad_a, activation)
+    twin = F.dense_backward(x, w, zr, ar, grad_a, activation, backend="numpy")
+    for k, got, want in zip((n_out, n, n), ours, twin):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, **close(dtype, k))
+
+
+@given(n=st.integers(0, 40), n_in=st.integers(1, 70), n_out=st.integers(1, 40),
+       activation=st.sampled_from(ACTS), dtype=st.sampled_from(DTYPES),
+       with_bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_hypothesis_same_as_reference(n, n_in, n_out, activation, dtype, with_bias, seed):
+    rng = np.random.default_rng(seed)
+    x, w, b = layer(rng, n, n_in, n_out, dtype)
+    b = b if with_bias else None
+    z, a = F.dense_forward(x, w, b, activation)
+    zr, ar = F.dense_forward(x, w, b, activation, backend="numpy")
+    np.testing.assert_allclose(a, ar, **close(dtype, n_in))
+    grad_a = rng.standard_normal((n, n_out)).astype(dtype)
+    gx, gw, gb = F.dense_backward(x, w, zr, ar, grad_a, activation, need_grad_x=False)
+    assert gx is None
+    _, gwr, gbr = F.dense_backward(x, w, zr, ar, grad_a, activation, backend="numpy")
+    np.testing.assert_allclose(gw, gwr, **close(dtype, n))
+    np.testing.assert_allclose(gb, gbr, **close(dtype, n))
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_backward_matches_finite_differences(rng, activation):
+    """L = sum(a * r); central differences in float64, h = 1e-6 (error ~1e-10)."""
+    x, w, b = layer(rng, 5, 4, 3, np.float64)
+    r = rng.standard_normal((5, 3))
+
+    def loss(x_, w_, b_):
+        return np.sum(F.dense_forward(x_, w_, b_, activation)[1] * r)
+
+    z, a = F.dense_forward(x, w, b, activation)
+    if activation in ("relu", "leaky_relu", "step"):
+        assert np.min(np.abs(z)) > 1e-4          # no kink inside the difference step
+    gx, gw, gb = F.dense_backward(x, w, z, a, r, activation)
+    h = 1e-6
+    for param, grad in ((x, gx), (w, gw), (b, gb)):
+        num = np.zeros_like(param)
+        for idx in np.ndindex(param.shape):
+            orig = param[idx]
+            param[idx] = orig + h
+            up = loss(x, w, b)
+            param[idx] = orig - h
+            down = loss(x, w, b)
+            param[idx] = orig
+            num[idx] = (up - down) / (2 * h)
+        np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "softmax"])
+def test_threads_bitwise_equal(rng, dtype, activation):
+    x, w, b = layer(rng, 256, 784, 300, dtype)
+    outs = []
+    for t in (1, 2, 3):
+        z, a = F.dense_forward(x, w, b, activation, n_threads=t)
+        grads = F.dense_backward(x, w, z, a, a, activation, n_threads=t)
+        outs.append((z, a) + grads)
+    for other in outs[1:]:
+        for p, q in zip(outs[0], other):
+            assert np.array_equal(p, q)
+
+
+def test_identity_a_is_z_and_no_bias(rng):
+    x, w, _ = layer(rng, 4, 3, 2, np.float64)
+    z, a = F.dense_forward(x, w, None, "identity")
+    assert a is z
+    np.testing.assert_allclose(z, x @ w.T, **tol(np.float64))
+
+
+def test_layouts(rng):
+    x, w, b = layer(rng, 9, 8, 7, np.float32)
+    zr, ar = F.dense_forward(x, w, b, "tanh", backend="numpy")
+    ro = w.copy(); ro.flags.writeable = False
+    for xv, wv in ((np.asfortranarray(x), ro), (x, np.asfortranarray(w))):
+        z, a = F.dense_forward(xv, wv, b, "tanh")
+        np.testing.assert_allclose(a, ar, **close(np.float32, 8))
+
+
+def test_bad_input_messages():
+    x, w, b = np.zeros((4, 3)), np.zeros((2, 3)), np.zeros(2)
+    with pytest.raises(ValueError, match=r"x has 5 features but weight has shape \(2, 3\)"):
+        F.dense_forward(np.zeros((4, 5)), w, b, "relu")
+    with pytest.raises(ValueError, match=r"bias must have shape \(2\), got \(3,\)"):
+        F.dense_forward(x, w, np.zeros(3), "relu")
+    with pytest.raises(TypeError, match=r"weight has dtype float32 but x has float64"):
+        F.dense_forward(x, w.astype(np.float32), b, "relu")
+    with pytest.raises(ValueError, match=r"activation must be one of"):
+        F.dense_forward(x, w, b, "swish")
+    with pytest.raises(ValueError, match=r"a_out is z_out"):
+        z = np.empty((4, 2))
+        F.dense_forward(x, w, b, "relu", z_out=z, a_out=z)
+    with pytest.raises(ValueError, match=r"grad_a must have shape \(4, 2\), got \(4, 3\)"):
+        F.dense_backward(x, w, np.zeros((4, 2)), np.zeros((4, 2)), np.zeros((4, 3)), "relu")
+    with pytest.raises(ValueError, match=r"x must be 2-D"):
+        F.dense_forward(np.zeros(3), w, b, "relu")
