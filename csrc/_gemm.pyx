@@ -31,10 +31,10 @@ from _activation_math cimport act_forward_run
 from nncore._gemm cimport Epilogue
 
 cdef extern from "microkernel.h" nogil:
-    void nn_sgemm_ukr(Py_ssize_t k, const float* a, const float* b, float* c,
-                      Py_ssize_t ldc, float alpha, float beta)
-    void nn_dgemm_ukr(Py_ssize_t k, const double* a, const double* b, double* c,
-                      Py_ssize_t ldc, double alpha, double beta)
+    void nn_sgemm_ukr(Py_ssize_t k, const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                      const float* b, float* c, Py_ssize_t ldc, float alpha, float beta)
+    void nn_dgemm_ukr(Py_ssize_t k, const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                      const double* b, double* c, Py_ssize_t ldc, double alpha, double beta)
     const char* nn_ukr_select()
 
 cdef extern from "nn_openmp.h" nogil:
@@ -114,6 +114,19 @@ cdef inline void epilogue_tile(const Epilogue* ep, real* c, Py_ssize_t ldc,
                             act + (row + i) * ep.ld_act + col, nr)
 
 
+cdef inline bint a_in_place(Py_ssize_t rs_a, Py_ssize_t cs_a, Py_ssize_t n,
+                            Py_ssize_t itemsize) noexcept nogil:
+    """Read full A panels where they lie instead of packing them.
+
+    Pays for row-major A (cs_a == 1): no packing pass, and the six rows stream
+    from L1/L2 as well as a packed panel does -- unless rows are a multiple of
+    4 KiB apart and n is wide (the rows then share L1 sets; measured 0.90x at
+    256x1024 . 1024x1024). Column-major A (the dW product) packs: measured
+    0.8x in place. bench/kernels.py shows the figures.
+    """
+    return cs_a == 1 and ((rs_a * itemsize) % 4096 != 0 or n <= 64)
+
+
 cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                      const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
@@ -124,8 +137,12 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
     cdef Py_ssize_t jc, pc, ic, jr, ir, jc_i, pc_i, ic_i, jr_i, ir_i
     cdef Py_ssize_t nc, kc, mc, nr, mr, i, j
     cdef Py_ssize_t NR, MC, NC
+    cdef Py_ssize_t rs_p, cs_p
     cdef real beta_p
     cdef real* cij
+    cdef const real* ap
+    cdef const real* a_blk
+    cdef bint direct = a_in_place(rs_a, cs_a, n, sizeof(real))
     cdef real tile[6 * 16]      # MR x max(NR): edge tiles land here first
     cdef bint last
     if real is float:
@@ -146,7 +163,9 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
             for ic_i in range(cdiv(m, MC)):               # 3rd loop: MC rows, pack A
                 ic = ic_i * MC
                 mc = min(MC, m - ic)
-                pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, abuf)
+                a_blk = a + ic * rs_a + pc * cs_a
+                if not direct:
+                    pack_a(mc, kc, a_blk, rs_a, cs_a, abuf)
                 for jr_i in range(cdiv(nc, NR)):          # 2nd loop: one B panel (L1)
                     jr = jr_i * NR
                     nr = min(NR, nc - jr)
@@ -154,19 +173,26 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                         ir = ir_i * MR
                         mr = min(MR, mc - ir)
                         cij = c + (ic + ir) * ldc + jc + jr
-                        if mr == MR and nr == NR:    # micro-kernel
+                        if not direct:
+                            ap = abuf + ir * kc; rs_p = 1; cs_p = MR
+                        elif mr == MR:
+                            ap = a_blk + ir * rs_a; rs_p = rs_a; cs_p = cs_a
+                        else:                             # short panel: pad it
+                            pack_a(mr, kc, a_blk + ir * rs_a, rs_a, cs_a, abuf)
+                            ap = abuf; rs_p = 1; cs_p = MR
+                        if mr == MR and nr == NR:         # micro-kernel
                             if real is float:
-                                nn_sgemm_ukr(kc, abuf + ir * kc, bbuf + jr * kc,
+                                nn_sgemm_ukr(kc, ap, rs_p, cs_p, bbuf + jr * kc,
                                              cij, ldc, alpha, beta_p)
                             else:
-                                nn_dgemm_ukr(kc, abuf + ir * kc, bbuf + jr * kc,
+                                nn_dgemm_ukr(kc, ap, rs_p, cs_p, bbuf + jr * kc,
                                              cij, ldc, alpha, beta_p)
-                        else:                        # edge: full tile, copy part
+                        else:                             # edge: full tile, copy part
                             if real is float:
-                                nn_sgemm_ukr(kc, abuf + ir * kc, bbuf + jr * kc,
+                                nn_sgemm_ukr(kc, ap, rs_p, cs_p, bbuf + jr * kc,
                                              tile, NR, 1, 0)
                             else:
-                                nn_dgemm_ukr(kc, abuf + ir * kc, bbuf + jr * kc,
+                                nn_dgemm_ukr(kc, ap, rs_p, cs_p, bbuf + jr * kc,
                                              tile, NR, 1, 0)
                             for i in range(mr):
                                 for j in range(nr):

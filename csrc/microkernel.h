@@ -2,7 +2,9 @@
  *
  *   C[0:MR, 0:NR] = alpha * sum_p a[p*MR + i] * b[p*NR + j] + beta * C
  *
- * a: packed A panel, k columns of MR values (column p at a + p*MR)
+ * a: A panel, element (i, p) at a[i*rs_a + p*cs_a]: packed (rs_a = 1,
+ *    cs_a = MR), or read in place from a row-major (cs_a = 1) or
+ *    column-major (rs_a = 1) operand when packing would not pay
  * b: packed B panel, k rows of NR values (row p at b + p*NR)
  * c: row-major tile, row stride ldc. beta == 0: C is written, never read.
  *
@@ -24,22 +26,24 @@
 #define NN_NR_F32 16
 #define NN_NR_F64 8
 
-typedef void (*nn_sukr_t)(ptrdiff_t k, const float *a, const float *b,
-                          float *c, ptrdiff_t ldc, float alpha, float beta);
-typedef void (*nn_dukr_t)(ptrdiff_t k, const double *a, const double *b,
-                          double *c, ptrdiff_t ldc, double alpha, double beta);
+typedef void (*nn_sukr_t)(ptrdiff_t k, const float *a, ptrdiff_t rs_a,
+                          ptrdiff_t cs_a, const float *b, float *c,
+                          ptrdiff_t ldc, float alpha, float beta);
+typedef void (*nn_dukr_t)(ptrdiff_t k, const double *a, ptrdiff_t rs_a,
+                          ptrdiff_t cs_a, const double *b, double *c,
+                          ptrdiff_t ldc, double alpha, double beta);
 
 /* ---- portable kernels ---------------------------------------------------- */
 
 #define NN_GENERIC_UKR(NAME, T, NR)                                            \
-    static void NAME(ptrdiff_t k, const T *a, const T *b, T *c,                \
-                     ptrdiff_t ldc, T alpha, T beta)                           \
+    static void NAME(ptrdiff_t k, const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a,  \
+                     const T *b, T *c, ptrdiff_t ldc, T alpha, T beta)         \
     {                                                                          \
         T ab[NN_MR * NR];                                                      \
         memset(ab, 0, sizeof(ab));                                             \
         for (ptrdiff_t p = 0; p < k; ++p) {                                    \
             for (int i = 0; i < NN_MR; ++i) {                                  \
-                const T ai = a[p * NN_MR + i];                                 \
+                const T ai = a[i * rs_a + p * cs_a];                           \
                 for (int j = 0; j < NR; ++j)                                   \
                     ab[i * NR + j] += ai * b[p * NR + j];                      \
             }                                                                  \
@@ -68,9 +72,12 @@ NN_GENERIC_UKR(nn_dgemm_ukr_generic, double, NN_NR_F64)
 
 /* 6 x 16 floats: 12 ymm accumulators, two B vectors, one broadcast of A. */
 NN_TARGET_AVX2 static void
-nn_sgemm_ukr_avx2(ptrdiff_t k, const float *a, const float *b, float *c,
-                  ptrdiff_t ldc, float alpha, float beta)
+nn_sgemm_ukr_avx2(ptrdiff_t k, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                  const float *b, float *c, ptrdiff_t ldc, float alpha, float beta)
 {
+    const float *a0 = a, *a1 = a + rs_a, *a2 = a + 2 * rs_a;
+    const float *a3 = a + 3 * rs_a, *a4 = a + 4 * rs_a, *a5 = a + 5 * rs_a;
+    ptrdiff_t off = 0;
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -82,19 +89,19 @@ nn_sgemm_ukr_avx2(ptrdiff_t k, const float *a, const float *b, float *c,
         const __m256 b0 = _mm256_loadu_ps(b);
         const __m256 b1 = _mm256_loadu_ps(b + 8);
         __m256 ai;
-        ai = _mm256_broadcast_ss(a + 0);
+        ai = _mm256_broadcast_ss(a0 + off);
         c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
-        ai = _mm256_broadcast_ss(a + 1);
+        ai = _mm256_broadcast_ss(a1 + off);
         c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
-        ai = _mm256_broadcast_ss(a + 2);
+        ai = _mm256_broadcast_ss(a2 + off);
         c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
-        ai = _mm256_broadcast_ss(a + 3);
+        ai = _mm256_broadcast_ss(a3 + off);
         c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
-        ai = _mm256_broadcast_ss(a + 4);
+        ai = _mm256_broadcast_ss(a4 + off);
         c40 = _mm256_fmadd_ps(ai, b0, c40); c41 = _mm256_fmadd_ps(ai, b1, c41);
-        ai = _mm256_broadcast_ss(a + 5);
+        ai = _mm256_broadcast_ss(a5 + off);
         c50 = _mm256_fmadd_ps(ai, b0, c50); c51 = _mm256_fmadd_ps(ai, b1, c51);
-        a += NN_MR;
+        off += cs_a;
         b += NN_NR_F32;
     }
     const __m256 va = _mm256_set1_ps(alpha);
@@ -119,9 +126,12 @@ nn_sgemm_ukr_avx2(ptrdiff_t k, const float *a, const float *b, float *c,
 
 /* 6 x 8 doubles: the same register plan with 4-wide vectors. */
 NN_TARGET_AVX2 static void
-nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, const double *b, double *c,
-                  ptrdiff_t ldc, double alpha, double beta)
+nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
+                  const double *b, double *c, ptrdiff_t ldc, double alpha, double beta)
 {
+    const double *a0 = a, *a1 = a + rs_a, *a2 = a + 2 * rs_a;
+    const double *a3 = a + 3 * rs_a, *a4 = a + 4 * rs_a, *a5 = a + 5 * rs_a;
+    ptrdiff_t off = 0;
     __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd();
     __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd();
     __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd();
@@ -133,19 +143,19 @@ nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, const double *b, double *c,
         const __m256d b0 = _mm256_loadu_pd(b);
         const __m256d b1 = _mm256_loadu_pd(b + 4);
         __m256d ai;
-        ai = _mm256_broadcast_sd(a + 0);
+        ai = _mm256_broadcast_sd(a0 + off);
         c00 = _mm256_fmadd_pd(ai, b0, c00); c01 = _mm256_fmadd_pd(ai, b1, c01);
-        ai = _mm256_broadcast_sd(a + 1);
+        ai = _mm256_broadcast_sd(a1 + off);
         c10 = _mm256_fmadd_pd(ai, b0, c10); c11 = _mm256_fmadd_pd(ai, b1, c11);
-        ai = _mm256_broadcast_sd(a + 2);
+        ai = _mm256_broadcast_sd(a2 + off);
         c20 = _mm256_fmadd_pd(ai, b0, c20); c21 = _mm256_fmadd_pd(ai, b1, c21);
-        ai = _mm256_broadcast_sd(a + 3);
+        ai = _mm256_broadcast_sd(a3 + off);
         c30 = _mm256_fmadd_pd(ai, b0, c30); c31 = _mm256_fmadd_pd(ai, b1, c31);
-        ai = _mm256_broadcast_sd(a + 4);
+        ai = _mm256_broadcast_sd(a4 + off);
         c40 = _mm256_fmadd_pd(ai, b0, c40); c41 = _mm256_fmadd_pd(ai, b1, c41);
-        ai = _mm256_broadcast_sd(a + 5);
+        ai = _mm256_broadcast_sd(a5 + off);
         c50 = _mm256_fmadd_pd(ai, b0, c50); c51 = _mm256_fmadd_pd(ai, b1, c51);
-        a += NN_MR;
+        off += cs_a;
         b += NN_NR_F64;
     }
     const __m256d va = _mm256_set1_pd(alpha);

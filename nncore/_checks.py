@@ -1,5 +1,6 @@
 """Argument checks shared by nncore.functional: each error names the argument,
 what was expected and what was given, and is raised before compiled code runs."""
+import math
 import numbers
 
 import numpy as np
@@ -24,17 +25,20 @@ def float_array(x, name, ndim=None):
 
 def same_dtype(**arrays):
     """All arrays share one dtype (nncore never mixes precisions); returns it."""
-    items = [(k, v) for k, v in arrays.items() if v is not None]
-    first_name, first = items[0]
-    for name, arr in items[1:]:
-        if arr.dtype != first.dtype:
+    items = iter(arrays.items())
+    first_name, first = next(items)
+    dtype = first.dtype
+    for name, arr in items:
+        if arr is not None and arr.dtype is not dtype and arr.dtype != dtype:
             raise TypeError(f"{name} has dtype {arr.dtype} but {first_name} has "
-                            f"{first.dtype}: pass both in one precision")
-    return first.dtype
+                            f"{dtype}: pass both in one precision")
+    return dtype
 
 
 def shape(x, name, expected):
     """x.shape == expected (None in expected matches any length)."""
+    if x.shape == expected:
+        return x
     ok = len(x.shape) == len(expected) and all(
         e is None or e == s for e, s in zip(expected, x.shape))
     if not ok:
@@ -74,17 +78,22 @@ def unaliased(x, *outs):
 
 def strided_ok(x):
     """x, copied if a stride is not a whole number of elements (from as_strided)."""
-    if any(s % x.itemsize for s in x.strides):
-        return np.ascontiguousarray(x)
+    if x.flags.c_contiguous:
+        return x
+    itemsize = x.itemsize
+    for s in x.strides:
+        if s % itemsize:
+            return np.ascontiguousarray(x)
     return x
 
 
 def real_scalar(value, name, *, positive=False, nonnegative=False):
     """A Python float from a real number (bool refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
+    if type(value) is not float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        value = float(value)
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if positive and value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")

@@ -1,0 +1,166 @@
+"""GEMM and fused dense-layer throughput: nncore against numpy.matmul (OpenBLAS).
+
+    python bench/kernels.py                 # BENCH.md shapes, float32 + float64, 1 and 2 threads
+    python bench/kernels.py --full          # every layer product at batch 32/128/256
+    python bench/kernels.py --threads 1,2,4,8,16
+
+Each thread count runs in its own process with OPENBLAS_NUM_THREADS and
+OMP_NUM_THREADS set, so both libraries get the same number of threads. Within
+a process the tools alternate in blocks (a block's first call is dropped: the
+other library's spinning threads may still hold the cores); each figure is the
+median over all kept calls. GFLOP/s = 2 m n k / t.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+# W1 (784-128-64-10) and W4 (784-1024-1024-10) layers as (n_in, n_out).
+W1_LAYERS = [(784, 128), (128, 64), (64, 10)]
+W4_LAYERS = [(784, 1024), (1024, 1024), (1024, 10)]
+
+
+def gemm_cases(full):
+    """(label, m, n, k, trans_a, trans_b) — op(A) is (m, k), op(B) is (k, n)."""
+    cases = [("128x784 . 784x128", 128, 128, 784, False, False),
+             ("256x784 . 784x1024", 256, 1024, 784, False, False),
+             ("256x1024 . 1024x1024", 256, 1024, 1024, False, False)]
+    plan = ([(b, W1_LAYERS + W4_LAYERS) for b in (32, 128, 256)] if full
+            else [(128, W1_LAYERS), (256, W4_LAYERS)])
+    for batch, layers in plan:
+        for n_in, n_out in layers:
+            cases.append((f"fwd  X.Wt  b{batch} {n_in}->{n_out}", batch, n_out, n_in, False, True))
+            cases.append((f"dX   dZ.W  b{batch} {n_in}->{n_out}", batch, n_in, n_out, False, False))
+            cases.append((f"dW   dZt.X b{batch} {n_in}->{n_out}", n_out, n_in, batch, True, False))
+    return cases
+
+
+def alternate(funcs, rounds, block):
+    """Median seconds per call of each function, run in alternating blocks."""
+    times = [[] for _ in funcs]
+    for _ in range(rounds):
+        for i, f in enumerate(funcs):
+            for r in range(block + 1):
+                t0 = time.perf_counter()
+                f()
+                dt = time.perf_counter() - t0
+                if r:                      # drop the first call of a block
+                    times[i].append(dt)
+    return [float(np.median(t)) for t in times]
+
+
+def calls_for(flops):
+    """Enough calls per block for ~20 ms of work at ~50 GFLOP/s."""
+    return int(min(50, max(3, 0.02 * 50e9 / max(flops, 1))))
+
+
+def worker(threads, full, quick):
+    import nncore
+    from nncore import functional as F
+
+    rng = np.random.default_rng(0)
+    rows = []
+    rounds = 3 if quick else 5
+    for dtype in (np.float32, np.float64):
+        for label, m, n, k, ta, tb in gemm_cases(full):
+            a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+            b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+            opa, opb = (a.T if ta else a), (b.T if tb else b)
+            c1 = np.empty((m, n), dtype)
+            c2 = np.empty((m, n), dtype)
+            flops = 2.0 * m * n * k
+            t_nn, t_np = alternate(
+                [lambda: F.gemm(a, b, c1, trans_a=ta, trans_b=tb, n_threads=threads),
+                 lambda: np.matmul(opa, opb, out=c2)],
+                rounds, calls_for(flops))
+            rows.append(dict(kind="gemm", case=label, dtype=np.dtype(dtype).name,
+                             threads=threads, nncore_gflops=flops / t_nn / 1e9,
+                             numpy_gflops=flops / t_np / 1e9, ratio=t_np / t_nn))
+    # Fused dense forward against matmul + bias + activation as three NumPy calls.
+    for batch, n_in, n_out, act in [(128, 784, 128, "relu"), (32, 784, 16, "sigmoid"),
+                                    (256, 1024, 1024, "relu"), (128, 64, 10, "relu")]:
+        x = rng.standard_normal((batch, n_in)).astype(np.float32)
+        w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+        bias = rng.standard_normal(n_out).astype(np.float32)
+        z1, a1 = np.empty((batch, n_out), np.float32), np.empty((batch, n_out), np.float32)
+        z2, a2 = np.empty_like(z1), np.empty_like(a1)
+
+        def numpy_layer():
+            np.matmul(x, w.T, out=z2)
+            np.add(z2, bias, out=z2)
+            if act == "relu":
+                np.maximum(z2, 0, out=a2)
+            else:
+                np.negative(z2, out=a2)
+                np.exp(a2, out=a2)
+                np.add(a2, 1, out=a2)
+                np.reciprocal(a2, out=a2)
+
+        t_nn, t_np = alternate(
+            [lambda: F.dense_forward(x, w, bias, act, z_out=z1, a_out=a1, n_threads=threads),
+             numpy_layer], rounds, calls_for(2.0 * batch * n_in * n_out))
+        rows.append(dict(kind="dense_forward", case=f"b{batch} {n_in}->{n_out} {act}",
+                         dtype="float32", threads=threads, nncore_us=t_nn * 1e6,
+                         numpy_us=t_np * 1e6, ratio=t_np / t_nn))
+    return dict(threads=threads, simd=nncore.config()["simd"], rows=rows)
+
+
+def geomean(xs):
+    return float(np.exp(np.mean(np.log(xs)))) if xs else float("nan")
+
+
+def report(results):
+    print(f"# nncore kernels vs numpy.matmul ({platform.machine()}, "
+          f"{os.cpu_count()} CPUs, numpy {np.__version__}, simd {results[0]['simd']})")
+    print("ratio = nncore speed / numpy speed (> 1: nncore faster)\n")
+    print(f"{'case':28s} {'dtype':8s} {'thr':>3s} {'nncore GF/s':>11s} {'numpy GF/s':>10s} {'ratio':>6s}")
+    for res in results:
+        for r in res["rows"]:
+            if r["kind"] == "gemm":
+                print(f"{r['case']:28s} {r['dtype']:8s} {r['threads']:3d} "
+                      f"{r['nncore_gflops']:11.1f} {r['numpy_gflops']:10.1f} {r['ratio']:6.2f}")
+    print("\ngeometric mean of gemm ratios, layer products only:")
+    for res in results:
+        for dt in ("float32", "float64"):
+            rs = [r["ratio"] for r in res["rows"] if r["kind"] == "gemm"
+                  and r["dtype"] == dt and not r["case"][0].isdigit()]
+            print(f"  {dt} {res['threads']} thread(s): {geomean(rs):.2f}")
+    print(f"\n{'fused dense forward':28s} {'thr':>3s} {'nncore us':>10s} {'numpy us':>9s} {'ratio':>6s}")
+    for res in results:
+        for r in res["rows"]:
+            if r["kind"] == "dense_forward":
+                print(f"{r['case']:28s} {r['threads']:3d} {r['nncore_us']:10.1f} "
+                      f"{r['numpy_us']:9.1f} {r['ratio']:6.2f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--full", action="store_true", help="all layer products at batch 32/128/256")
+    p.add_argument("--quick", action="store_true", help="fewer rounds")
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.full, args.quick)))
+        return
+    results = []
+    for t in [int(s) for s in args.threads.split(",")]:
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t))
+        cmd = [sys.executable, __file__, "--worker", str(t)]
+        cmd += ["--full"] * args.full + ["--quick"] * args.quick
+        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(out))
+    report(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
