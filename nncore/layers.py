@@ -1,0 +1,113 @@
+"""Layers: Dense, a = f(x @ weight.T + bias), with its forward and backward side by side."""
+import numbers
+
+import numpy as np
+
+from nncore import _checks, functional as F
+from nncore.init import INITIALIZERS, default_for, initial_weight
+
+
+def positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+class Dense:
+    """A fully connected layer: a = f(x @ weight.T + bias).
+
+    Parameters
+    ----------
+    n_in, n_out : int. weight has shape (n_out, n_in), one row per neuron.
+    activation : str, one of nncore.functional.ACTIVATIONS (default identity).
+    init : str, one of nncore.init.INITIALIZERS; default he for relu/leaky_relu,
+        xavier otherwise.
+    bias : bool, whether the layer has a bias (n_out,).
+    slope : float, the negative-side slope of leaky_relu.
+
+    After `backward`, grad_weight (n_out, n_in) and grad_bias (n_out,) hold
+    dL/dweight and dL/dbias. Weights exist once a model builds the layer
+    (or `build(rng, dtype)` is called).
+    """
+
+    def __init__(self, n_in, n_out, activation="identity", *, init=None, bias=True, slope=0.01):
+        self.n_in = positive_int(n_in, "n_in")
+        self.n_out = positive_int(n_out, "n_out")
+        self.activation = _checks.choice(activation, "activation", F.ACTIVATIONS)
+        self.init = _checks.choice(init or default_for(activation), "init", INITIALIZERS)
+        self.use_bias = bool(bias)
+        self.slope = _checks.real_scalar(slope, "slope")
+        self.weight = self.bias = self.grad_weight = self.grad_bias = None
+        self._x = self._z = self._a = None
+        self._rows = 0
+
+    def __repr__(self):
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+
+    def config(self):
+        """The constructor arguments, JSON-ready."""
+        return dict(n_in=self.n_in, n_out=self.n_out, activation=self.activation,
+                    init=self.init, bias=self.use_bias, slope=self.slope)
+
+    @property
+    def built(self):
+        return self.weight is not None
+
+    def build(self, rng, dtype):
+        """Draw the weights from rng (a numpy Generator), biases at 0, in dtype."""
+        dtype = np.dtype(dtype)
+        self.weight = initial_weight(self.init, self.n_out, self.n_in, rng, dtype)
+        self.bias = np.zeros(self.n_out, dtype) if self.use_bias else None
+        self.grad_weight = np.zeros_like(self.weight)
+        self.grad_bias = np.zeros(self.n_out, dtype)
+        self._rows = 0
+        return self
+
+    def parameters(self):
+        """[weight, bias] (bias left out when the layer has none)."""
+        return [self.weight, self.bias] if self.use_bias else [self.weight]
+
+    def gradients(self):
+        return [self.grad_weight, self.grad_bias] if self.use_bias else [self.grad_weight]
+
+    def _workspace(self, n):
+        """Views of n rows of the z, a, grad_z and grad_x buffers (grown, never shrunk)."""
+        if n > self._rows:
+            dt = self.weight.dtype
+            self._zbuf = np.empty((n, self.n_out), dt)
+            self._abuf = self._zbuf if self.activation == "identity" else np.empty_like(self._zbuf)
+            self._gzbuf = np.empty((n, self.n_out), dt)
+            self._gxbuf = np.empty((n, self.n_in), dt)
+            self._rows = n
+        return self._zbuf[:n], self._abuf[:n], self._gzbuf[:n], self._gxbuf[:n]
+
+    def _require_built(self):
+        if not self.built:
+            raise RuntimeError(f"{self!r} has no weights yet: put it in a Sequential "
+                               f"(which builds it) or call build(rng, dtype)")
+
+    def forward(self, x, *, backend="compiled"):
+        """a = f(x @ weight.T + bias) for x (n, n_in); returns a view of the layer's
+        workspace, valid until the next forward."""
+        self._require_built()
+        z, a, _, _ = self._workspace(x.shape[0])
+        F.dense_forward(x, self.weight, self.bias, self.activation, z_out=z,
+                        a_out=None if a is z else a, slope=self.slope, backend=backend)
+        self._x, self._z, self._a = x, z, a
+        return a
+
+    def backward(self, grad_a, *, need_grad_x=True, backend="compiled"):
+        """Given dL/da (n, n_out) of the last forward, set grad_weight and grad_bias
+        and return dL/dx (n, n_in) (None when need_grad_x is False)."""
+        if self._x is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        n = self._x.shape[0]
+        _, _, gz, gx = self._workspace(n)
+        gx, _, _ = F.dense_backward(
+            self._x, self.weight, self._z, self._a, grad_a, self.activation,
+            grad_x=gx if need_grad_x else None, grad_weight=self.grad_weight,
+            grad_bias=self.grad_bias, grad_z=gz, need_grad_x=need_grad_x,
+            slope=self.slope, backend=backend)
+        return gx
