@@ -111,3 +111,53 @@ def choice(value, name, options):
 
 def backend(value):
     return choice(value, "backend", BACKENDS)
+
+
+def _as_array(x, name):
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple)):
+        return np.asarray(x)
+    raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+
+
+def class_labels(y, name, n_samples, n_classes, what):
+    """Integer class labels (n_samples,) in [0, n_classes), as C-contiguous intp.
+    Any integer dtype is accepted; floats (even whole-valued) and bools are refused."""
+    y = _as_array(y, name)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class labels for {what}, "
+                        f"got dtype {y.dtype}")
+    shape(y, name, (n_samples,))
+    lo, hi = y.min(), y.max()
+    bad = lo if lo < 0 else hi if hi >= n_classes else None
+    if bad is not None:
+        raise ValueError(f"{name} holds label {bad}, outside [0, K) for K = {n_classes} "
+                         f"classes (output's second dimension)")
+    return np.ascontiguousarray(y, dtype=np.intp)
+
+
+def float_target(t, name, expected_shape, dtype, what):
+    """A floating target of expected_shape, converted to dtype, C-contiguous."""
+    t = _as_array(t, name)
+    if t.dtype.kind != "f":
+        raise TypeError(f"{name} must have a floating dtype for {what}, got {t.dtype}")
+    shape(t, name, expected_shape)
+    return np.ascontiguousarray(t, dtype=dtype)
+
+
+def sample_weights(w, name, n_samples):
+    """Sample weights (n_samples,) as float64: finite, >= 0, not all zero."""
+    w = _as_array(w, name)
+    if w.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
+    shape(w, name, (n_samples,))
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} must be finite, got {w[~np.isfinite(w)][0]}")
+    if np.any(w < 0):
+        raise ValueError(f"{name} must be >= 0, got {w[w < 0][0]} "
+                         f"at index {int(np.argmax(w < 0))}")
+    if not np.any(w > 0):
+        raise ValueError(f"{name} must not be all zero (the weights are divided by their sum)")
+    return w

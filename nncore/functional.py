@@ -9,7 +9,7 @@ dtype.
 """
 import numpy as np
 
-from nncore import _activations, _checks, _dense, _gemm, reference
+from nncore import _activations, _checks, _dense, _gemm, _losses, reference
 from nncore._threads import resolve_num_threads
 
 
@@ -237,3 +237,120 @@ def dense_backward(x, weight, z, a, grad_a, activation, *, grad_x=None, grad_wei
     _dense.dense_backward(x, weight, z, a, grad_a, code, slope, gz, gx, gw, gb,
                           resolve_num_threads(n_threads))
     return gx, gw, gb
+
+# ---- losses -----------------------------------------------------------------
+
+LOSSES = reference.LOSSES
+_LABEL_LOSSES = ("softmax_cross_entropy", "hinge")
+
+
+def loss_forward_backward(name, output, target, grad_out=None, *, sample_weight=None,
+                          backend="compiled", n_threads=None):
+    """L = sum_i s_i l_i(o_i, t_i) and grad_out = dL/d output, with s_i = 1/N,
+    or s_i = w_i / sum(w) given sample_weight w.
+
+    Per-row losses l_i, o = output row i (K entries), margin_j = o_j - o_y + 1:
+
+    - "mse":  l = 1/2 sum_j (o_j - t_j)^2;   dl/do = o - t
+    - "softmax_cross_entropy" (from logits):
+              l = logsumexp(o) - o_y;   dl/do = softmax(o) - onehot(y);
+              logsumexp(o) = m + log sum_j exp(o_j - m), m = max_j o_j
+    - "binary_cross_entropy" (from logits, one independent label per entry):
+              l = sum_j max(o_j, 0) - o_j t_j + log1p(exp(-|o_j|));
+              dl/do = sigmoid(o) - t
+    - "hinge" (multiclass SVM, Weston-Watkins as in cs231n, margin 1):
+              l = sum_{j != y} max(0, margin_j);
+              dl/do_j = 1[margin_j > 0] (j != y),  dl/do_y = -#{j != y : margin_j > 0}.
+              A margin of exactly 0 is inactive: it adds 0 to l and 0 to dl/do.
+
+    Rows are computed in double (float32 widened) and gradients rounded once
+    to output's dtype. The value is summed in double in row order, so it is
+    identical for any n_threads. NaN in output is not checked for: it makes
+    the value NaN and reaches the gradient entries that depend on it.
+
+    Parameters
+    ----------
+    name : str, one of LOSSES
+    output : ndarray (N, K), float32 or float64, N >= 1, K >= 1
+    target : ndarray
+        (N, K) floats for "mse" and "binary_cross_entropy" (the latter in
+        [0, 1]), converted to output's dtype; (N,) integer class labels in
+        [0, K) for "softmax_cross_entropy" and "hinge" (any integer dtype).
+    grad_out : ndarray (N, K), output's dtype, C-contiguous, optional.
+        Overwritten (not accumulated) with dL/d output; allocated when None.
+    sample_weight : array (N,) of real numbers >= 0, not all zero, optional
+    backend : "compiled" or "numpy"
+    n_threads : int >= 1, optional (default nncore.get_num_threads())
+
+    Returns
+    -------
+    value : float
+    grad_out : ndarray (N, K)
+    """
+    _checks.backend(backend)
+    _checks.choice(name, "name", LOSSES)
+    output = _checks.float_array(output, "output", 2)
+    n, k = output.shape
+    if n == 0:
+        raise ValueError(f"output is an empty batch (shape {output.shape}): "
+                         f"the mean over N = 0 samples is undefined")
+    if k == 0:
+        raise ValueError(f"output must have K >= 1 columns, got shape {output.shape}")
+    dtype = output.dtype
+    if name in _LABEL_LOSSES:
+        target = _checks.class_labels(target, "target", n, k, name)
+    else:
+        target = _checks.float_target(target, "target", (n, k), dtype, name)
+        if name == "binary_cross_entropy":
+            bad = (target < 0) | (target > 1)
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                raise ValueError(f"target must lie in [0, 1] for binary_cross_entropy, "
+                                 f"got {target[i, j]} at index ({i}, {j})")
+    if sample_weight is not None:
+        sample_weight = _checks.sample_weights(sample_weight, "sample_weight", n)
+    grad_out = _checks.out_array(grad_out, "grad_out", (n, k), dtype)
+    n_threads = resolve_num_threads(n_threads)
+    output = _checks.contiguous(_checks.unaliased(output, grad_out))
+    target = _checks.unaliased(target, grad_out)
+    if backend == "numpy":
+        return reference.loss_forward_backward(name, output, target, grad_out,
+                                               sample_weight=sample_weight)
+    scale = reference._row_scale(n, sample_weight)
+    kernel = getattr(_losses, name)
+    value = kernel(output, target, scale, grad_out, n_threads)
+    return float(value), grad_out
+
+
+def l2_penalty(weight, lam, grad_weight=None, *, backend="compiled", n_threads=None):
+    """value = 1/2 lam sum(W^2); grad_weight += lam W in place when given.
+
+    The sum runs in double in index order; the update is computed in double
+    and rounded once to the weight's dtype.
+
+    Parameters
+    ----------
+    weight : ndarray, any shape, float32 or float64 (usually w (n_out, n_in))
+    lam : float >= 0
+    grad_weight : ndarray of weight's shape and dtype, C-contiguous, optional.
+        Accumulated into: the penalty's gradient lam W is added to it.
+    backend : "compiled" or "numpy"
+    n_threads : int >= 1, optional. Accepted for a uniform API; this O(size)
+        kernel runs on one thread.
+
+    Returns
+    -------
+    value : float
+    """
+    _checks.backend(backend)
+    weight = _checks.float_array(weight, "weight")
+    lam = _checks.real_scalar(lam, "lam", nonnegative=True)
+    if grad_weight is not None:
+        grad_weight = _checks.out_array(grad_weight, "grad_weight", weight.shape,
+                                        weight.dtype)
+    resolve_num_threads(n_threads)
+    weight = _checks.contiguous(_checks.unaliased(weight, grad_weight))
+    if backend == "numpy":
+        return reference.l2_penalty(weight, lam, grad_weight)
+    flat_grad = None if grad_weight is None else grad_weight.reshape(-1)
+    return float(_losses.l2_penalty(weight.reshape(-1), lam, flat_grad))

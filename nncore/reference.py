@@ -132,3 +132,118 @@ def dense_backward(x, weight, z, a, grad_a, activation, *, grad_x=None,
     gb = _into(grad_bias, gz.sum(axis=0))
     gx = _into(grad_x, gz @ weight) if need_grad_x else None
     return gx, gw, gb
+
+# ---- losses -----------------------------------------------------------------
+
+LOSSES = ("mse", "softmax_cross_entropy", "binary_cross_entropy", "hinge")
+
+
+def _row_scale(n, sample_weight):
+    """s_i = 1/N, or w_i / sum(w): L = sum_i s_i l_i, grad_i = s_i dl_i/do_i."""
+    if sample_weight is None:
+        return np.full(n, 1.0 / n)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    return w / w.sum()
+
+
+def _mse_rows(o, t):
+    """l_i = 1/2 sum_j (o_ij - t_ij)^2;  dl_i/do_ij = o_ij - t_ij."""
+    d = o - t
+    return 0.5 * np.sum(d * d, axis=1), d
+
+
+def _softmax_cross_entropy_rows(o, y):
+    """l_i = logsumexp(o_i) - o_i[y_i];  dl_i/do_i = softmax(o_i) - onehot(y_i).
+
+    logsumexp(o_i) = m_i + log sum_j exp(o_ij - m_i) with m_i = max_j o_ij, so
+    every exp is of a number <= 0: no overflow (exp of a large negative number
+    underflows to 0, which is the right limit)."""
+    rows = np.arange(len(o))
+    m = o.max(axis=1, keepdims=True)
+    with np.errstate(under="ignore"):
+        e = np.exp(o - m)
+    total = e.sum(axis=1, keepdims=True)
+    loss = (m[:, 0] + np.log(total[:, 0])) - o[rows, y]
+    grad = e / total
+    grad[rows, y] -= 1.0
+    return loss, grad
+
+
+def _binary_cross_entropy_rows(o, t):
+    """l_i = sum_j max(o_ij, 0) - o_ij t_ij + log1p(exp(-|o_ij|));
+    dl_i/do_ij = sigmoid(o_ij) - t_ij.
+
+    The first form is -t log(sigmoid(o)) - (1 - t) log(1 - sigmoid(o)) written
+    so exp sees -|o| <= 0 only; sigmoid(o) = 1 / (1 + e) for o >= 0 and
+    e / (1 + e) for o < 0, e = exp(-|o|)."""
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(o))
+    loss = np.sum((np.maximum(o, 0.0) - o * t) + np.log1p(e), axis=1)
+    sigmoid = np.where(o >= 0, 1.0, e) / (1.0 + e)
+    return loss, sigmoid - t
+
+
+def _hinge_rows(o, y):
+    """Weston-Watkins multiclass hinge (cs231n), margin 1, m_ij = o_ij - o_i[y_i] + 1:
+    l_i = sum_{j != y_i} max(0, m_ij);
+    dl_i/do_ij = [m_ij > 0] for j != y_i, dl_i/do_i[y_i] = -#{j != y_i : m_ij > 0}.
+    A margin of exactly 0 is inactive: it adds 0 to the loss and 0 to the
+    gradient. A NaN margin goes into l_i, dl_i/do_ij and dl_i/do_i[y_i]."""
+    rows = np.arange(len(o))
+    margin = (o - o[rows, y][:, None]) + 1.0
+    margin[rows, y] = 0.0                    # j = y is not a term
+    active = margin > 0
+    nan = np.isnan(margin)
+    loss = np.sum(np.where(active | nan, margin, 0.0), axis=1)
+    grad = np.where(nan, np.nan, active.astype(np.float64))
+    grad[rows, y] = -active.sum(axis=1) + np.where(nan.any(axis=1), np.nan, 0.0)
+    return loss, grad
+
+
+_LOSS_ROWS = {
+    "mse": _mse_rows,
+    "softmax_cross_entropy": _softmax_cross_entropy_rows,
+    "binary_cross_entropy": _binary_cross_entropy_rows,
+    "hinge": _hinge_rows,
+}
+
+
+def loss_forward_backward(name, output, target, grad_out=None, *, sample_weight=None):
+    """L = sum_i s_i l_i and grad_out = dL/d output, s_i = 1/N or w_i / sum(w).
+
+    l_i per loss (o = output row i, K classes):
+      mse                    1/2 sum_j (o_j - t_j)^2                grad o - t
+      softmax_cross_entropy  logsumexp(o) - o[y]                    softmax(o) - onehot(y)
+      binary_cross_entropy   sum_j max(o_j,0) - o_j t_j + log1p(exp(-|o_j|))
+                                                                    sigmoid(o) - t
+      hinge                  sum_{j != y} max(0, o_j - o[y] + 1)    1[margin > 0], -count at y
+    times s_i. Everything is computed in float64 and the gradient rounded once
+    to output's dtype. target: (N, K) floats (mse, binary_cross_entropy) or
+    (N,) intp labels in [0, K) (softmax_cross_entropy, hinge).
+
+    Returns
+    -------
+    value : float
+    grad_out : ndarray (N, K), output's dtype
+    """
+    o = output.astype(np.float64)
+    t = target if target.ndim == 1 else target.astype(np.float64)
+    loss, grad = _LOSS_ROWS[name](o, t)
+    s = _row_scale(len(o), sample_weight)
+    value = float(np.sum(s * loss))
+    grad = grad * s[:, None]
+    if grad_out is None:
+        grad_out = np.empty(output.shape, dtype=output.dtype)
+    grad_out[...] = grad
+    return value, grad_out
+
+
+def l2_penalty(weight, lam, grad_weight=None):
+    """value = 1/2 lam sum(W^2); grad_weight += lam W (in place) when given.
+
+    Computed in float64; grad_weight is rounded once to its dtype.
+    """
+    w = weight.astype(np.float64)
+    if grad_weight is not None:
+        grad_weight[...] = grad_weight + lam * w
+    return float(0.5 * lam * np.sum(w * w))
