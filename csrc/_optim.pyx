@@ -1,0 +1,238 @@
+"""Optimizer updates, in place: SGD (momentum, Nesterov) and Adam.
+
+Design:
+- Every array is flat and C-contiguous: nncore.functional passes
+  `param.reshape(-1)` views, so any parameter shape is one loop over
+  n elements. param, velocity, m and v are read and written in place;
+  grad is read only (a `const` view: read-only and copied inputs both work).
+- The scalar factors (lr, 1 - beta, bias corrections and their square
+  roots) are computed once per call in double, in Python, and cast to the
+  array dtype here, so float32 arrays are updated in float32 arithmetic with
+  the same factors NumPy uses for `float32_array * python_float`. Per
+  element, the kernels do the operations of nncore.reference in the same
+  order, which is PyTorch's order (its Adam >= 2.0 forms m with lerp, the
+  same value rounded differently): float64 agrees with it to rounding.
+- Branches on loop invariants (weight decay on/off, momentum, Nesterov) sit
+  outside the element loops, so each loop is branch-free and gcc vectorizes
+  it; a zero weight decay is skipped, not multiplied in, as PyTorch does.
+- Threads: the n elements are cut into n_threads contiguous strips of whole
+  STRIP_ALIGN-element blocks (no two threads write one cache line); each
+  thread runs the serial loop on its strip. Every element gets the same
+  operations whatever the strip, so results are bitwise equal for any
+  thread count. Below SGD_/ADAM_PARALLEL_MIN_SIZE elements a call stays on one
+  thread and never enters a parallel region; without OpenMP (nn_openmp.h's
+  NN_OPENMP_ENABLED == 0) it is always one thread and prange is a plain loop.
+- Python sees `sgd_step(...)` and `adam_step(...)` on memoryviews;
+  nncore.functional validates shapes, dtypes, layout and scalars first.
+"""
+from libc.math cimport sqrt, sqrtf
+from cython.parallel cimport prange
+
+from _types cimport real
+
+cdef extern from "nn_openmp.h" nogil:
+    int NN_OPENMP_ENABLED
+
+cdef enum:
+    # Elements per thread block: 64 bytes of float32, 128 of float64.
+    STRIP_ALIGN = 16
+    # Below these many elements an update stays on one thread. Measured on the
+    # 2-core Zen 3 VM with the thresholds set to 1: best of 2 x 300 calls of
+    # the def wrappers, microseconds, 1 thread / 2 threads:
+    #
+    #   n          float32                          float64
+    #              sgd       momentum  adam         sgd       momentum  adam
+    #   1 024      1.1/2.1   1.3/2.2    2.2/2.8     1.4/2.3   2.4/2.4    4.4/5.2
+    #   4 096      1.6/2.3   2.0/2.6    5.0/4.3     4.3/4.6   4.2/3.5   13.1/8.4
+    #   8 192      2.3/2.7   3.1/3.1    8.8/6.3     4.3/3.9   4.4/4.4   25.0/14.3
+    #   16 384     3.6/3.8   4.7/4.0   16.3/9.8     6.8/5.6   7.8/5.4   49.1/26.5
+    #   32 768     5.6/4.7   7.8/5.4   30.9/17.3   11.8/8.7  15.7/9.3   96.7/50.4
+    #   65 536     9.8/6.1  15.2/9.4   61.7/32.5   22.1/14.1 29.3/19.3  191/98
+    #   100 352   12.4/8.1  20.4/15.4  92.5/48.9   32.9/18.8 43.5/25.0  294/150  (784 x 128)
+    #   1 048 576  122/98    195/107    967/486     378/212   694/402   3098/1573
+    #
+    # A parallel region costs ~1-1.5 us here and two threads on two shared
+    # cores are fragile (KERNEL-NOTES), so each threshold is where two threads
+    # tie or win for both dtypes. SGD is memory-bound (~0.1-0.2 ns/element)
+    # and pays from ~32k elements (a rerun gave 5.0/5.0 for float32 sgd at
+    # 32 768: a tie, no loss); Adam is bound by its square root and two
+    # divisions (~1 ns/element float32, ~3 ns float64 at SSE2 width) and
+    # pays from ~4-8k.
+    SGD_PARALLEL_MIN_SIZE = 1 << 15
+    ADAM_PARALLEL_MIN_SIZE = 1 << 13
+
+
+#: Elements from which each update may use more than one thread.
+PARALLEL_MIN_SIZE = {"sgd": SGD_PARALLEL_MIN_SIZE, "adam": ADAM_PARALLEL_MIN_SIZE}
+
+
+cdef inline Py_ssize_t cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+# ---- serial loops on one strip ----------------------------------------------
+
+cdef void sgd_run(Py_ssize_t n,
+                  real* param,            # IN/OUT (n,)
+                  const real* grad,       # IN     (n,)
+                  real* velocity,         # IN/OUT (n,), NULL when momentum == 0
+                  real lr, real momentum, real weight_decay,
+                  bint nesterov) noexcept nogil:
+    """g = grad + wd param; v = mu v + g; param -= lr (g + mu v | v | g)."""
+    cdef Py_ssize_t i
+    cdef real g
+    if velocity == NULL:                      # plain SGD
+        if weight_decay == 0:
+            for i in range(n):
+                param[i] = param[i] - lr * grad[i]
+        else:
+            for i in range(n):
+                g = grad[i] + weight_decay * param[i]
+                param[i] = param[i] - lr * g
+    elif nesterov:                            # Nesterov momentum
+        if weight_decay == 0:
+            for i in range(n):
+                g = grad[i]
+                velocity[i] = momentum * velocity[i] + g
+                param[i] = param[i] - lr * (g + momentum * velocity[i])
+        else:
+            for i in range(n):
+                g = grad[i] + weight_decay * param[i]
+                velocity[i] = momentum * velocity[i] + g
+                param[i] = param[i] - lr * (g + momentum * velocity[i])
+    else:                                     # heavy-ball momentum
+        if weight_decay == 0:
+            for i in range(n):
+                velocity[i] = momentum * velocity[i] + grad[i]
+                param[i] = param[i] - lr * velocity[i]
+        else:
+            for i in range(n):
+                g = grad[i] + weight_decay * param[i]
+                velocity[i] = momentum * velocity[i] + g
+                param[i] = param[i] - lr * velocity[i]
+
+
+cdef inline real root(real x) noexcept nogil:
+    if real is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef void adam_run(Py_ssize_t n,
+                   real* param,           # IN/OUT (n,)
+                   const real* grad,      # IN     (n,)
+                   real* m,               # IN/OUT (n,) first moment
+                   real* v,               # IN/OUT (n,) second moment
+                   real beta1, real one_minus_beta1,
+                   real beta2, real one_minus_beta2,
+                   real step_size, real bias_correction2_sqrt, real eps,
+                   real weight_decay) noexcept nogil:
+    """m, v = moving averages of g, g*g; param -= step_size m / (sqrt(v)/sqrt(bc2) + eps)."""
+    cdef Py_ssize_t i
+    cdef real g, denom
+    if weight_decay == 0:
+        for i in range(n):
+            g = grad[i]
+            m[i] = beta1 * m[i] + one_minus_beta1 * g
+            v[i] = beta2 * v[i] + one_minus_beta2 * g * g
+            denom = root(v[i]) / bias_correction2_sqrt + eps
+            param[i] = param[i] - step_size * m[i] / denom
+    else:
+        for i in range(n):
+            g = grad[i] + weight_decay * param[i]
+            m[i] = beta1 * m[i] + one_minus_beta1 * g
+            v[i] = beta2 * v[i] + one_minus_beta2 * g * g
+            denom = root(v[i]) / bias_correction2_sqrt + eps
+            param[i] = param[i] - step_size * m[i] / denom
+
+
+# ---- thread split ------------------------------------------------------------
+
+cdef inline int strip_threads(Py_ssize_t n, Py_ssize_t min_size, int n_threads) noexcept nogil:
+    """How many threads an n-element update uses (1 below min_size)."""
+    cdef Py_ssize_t blocks = cdiv(n, STRIP_ALIGN)
+    if not NN_OPENMP_ENABLED or n < min_size or n_threads < 2:
+        return 1
+    return <int> min(<Py_ssize_t> n_threads, blocks)
+
+
+cdef inline Py_ssize_t strip_start(Py_ssize_t n, Py_ssize_t t, int nt) noexcept nogil:
+    """First element of thread t's strip: whole STRIP_ALIGN blocks, clipped to n."""
+    return min(t * cdiv(n, STRIP_ALIGN) // nt * STRIP_ALIGN, n)
+
+
+cdef void sgd_impl(Py_ssize_t n, real* param, const real* grad, real* velocity,
+                   real lr, real momentum, real weight_decay, bint nesterov,
+                   int n_threads) noexcept nogil:
+    cdef int nt = strip_threads(n, SGD_PARALLEL_MIN_SIZE, n_threads)
+    cdef Py_ssize_t t, lo, hi
+    if nt == 1:
+        sgd_run(n, param, grad, velocity, lr, momentum, weight_decay, nesterov)
+        return
+    for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+        lo = strip_start(n, t, nt)
+        hi = strip_start(n, t + 1, nt)
+        sgd_run(hi - lo, param + lo, grad + lo,
+                velocity + lo if velocity != NULL else NULL,
+                lr, momentum, weight_decay, nesterov)
+
+
+cdef void adam_impl(Py_ssize_t n, real* param, const real* grad, real* m, real* v,
+                    real beta1, real one_minus_beta1, real beta2, real one_minus_beta2,
+                    real step_size, real bias_correction2_sqrt, real eps,
+                    real weight_decay, int n_threads) noexcept nogil:
+    cdef int nt = strip_threads(n, ADAM_PARALLEL_MIN_SIZE, n_threads)
+    cdef Py_ssize_t t, lo, hi
+    if nt == 1:
+        adam_run(n, param, grad, m, v, beta1, one_minus_beta1, beta2,
+                 one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay)
+        return
+    for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+        lo = strip_start(n, t, nt)
+        hi = strip_start(n, t + 1, nt)
+        adam_run(hi - lo, param + lo, grad + lo, m + lo, v + lo,
+                 beta1, one_minus_beta1, beta2, one_minus_beta2,
+                 step_size, bias_correction2_sqrt, eps, weight_decay)
+
+
+# ---- Python wrappers -----------------------------------------------------------
+
+def sgd_step(real[::1] param,            # IN/OUT (n,)
+             const real[::1] grad,       # IN     (n,)
+             real[::1] velocity,         # IN/OUT (n,); None when momentum == 0
+             double lr, double momentum, double weight_decay, bint nesterov,
+             int n_threads):
+    """One SGD step on flat arrays (see nncore.functional.sgd_step)."""
+    cdef Py_ssize_t n = param.shape[0]
+    cdef real* pv = NULL
+    if grad.shape[0] != n or (momentum != 0 and (velocity is None or velocity.shape[0] != n)):
+        raise ValueError("sgd_step: grad and velocity must have param's length")
+    if n == 0:
+        return
+    if momentum != 0:
+        pv = &velocity[0]
+    with nogil:
+        sgd_impl(n, &param[0], &grad[0], pv, <real> lr, <real> momentum,
+                 <real> weight_decay, nesterov, n_threads)
+
+
+def adam_step(real[::1] param,           # IN/OUT (n,)
+              const real[::1] grad,      # IN     (n,)
+              real[::1] m,               # IN/OUT (n,)
+              real[::1] v,               # IN/OUT (n,)
+              double beta1, double beta2, double step_size,
+              double bias_correction2_sqrt, double eps, double weight_decay,
+              int n_threads):
+    """One Adam step on flat arrays; step_size = lr / (1 - beta1**t) and
+    bias_correction2_sqrt = sqrt(1 - beta2**t) come from the caller, in double."""
+    cdef Py_ssize_t n = param.shape[0]
+    if grad.shape[0] != n or m.shape[0] != n or v.shape[0] != n:
+        raise ValueError("adam_step: grad, m and v must have param's length")
+    if n == 0:
+        return
+    with nogil:
+        adam_impl(n, &param[0], &grad[0], &m[0], &v[0],
+                  <real> beta1, <real> (1.0 - beta1), <real> beta2, <real> (1.0 - beta2),
+                  <real> step_size, <real> bias_correction2_sqrt, <real> eps,
+                  <real> weight_decay, n_threads)
