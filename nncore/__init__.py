@@ -4,9 +4,12 @@ __version__ = "0.1.0"
 from nncore._threads import get_num_threads, set_num_threads, threads
 from nncore._openmp import openmp_enabled
 from nncore._config import config, show_config
-from nncore import functional, reference
+from nncore import functional, reference, init, losses, optim, callbacks, datasets
+from nncore.layers import Dense
+from nncore.model import MLP, Sequential, TrainingDiverged
 
 __all__ = [
-    "__version__", "config", "functional", "get_num_threads", "openmp_enabled",
+    "__version__", "Dense", "MLP", "Sequential", "TrainingDiverged", "callbacks", "config",
+    "datasets", "functional", "get_num_threads", "init", "losses", "openmp_enabled", "optim",
     "reference", "set_num_threads", "show_config", "threads",
 ]

@@ -1,0 +1,455 @@
+"""Sequential models: a stack of Dense layers, trained by minibatch gradient descent.
+
+    forward:   a_0 = X,  a_l = f_l(a_{l-1} @ W_l.T + b_l)
+    loss:      L = loss(a_L, y) + 1/2 l2 sum_l ||W_l||^2
+    backward:  the chain rule from the output back, layer by layer
+    update:    each parameter by the optimizer, from its gradient
+"""
+import math
+import numbers
+import signal
+import threading
+
+import numpy as np
+
+from nncore import _checks, losses as losses_mod, optim as optim_mod
+from nncore import functional as F
+from nncore.callbacks import Callback, History, ProgressDisplay
+from nncore.layers import Dense, positive_int
+
+DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or inf; the model keeps its last finite weights."""
+
+
+def _dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt.name not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dt.name}")
+    return dt
+
+
+class Sequential:
+    """A stack of layers trained together.
+
+    Parameters
+    ----------
+    layers : list of Dense; each layer's n_in is the previous layer's n_out.
+    seed : int or None. Seeds the weights and the shuffling: the same seed
+        gives bitwise the same trained weights, whatever the thread count.
+    dtype : "float32" (default) or "float64"
+    l2 : float >= 0. Adds 1/2 l2 sum ||W||^2 to the loss (weights, not biases).
+    backend : "compiled" (default) or "numpy": run every step through the
+        NumPy twins instead, to check the compiled run step by step.
+    """
+
+    def __init__(self, layers, *, seed=None, dtype="float32", l2=0.0, backend="compiled"):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers must hold at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{i}] must be a Dense layer, got {type(layer).__name__}")
+        for i in range(1, len(layers)):
+            if layers[i].n_in != layers[i - 1].n_out:
+                raise ValueError(f"layers[{i}] takes {layers[i].n_in} inputs but layers[{i - 1}] "
+                                 f"gives {layers[i - 1].n_out} outputs")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                                 or seed < 0):
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
+        self.layers = layers
+        self.dtype = _dtype(dtype)
+        self.l2 = _checks.real_scalar(l2, "l2", nonnegative=True)
+        self.backend = _checks.backend(backend)
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        for layer in layers:
+            layer.build(rng, self.dtype)
+        self._shuffle_rng = np.random.default_rng(rng.integers(2**63))
+        self.loss = None
+        self.optimizer = None
+        self.history = None
+        self.stop_training = False
+
+    # ---- structure -------------------------------------------------------
+
+    @property
+    def n_inputs(self):
+        return self.layers[0].n_in
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1].n_out
+
+    def __repr__(self):
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], dtype={self.dtype.name})"
+
+    def parameters(self):
+        """[W_1, b_1, W_2, b_2, ...]: the arrays themselves (updated in place)."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def gradients(self):
+        """[dL/dW_1, dL/db_1, ...], filled by backward."""
+        return [g for layer in self.layers for g in layer.gradients()]
+
+    def _decay_mask(self):
+        """Weight decay applies to weights (first of each layer's parameters), not biases."""
+        return [i == 0 for layer in self.layers for i in range(len(layer.parameters()))]
+
+    def n_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def zero_grad(self):
+        for g in self.gradients():
+            g.fill(0)
+
+    # ---- checks ------------------------------------------------------------
+
+    def _inputs(self, X, name="X"):
+        """X as a C-contiguous (n, n_inputs) array of the model's dtype, all finite."""
+        if not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        if X.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+        if X.shape[1] != self.n_inputs:
+            raise ValueError(f"{name} has {X.shape[1]} features but the first layer takes "
+                             f"{self.n_inputs}")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not np.isfinite(X).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        return X
+
+    def _loss(self, loss):
+        loss = losses_mod.get(loss if loss is not None else self.loss)
+        last = self.layers[-1].activation
+        if loss.name != "mse" and last != "identity":
+            raise ValueError(f"{loss.name} takes the last layer's raw outputs (logits): make "
+                             f"its activation 'identity', not {last!r}")
+        return loss
+
+    def _sample_weight(self, sample_weight, n):
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight, dtype=np.float64)
+        _checks.shape(w, "sample_weight", (n,))
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("sample_weight must be finite and >= 0")
+        if n and not (w > 0).any():
+            raise ValueError("sample_weight is zero everywhere")
+        return w
+
+    # ---- forward and backward -------------------------------------------
+
+    def _forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x, backend=self.backend)
+        return x
+
+    def _backward(self, grad_output, need_grad_x=False):
+        g = grad_output
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = self.layers[i].backward(g, need_grad_x=need_grad_x or i > 0,
+                                        backend=self.backend)
+        return g
+
+    def forward(self, X):
+        """The network's output a_L (n, n_outputs) for X (n, n_inputs), a new array."""
+        return self._forward(self._inputs(X)).copy()
+
+    def backward(self, grad_output):
+        """Backpropagate dL/d output (n, n_outputs) of the last forward: fills each
+        layer's grad_weight, grad_bias and returns dL/dX (n, n_inputs)."""
+        if self.layers[-1]._x is None:
+            raise RuntimeError("backward called before forward")
+        n = self.layers[0]._x.shape[0]
+        g = _checks.float_array(grad_output, "grad_output", 2)
+        _checks.shape(g, "grad_output", (n, self.n_outputs))
+        g = np.ascontiguousarray(g, dtype=self.dtype)
+        return self._backward(g, need_grad_x=True).copy()
+
+    # ---- one step --------------------------------------------------------
+
+    def _penalty(self):
+        if not self.l2:
+            return 0.0
+        return sum(F.l2_penalty(layer.weight, self.l2, backend=self.backend)
+                   for layer in self.layers)
+
+    def _step(self, xb, yb, wb, loss, optimizer, grad_buf):
+        """Forward, loss, backward, update on one prepared batch. Returns
+        (loss value, output); nothing is updated when the value is not finite."""
+        out = self._forward(xb)
+        value, grad = loss(out, yb, grad_buf, sample_weight=wb, backend=self.backend)
+        value += self._penalty()
+        if not math.isfinite(value):
+            return value, out
+        self._backward(grad)
+        if self.l2:
+            for layer in self.layers:
+                F.l2_penalty(layer.weight, self.l2, layer.grad_weight, backend=self.backend)
+        optimizer.step(self.parameters(), self.gradients(), self._decay_mask(),
+                       backend=self.backend)
+        return value, out
+
+    def train_step(self, X, y, loss=None, optimizer=None, *, sample_weight=None):
+        """One gradient step on the batch (X, y); returns the batch loss (before the update).
+        Raises TrainingDiverged, without updating, when the loss is NaN or inf."""
+        loss = self._loss(loss)
+        optimizer = self._optimizer(optimizer)
+        X = self._inputs(X)
+        y = loss.targets(y, X.shape[0], self.n_outputs, self.dtype)
+        w = self._sample_weight(sample_weight, X.shape[0])
+        if X.shape[0] == 0:
+            raise ValueError("X is an empty batch")
+        value, _ = self._step(X, y, w, loss, optimizer, None)
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"the loss is {value}: no update was made")
+        self.loss, self.optimizer = loss, optimizer
+        return value
+
+    def _optimizer(self, optimizer):
+        if optimizer is None:
+            optimizer = self.optimizer if self.optimizer is not None else optim_mod.SGD(lr=0.01)
+        if not isinstance(optimizer, optim_mod.Optimizer):
+            raise TypeError(f"optimizer must be an nncore.optim optimizer (SGD, Adam), "
+                            f"got {type(optimizer).__name__}")
+        return optimizer
+
+    # ---- training --------------------------------------------------------
+
+    def fit(self, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
+            validation_data=None, validation_split=0.0, callbacks=(), verbose=0,
+            shuffle=True, sample_weight=None):
+        """Train by minibatch gradient descent; returns a History.
+
+        Parameters
+        ----------
+        X : array (n, n_inputs); y : targets for `loss` (class labels (n,) for
+            softmax_cross_entropy and hinge; (n, n_outputs) floats for mse and
+            binary_cross_entropy)
+        loss : name or nncore.losses.Loss (default: the last one used)
+        optimizer : nncore.optim optimizer (default: the last one used, else SGD(lr=0.01));
+            its state carries over between calls, so training can resume
+        epochs : int >= 1
+        batch_size : int >= 1, or None for the whole set (batch gradient descent);
+            1 is stochastic gradient descent
+        validation_data : (X_val, y_val), or validation_split in [0, 1): the last
+            fraction of (X, y), taken before shuffling
+        callbacks : list of nncore.callbacks.Callback
+        verbose : 0 silent, 1 progress bar on a terminal (else a line per epoch), 2 a line per epoch
+        shuffle : reshuffle every epoch with the model's seed
+        sample_weight : array (n,) >= 0; the loss becomes sum w_i l_i / sum w_i per batch
+
+        A NaN or inf loss stops training with TrainingDiverged (or quietly with
+        callbacks.TerminateOnNaN); the model keeps its last finite weights. Ctrl-C
+        stops between two steps and leaves the model usable.
+        """
+        loss = self._loss(loss)
+        optimizer = self._optimizer(optimizer)
+        epochs = positive_int(epochs, "epochs")
+        X = self._inputs(X)
+        n = X.shape[0]
+        y = loss.targets(y, n, self.n_outputs, self.dtype)
+        w = self._sample_weight(sample_weight, n)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
+        if validation_data is not None and validation_split:
+            raise ValueError("pass validation_data or validation_split, not both")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv = self._inputs(validation_data[0], "validation_data[0]")
+            yv = loss.targets(validation_data[1], Xv.shape[0], self.n_outputs, self.dtype)
+        elif validation_split:
+            split = _checks.real_scalar(validation_split, "validation_split", nonnegative=True)
+            if not split < 1:
+                raise ValueError(f"validation_split must lie in [0, 1), got {split}")
+            n_val = int(round(n * split))
+            if n_val == 0 or n_val == n:
+                raise ValueError(f"validation_split={split} leaves {n - n_val} training "
+                                 f"and {n_val} validation samples")
+            Xv, yv = X[n - n_val:], y[n - n_val:]
+            X, y = X[:n - n_val], y[:n - n_val]
+            w = None if w is None else w[:n - n_val]
+            n -= n_val
+        else:
+            Xv = yv = None
+        if n == 0:
+            raise ValueError("X holds no samples")
+        if batch_size is None:
+            batch_size = n
+        batch_size = min(positive_int(batch_size, "batch_size"), n)
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be nncore.callbacks.Callback objects, got {cb!r}")
+        n_batches = -(-n // batch_size)
+        if verbose:
+            callbacks.append(ProgressDisplay(epochs, n_batches, bar=None if verbose == 1 else False))
+        quiet_nan = any(getattr(cb, "quiet_on_nan", False) for cb in callbacks)
+
+        self.loss, self.optimizer = loss, optimizer
+        self.history = History()
+        self.stop_training = False
+        xbuf = np.empty((batch_size, X.shape[1]), self.dtype)
+        ybuf = np.empty((batch_size,) + y.shape[1:], y.dtype)
+        wbuf = np.empty(batch_size) if w is not None else None
+        gbuf = np.empty((batch_size, self.n_outputs), self.dtype)
+        order = np.arange(n)
+
+        with _InterruptFlag() as interrupted:
+            for cb in callbacks:
+                cb.on_train_begin(self)
+            for epoch in range(epochs):
+                snapshot = [p.copy() for p in self.parameters()]
+                if shuffle:
+                    self._shuffle_rng.shuffle(order)
+                total = correct = seen = 0.0
+                diverged = None
+                for b in range(n_batches):
+                    idx = order[b * batch_size:(b + 1) * batch_size]
+                    nb = idx.shape[0]
+                    xb = np.take(X, idx, axis=0, out=xbuf[:nb])
+                    yb = np.take(y, idx, axis=0, out=ybuf[:nb])
+                    wb = None if w is None else np.take(w, idx, out=wbuf[:nb])
+                    if wb is not None and not wb.any():
+                        continue                    # nothing to learn from this batch
+                    value, out = self._step(xb, yb, wb, loss, optimizer, gbuf[:nb])
+                    if not math.isfinite(value):
+                        diverged = (value, b)
+                        break
+                    total += value * nb
+                    seen += nb
+                    if loss.classification:
+                        correct += _accuracy(loss, out, yb) * nb
+                    for cb in callbacks:
+                        cb.on_batch_end(self, b, dict(epoch=epoch, loss=value, size=nb))
+                    if self.stop_training or interrupted():
+                        break
+                if diverged is not None:
+                    if not all(np.isfinite(p).all() for p in self.parameters()):
+                        for p, s in zip(self.parameters(), snapshot):
+                            p[...] = s
+                    if quiet_nan:
+                        self.history.stopped_early = True
+                        break
+                    value, b = diverged
+                    raise TrainingDiverged(
+                        f"the loss became {value} at epoch {epoch + 1}, batch {b + 1}: training "
+                        f"stopped and the model keeps its last finite weights (try a smaller lr)")
+                logs = {"loss": total / max(seen, 1)}
+                if loss.classification:
+                    logs["accuracy"] = correct / max(seen, 1)
+                if Xv is not None:
+                    logs.update({f"val_{k}": v for k, v in self._evaluate(Xv, yv, loss).items()})
+                optimizer.epoch += 1
+                self.history.append(epoch, logs)
+                for cb in callbacks:
+                    cb.on_epoch_end(self, epoch, logs)
+                if interrupted():
+                    self.history.interrupted = True
+                    if verbose:
+                        print("interrupted: training stopped after a complete step")
+                    break
+                if self.stop_training:
+                    break
+            for cb in callbacks:
+                cb.on_train_end(self)
+        return self.history
+
+    def partial_fit(self, X, y, *, loss=None, optimizer=None, batch_size=32, sample_weight=None):
+        """One epoch over (X, y), continuing from the current weights and optimizer
+        state (for data that arrives in chunks). Returns the History of that epoch."""
+        return self.fit(X, y, loss=loss, optimizer=optimizer, epochs=1,
+                        batch_size=batch_size, sample_weight=sample_weight)
+
+    # ---- using a trained model -------------------------------------------
+
+    def _outputs(self, X, batch_size=4096):
+        X = self._inputs(X)
+        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        for start in range(0, X.shape[0], batch_size):
+            out[start:start + batch_size] = self._forward(X[start:start + batch_size])
+        return out
+
+    def _trained_loss(self):
+        if self.loss is None:
+            raise RuntimeError("the model does not know its loss yet: fit it first "
+                               "(or set model.loss = 'softmax_cross_entropy', ...)")
+        return losses_mod.get(self.loss)
+
+    def predict(self, X):
+        """Class labels for classification losses, raw outputs for mse."""
+        return self._trained_loss().predict(self._outputs(X))
+
+    def predict_proba(self, X):
+        """Class probabilities: softmax of the logits (softmax_cross_entropy) or
+        sigmoid (binary_cross_entropy)."""
+        return self._trained_loss().predict_proba(self._outputs(X))
+
+    def _evaluate(self, X, y, loss, sample_weight=None):
+        out = self._outputs(X)
+        value, _ = loss(out, y, sample_weight=sample_weight, backend=self.backend)
+        result = {"loss": value + self._penalty()}
+        if loss.classification:
+            result["accuracy"] = _accuracy(loss, out, y)
+        return result
+
+    def evaluate(self, X, y, *, loss=None, sample_weight=None):
+        """{'loss': ..., 'accuracy': ...} (accuracy for classification losses)."""
+        loss = self._loss(loss) if loss is not None else self._trained_loss()
+        X = self._inputs(X)
+        y = loss.targets(y, X.shape[0], self.n_outputs, self.dtype)
+        return self._evaluate(X, y, loss, self._sample_weight(sample_weight, X.shape[0]))
+
+
+def _accuracy(loss, out, y):
+    pred = loss.predict(out)
+    if pred.ndim == 1 and y.ndim == 2:
+        y = y[:, 0]
+    return float(np.mean(pred == y))
+
+
+def MLP(sizes, activation="relu", output_activation="identity", *, init=None, seed=None,
+        dtype="float32", l2=0.0, backend="compiled"):
+    """Sequential Dense layers of the given sizes, e.g. MLP([784, 16, 16, 10]):
+    hidden layers use `activation`, the last one `output_activation` (linear)."""
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least the inputs and outputs, got {sizes}")
+    layers = [Dense(sizes[i], sizes[i + 1],
+                    activation if i < len(sizes) - 2 else output_activation, init=init)
+              for i in range(len(sizes) - 1)]
+    return Sequential(layers, seed=seed, dtype=dtype, l2=l2, backend=backend)
+
+
+class _InterruptFlag:
+    """Turns Ctrl-C during fit into a flag checked between steps (main thread only)."""
+
+    def __enter__(self):
+        self.hit = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.previous = signal.signal(signal.SIGINT, self._handler)
+            except ValueError:
+                self.previous = None
+        return lambda: self.hit
+
+    def _handler(self, signum, frame):
+        if self.hit:                      # a second Ctrl-C: stop right away
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
