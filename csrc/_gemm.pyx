@@ -35,6 +35,8 @@ cdef extern from "microkernel.h" nogil:
                       const float* b, float* c, Py_ssize_t ldc, float alpha, float beta)
     void nn_dgemm_ukr(Py_ssize_t k, const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                       const double* b, double* c, Py_ssize_t ldc, double alpha, double beta)
+    void nn_spack_bt(Py_ssize_t kc, const float* w, Py_ssize_t ldw, float* buf)
+    void nn_dpack_bt(Py_ssize_t kc, const double* w, Py_ssize_t ldw, double* buf)
     const char* nn_ukr_select()
 
 cdef extern from "nn_openmp.h" nogil:
@@ -86,6 +88,11 @@ cdef inline void pack_b(Py_ssize_t kc, Py_ssize_t nc,
             for p in range(kc):
                 for j in range(nr):
                     buf[p * nr_max + j] = bp[p * rs + j]
+        elif rs == 1 and nr == nr_max:               # op(B) = M.T: register transposes
+            if real is float:
+                nn_spack_bt(kc, bp, cs, buf)
+            else:
+                nn_dpack_bt(kc, bp, cs, buf)
         else:
             for j in range(nr):
                 for p in range(kc):

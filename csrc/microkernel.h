@@ -62,6 +62,25 @@ typedef void (*nn_dukr_t)(ptrdiff_t k, const double *a, ptrdiff_t rs_a,
 NN_GENERIC_UKR(nn_sgemm_ukr_generic, float, NN_NR_F32)
 NN_GENERIC_UKR(nn_dgemm_ukr_generic, double, NN_NR_F64)
 
+
+/* ---- packing a transposed B panel ------------------------------------------
+ * One full NR-column panel of op(B) = M.T, M row-major: column j of the panel
+ * is row j of M (w + j*ldw, unit stride in p). buf[p*NR + j] = w[j*ldw + p]. */
+
+typedef void (*nn_spack_t)(ptrdiff_t kc, const float *w, ptrdiff_t ldw, float *buf);
+typedef void (*nn_dpack_t)(ptrdiff_t kc, const double *w, ptrdiff_t ldw, double *buf);
+
+#define NN_GENERIC_PACK_BT(NAME, T, NR)                                        \
+    static void NAME(ptrdiff_t kc, const T *w, ptrdiff_t ldw, T *buf)          \
+    {                                                                          \
+        for (int j = 0; j < NR; ++j)                                           \
+            for (ptrdiff_t p = 0; p < kc; ++p)                                 \
+                buf[p * NR + j] = w[j * ldw + p];                              \
+    }
+
+NN_GENERIC_PACK_BT(nn_spack_bt_generic, float, NN_NR_F32)
+NN_GENERIC_PACK_BT(nn_dpack_bt_generic, double, NN_NR_F64)
+
 /* ---- AVX2 + FMA kernels -------------------------------------------------- */
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -178,6 +197,66 @@ nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
 #undef NN_D_STORE
 }
 
+
+/* Transposed packing in 8 x 8 (float) and 4 x 4 (double) register transposes. */
+NN_TARGET_AVX2 static void
+nn_spack_bt_avx2(ptrdiff_t kc, const float *w, ptrdiff_t ldw, float *buf)
+{
+    ptrdiff_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        for (int half = 0; half < 2; ++half) {
+            const float *r = w + (half * 8) * ldw + p;
+            __m256 r0 = _mm256_loadu_ps(r), r1 = _mm256_loadu_ps(r + ldw);
+            __m256 r2 = _mm256_loadu_ps(r + 2 * ldw), r3 = _mm256_loadu_ps(r + 3 * ldw);
+            __m256 r4 = _mm256_loadu_ps(r + 4 * ldw), r5 = _mm256_loadu_ps(r + 5 * ldw);
+            __m256 r6 = _mm256_loadu_ps(r + 6 * ldw), r7 = _mm256_loadu_ps(r + 7 * ldw);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *o = buf + p * NN_NR_F32 + half * 8;
+            _mm256_storeu_ps(o + 0 * NN_NR_F32, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(o + 1 * NN_NR_F32, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(o + 2 * NN_NR_F32, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(o + 3 * NN_NR_F32, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(o + 4 * NN_NR_F32, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(o + 5 * NN_NR_F32, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(o + 6 * NN_NR_F32, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(o + 7 * NN_NR_F32, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    }
+    for (; p < kc; ++p)
+        for (int j = 0; j < NN_NR_F32; ++j)
+            buf[p * NN_NR_F32 + j] = w[j * ldw + p];
+}
+
+NN_TARGET_AVX2 static void
+nn_dpack_bt_avx2(ptrdiff_t kc, const double *w, ptrdiff_t ldw, double *buf)
+{
+    ptrdiff_t p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        for (int half = 0; half < 2; ++half) {
+            const double *r = w + (half * 4) * ldw + p;
+            __m256d r0 = _mm256_loadu_pd(r), r1 = _mm256_loadu_pd(r + ldw);
+            __m256d r2 = _mm256_loadu_pd(r + 2 * ldw), r3 = _mm256_loadu_pd(r + 3 * ldw);
+            __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+            __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+            double *o = buf + p * NN_NR_F64 + half * 4;
+            _mm256_storeu_pd(o + 0 * NN_NR_F64, _mm256_permute2f128_pd(t0, t2, 0x20));
+            _mm256_storeu_pd(o + 1 * NN_NR_F64, _mm256_permute2f128_pd(t1, t3, 0x20));
+            _mm256_storeu_pd(o + 2 * NN_NR_F64, _mm256_permute2f128_pd(t0, t2, 0x31));
+            _mm256_storeu_pd(o + 3 * NN_NR_F64, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+    }
+    for (; p < kc; ++p)
+        for (int j = 0; j < NN_NR_F64; ++j)
+            buf[p * NN_NR_F64 + j] = w[j * ldw + p];
+}
+
 static int nn_cpu_has_avx2_fma(void)
 {
     __builtin_cpu_init();
@@ -195,6 +274,8 @@ static int nn_cpu_has_avx2_fma(void) { return 0; }
 
 static nn_sukr_t nn_sgemm_ukr = nn_sgemm_ukr_generic;
 static nn_dukr_t nn_dgemm_ukr = nn_dgemm_ukr_generic;
+static nn_spack_t nn_spack_bt = nn_spack_bt_generic;
+static nn_dpack_t nn_dpack_bt = nn_dpack_bt_generic;
 
 static const char *nn_ukr_select(void)
 {
@@ -204,12 +285,16 @@ static const char *nn_ukr_select(void)
     if (!generic && nn_cpu_has_avx2_fma()) {
         nn_sgemm_ukr = nn_sgemm_ukr_avx2;
         nn_dgemm_ukr = nn_dgemm_ukr_avx2;
+        nn_spack_bt = nn_spack_bt_avx2;
+        nn_dpack_bt = nn_dpack_bt_avx2;
         return "avx2+fma";
     }
 #endif
     (void)generic;
     nn_sgemm_ukr = nn_sgemm_ukr_generic;
     nn_dgemm_ukr = nn_dgemm_ukr_generic;
+    nn_spack_bt = nn_spack_bt_generic;
+    nn_dpack_bt = nn_dpack_bt_generic;
     return "generic";
 }
 
