@@ -48,12 +48,14 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
                          f"inner dimensions {k} and {k2} differ")
     if out is None and beta != 0:
         raise ValueError("beta != 0 reads out: pass out=")
+    out_given = out is not None
     out = _checks.out_array(out, "out", (m, n), dtype)
     if backend == "numpy":
         return reference.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b,
                               alpha=alpha, beta=beta)
-    opa = _checks.strided_ok(_checks.unaliased(opa, out))
-    opb = _checks.strided_ok(_checks.unaliased(opb, out))
+    if out_given:
+        opa, opb = _checks.unaliased(opa, out), _checks.unaliased(opb, out)
+    opa, opb = _checks.strided_ok(opa), _checks.strided_ok(opb)
     _gemm.gemm(opa, opb, out, alpha, beta, resolve_num_threads(n_threads))
     return out
 
@@ -187,10 +189,11 @@ def dense_forward(x, weight, bias, activation, *, z_out=None, a_out=None, slope=
     if backend == "numpy":
         return reference.dense_forward(x, weight, bias, activation, z_out=z,
                                        a_out=None if a is z else a, slope=slope)
-    x = _checks.unaliased(x, z, a)
-    weight = _checks.unaliased(weight, z, a)
-    if bias is not None:
-        bias = _checks.unaliased(bias, z, a)
+    if z_out is not None or a_out is not None:      # outputs we allocated alias nothing
+        x = _checks.unaliased(x, z, a)
+        weight = _checks.unaliased(weight, z, a)
+        if bias is not None:
+            bias = _checks.unaliased(bias, z, a)
     _dense.dense_forward(x, weight, bias, code, slope, z, a, resolve_num_threads(n_threads))
     return z, a
 
