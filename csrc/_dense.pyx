@@ -152,3 +152,17 @@ def dense_backward(const real[:, :] x,           # IN  (n, n_in), any strides
                           &grad_x[0, 0], n_in, NULL, n_threads)
     if rc != 0:
         raise MemoryError("nncore.dense_backward: cannot allocate packing buffers")
+
+
+# ---- C-level entry (nncore/_dense.pxd) --------------------------------------------
+
+cdef void grad_z_and_bias_f32(int code, float slope, const float* z, const float* a,
+                              const float* grad_a, float* grad_z, float* grad_b,
+                              Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
+    grad_z_and_bias(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, n_threads)
+
+
+cdef void grad_z_and_bias_f64(int code, double slope, const double* z, const double* a,
+                              const double* grad_a, double* grad_z, double* grad_b,
+                              Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
+    grad_z_and_bias(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, n_threads)

@@ -270,3 +270,17 @@ def l2_penalty(const real[::1] weight,   # IN  (size,) W flattened
             for i in range(size):
                 grad_weight[i] = <real> (<double> grad_weight[i] + lam * <double> weight[i])
     return 0.5 * lam * acc
+
+
+# ---- C-level entry (nncore/_losses.pxd) -------------------------------------------
+
+cdef int loss_f32(int code, Py_ssize_t n, Py_ssize_t k, const float* o, const float* t,
+                  const Py_ssize_t* y, const double* s, float* g, double* value,
+                  int n_threads) noexcept nogil:
+    return loss_impl(code, n, k, o, t, y, s, g, value, n_threads)
+
+
+cdef int loss_f64(int code, Py_ssize_t n, Py_ssize_t k, const double* o, const double* t,
+                  const Py_ssize_t* y, const double* s, double* g, double* value,
+                  int n_threads) noexcept nogil:
+    return loss_impl(code, n, k, o, t, y, s, g, value, n_threads)

@@ -236,3 +236,33 @@ def adam_step(real[::1] param,           # IN/OUT (n,)
                   <real> beta1, <real> (1.0 - beta1), <real> beta2, <real> (1.0 - beta2),
                   <real> step_size, <real> bias_correction2_sqrt, <real> eps,
                   <real> weight_decay, n_threads)
+
+
+# ---- C-level entry (nncore/_optim.pxd) --------------------------------------------
+
+cdef void sgd_f32(Py_ssize_t n, float* param, const float* grad, float* velocity,
+                  float lr, float momentum, float weight_decay, bint nesterov,
+                  int n_threads) noexcept nogil:
+    sgd_impl(n, param, grad, velocity, lr, momentum, weight_decay, nesterov, n_threads)
+
+
+cdef void sgd_f64(Py_ssize_t n, double* param, const double* grad, double* velocity,
+                  double lr, double momentum, double weight_decay, bint nesterov,
+                  int n_threads) noexcept nogil:
+    sgd_impl(n, param, grad, velocity, lr, momentum, weight_decay, nesterov, n_threads)
+
+
+cdef void adam_f32(Py_ssize_t n, float* param, const float* grad, float* m, float* v,
+                   float beta1, float one_minus_beta1, float beta2, float one_minus_beta2,
+                   float step_size, float bias_correction2_sqrt, float eps,
+                   float weight_decay, int n_threads) noexcept nogil:
+    adam_impl(n, param, grad, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
+              step_size, bias_correction2_sqrt, eps, weight_decay, n_threads)
+
+
+cdef void adam_f64(Py_ssize_t n, double* param, const double* grad, double* m, double* v,
+                   double beta1, double one_minus_beta1, double beta2, double one_minus_beta2,
+                   double step_size, double bias_correction2_sqrt, double eps,
+                   double weight_decay, int n_threads) noexcept nogil:
+    adam_impl(n, param, grad, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
+              step_size, bias_correction2_sqrt, eps, weight_decay, n_threads)

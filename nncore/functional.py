@@ -538,3 +538,85 @@ def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
                      m.reshape(-1), v.reshape(-1), beta1, beta2, step_size,
                      bias_correction2_sqrt, eps, weight_decay, n_threads)
     return None
+
+
+# ---- the fused training step ----------------------------------------------------
+
+_PLAN_ARRAYS = ("weight", "bias", "grad_weight", "grad_bias", "z", "a", "grad_z", "grad_x")
+
+
+def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nesterov=False,
+               weight_decay=0.0, l2=0.0, betas=(0.9, 0.999), eps=1e-8):
+    """A compiled plan that runs whole training steps of a Dense stack in one call.
+
+    Each step: forward (a_l = f(a_{l-1} @ W_l.T + b_l)), loss + 1/2 l2 sum ||W||^2,
+    backward, grad_W += l2 W, then the optimizer update of every parameter
+    (weight decay on weights only) -- the kernels and order of the layer-by-layer
+    path, so both give bitwise the same weights.
+
+    Parameters
+    ----------
+    layers : list of dicts, one per layer, with n_in, n_out, activation, slope and
+        the arrays weight (n_out, n_in), bias (n_out,) or None, grad_weight,
+        grad_bias (n_out,), workspaces z, a (batch_max, n_out) (a may be z for
+        identity), grad_z (batch_max, n_out), grad_x (batch_max, n_in), and the
+        optimizer state state1 = (for weight, for bias) and state2 (Adam's v),
+        None where there is none. Arrays share one dtype, C-contiguous, writeable.
+    loss : str, one of LOSSES
+    batch_max : int, the most rows a step takes
+    optimizer : "sgd" or "adam"; momentum, nesterov, weight_decay, betas, eps as in
+        sgd_step / adam_step; l2 >= 0
+
+    Returns
+    -------
+    plan : nncore._train.StepPlan; plan.step(x, t, y, scale, n, lr, step_size,
+        bc2_sqrt, n_threads) -> (status, loss)
+    """
+    from nncore import _train
+    _checks.choice(loss, "loss", LOSSES)
+    _checks.choice(optimizer, "optimizer", ("sgd", "adam"))
+    if not layers:
+        raise ValueError("layers must not be empty")
+    dtype = layers[0]["weight"].dtype
+    if dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"weights must be float32 or float64, got {dtype}")
+    prepared = []
+    for i, d in enumerate(layers):
+        n_in, n_out = d["n_in"], d["n_out"]
+        if i and n_in != layers[i - 1]["n_out"]:
+            raise ValueError(f"layers[{i}] takes {n_in} inputs, layers[{i - 1}] gives "
+                             f"{layers[i - 1]['n_out']}")
+        shapes = {"weight": (n_out, n_in), "bias": (n_out,), "grad_weight": (n_out, n_in),
+                  "grad_bias": (n_out,), "z": (batch_max, n_out), "a": (batch_max, n_out),
+                  "grad_z": (batch_max, n_out), "grad_x": (batch_max, n_in)}
+        s1w, s1b = d.get("state1") or (None, None)
+        s2w, s2b = d.get("state2") or (None, None)
+        arrays = dict((k, d[k]) for k in _PLAN_ARRAYS)
+        arrays.update(s1w=s1w, s1b=s1b, s2w=s2w, s2b=s2b)
+        shapes.update(s1w=shapes["weight"], s1b=shapes["bias"], s2w=shapes["weight"],
+                      s2b=shapes["bias"])
+        for name, arr in arrays.items():
+            if arr is None:
+                if name in ("bias", "s1b", "s2b", "s1w", "s2w"):
+                    continue
+                raise ValueError(f"layers[{i}]['{name}'] is missing")
+            _checks.out_array(arr, f"layers[{i}]['{name}']", shapes[name], dtype)
+        needs = {"sgd": ("s1w",) if momentum else (), "adam": ("s1w", "s2w")}[optimizer]
+        for name in needs:
+            if arrays[name] is None or (d["bias"] is not None and arrays[name[:2] + "b"] is None):
+                raise ValueError(f"layers[{i}] lacks the optimizer state {name}")
+        code, slope = _activation(d["activation"], d["slope"])
+        prepared.append(dict(n_in=n_in, n_out=n_out, act=code, slope=slope,
+                             w=arrays["weight"], b=arrays["bias"], gw=arrays["grad_weight"],
+                             gb=arrays["grad_bias"], z=arrays["z"], a=arrays["a"],
+                             gz=arrays["grad_z"], gx=arrays["grad_x"], s1w=s1w, s1b=s1b,
+                             s2w=s2w, s2b=s2b))
+    grad_out = np.empty((batch_max, layers[-1]["n_out"]), dtype)
+    return _train.StepPlan(prepared, dtype == np.float64, batch_max,
+                           LOSSES.index(loss), 0 if optimizer == "sgd" else 1,
+                           _checks.real_scalar(momentum, "momentum", nonnegative=True),
+                           bool(nesterov),
+                           _checks.real_scalar(weight_decay, "weight_decay", nonnegative=True),
+                           _checks.real_scalar(l2, "l2", nonnegative=True),
+                           float(betas[0]), float(betas[1]),
+                           _checks.real_scalar(eps, "eps", positive=True), grad_out)

@@ -16,6 +16,7 @@ from nncore import _checks, losses as losses_mod, optim as optim_mod
 from nncore import functional as F
 from nncore.callbacks import Callback, History, ProgressDisplay
 from nncore.layers import Dense, positive_int
+from nncore._threads import get_num_threads
 
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
@@ -75,6 +76,7 @@ class Sequential:
         self.optimizer = None
         self.history = None
         self.stop_training = False
+        self._fused = True        # compiled backend: one nncore._train call per step
 
     # ---- structure -------------------------------------------------------
 
@@ -183,9 +185,48 @@ class Sequential:
         return sum(F.l2_penalty(layer.weight, self.l2, backend=self.backend)
                    for layer in self.layers)
 
+    def _plan(self, loss, optimizer, batch_max):
+        """The compiled whole-step plan for this loss, optimizer and batch size,
+        rebuilt only when one of them (or an array it points into) changed."""
+        params = self.parameters()
+        optimizer._ensure_state(params)
+        state = [optimizer.state.get(name) for name in ("velocity", "m", "v")]
+        key = (loss.name, id(optimizer), optimizer.plan_key(), batch_max, self.l2,
+               tuple(id(p) for p in params),
+               tuple(id(a) for arrays in state if arrays for a in arrays))
+        cached = getattr(self, "_plan_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        s1 = state[0] or state[1]
+        s2 = state[2]
+        specs, i = [], 0
+        for layer in self.layers:
+            z, a, gz, gx = layer._workspace(batch_max)
+            b = i + 1 if layer.use_bias else None
+            specs.append(dict(
+                n_in=layer.n_in, n_out=layer.n_out, activation=layer.activation,
+                slope=layer.slope, weight=layer.weight, bias=layer.bias,
+                grad_weight=layer.grad_weight, grad_bias=layer.grad_bias,
+                z=z, a=a, grad_z=gz, grad_x=gx,
+                state1=(s1[i], s1[b] if b else None) if s1 else None,
+                state2=(s2[i], s2[b] if b else None) if s2 else None))
+            i += len(layer.parameters())
+        if isinstance(optimizer, optim_mod.Adam):
+            hyper = dict(optimizer="adam", betas=optimizer.betas, eps=optimizer.eps)
+        else:
+            hyper = dict(optimizer="sgd", momentum=optimizer.momentum,
+                         nesterov=optimizer.nesterov)
+        plan = F.train_plan(specs, loss=loss.name, batch_max=batch_max, l2=self.l2,
+                            weight_decay=optimizer.weight_decay, **hyper)
+        scale = np.empty(batch_max)
+        self._plan_cache = (key, plan, (scale, specs[-1]["a"]))
+        return plan, (scale, specs[-1]["a"])
+
     def _step(self, xb, yb, wb, loss, optimizer, grad_buf):
         """Forward, loss, backward, update on one prepared batch. Returns
         (loss value, output); nothing is updated when the value is not finite."""
+        if self.backend == "compiled" and self._fused:
+            return self._compiled_step(xb, yb, wb, loss, optimizer, grad_buf)
         out = self._forward(xb)
         value, grad = loss(out, yb, grad_buf, sample_weight=wb, backend=self.backend)
         value += self._penalty()
@@ -198,6 +239,29 @@ class Sequential:
         optimizer.step(self.parameters(), self.gradients(), self._decay_mask(),
                        backend=self.backend)
         return value, out
+
+    def _compiled_step(self, xb, yb, wb, loss, optimizer, grad_buf):
+        """_step in one compiled call (nncore._train): the same kernels, same order."""
+        n = xb.shape[0]
+        batch_max = grad_buf.shape[0] if grad_buf is not None else n
+        plan, (scale, out) = self._plan(loss, optimizer, batch_max)
+        if wb is None:
+            scale[:n] = 1.0 / n
+        else:
+            np.divide(wb, wb.sum(), out=scale[:n])
+        labels = yb.ndim == 1
+        lr = optimizer.current_lr()
+        step_size = bc2_sqrt = 0.0
+        if isinstance(optimizer, optim_mod.Adam):
+            optimizer.t += 1
+            beta1, beta2 = optimizer.betas
+            step_size = lr / (1 - beta1 ** optimizer.t)
+            bc2_sqrt = math.sqrt(1 - beta2 ** optimizer.t)
+        status, value = plan.step(xb, None if labels else yb, yb if labels else None, scale, n,
+                                  lr, step_size, bc2_sqrt, get_num_threads())
+        if status != 0 and isinstance(optimizer, optim_mod.Adam):
+            optimizer.t -= 1                 # nothing was updated
+        return value, out[:n]
 
     def train_step(self, X, y, loss=None, optimizer=None, *, sample_weight=None):
         """One gradient step on the batch (X, y); returns the batch loss (before the update).

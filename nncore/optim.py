@@ -96,6 +96,11 @@ class Optimizer:
         decay applies (weights yes, biases no)."""
         raise NotImplementedError
 
+    def plan_key(self):
+        """The hyper-parameters a compiled training plan bakes in (lr is passed per step)."""
+        return (type(self).__name__, self.weight_decay) + tuple(
+            getattr(self, k) for k in ("momentum", "nesterov", "betas", "eps") if hasattr(self, k))
+
     def config(self):
         cfg = dict(type=type(self).__name__, lr=self.lr, weight_decay=self.weight_decay,
                    epoch=self.epoch)

@@ -1,0 +1,295 @@
+"""The fused training step: forward, loss, backward and update of a whole
+Dense stack in one call without the GIL.
+
+Design:
+- A StepPlan gathers once (per fit) the pointers of every layer's weights,
+  biases, gradients, workspaces and optimizer state; the Python objects that
+  own them are kept alive by the plan. A step then costs one Python call.
+- The step calls exactly the kernels the layer-by-layer path calls, in the
+  same order with the same arguments (GEMM with the bias/activation epilogue,
+  nncore._losses, the fused grad_z + bias-gradient pass, nncore._optim), so
+  the two paths give bitwise the same weights.
+- Order: forward l = 1..L; loss (+ 1/2 l2 sum ||W||^2); if the loss is not
+  finite, stop with nothing updated; backward l = L..1 (no dL/dX for layer 1);
+  grad_W += l2 W; updates in parameter order W_1, b_1, W_2, ...
+- nncore.functional.train_plan validates the model once; StepPlan.step only
+  checks the batch against the plan (O(1)).
+"""
+from libc.math cimport isfinite
+from libc.stdlib cimport malloc, free
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
+
+from _types cimport real
+from _activation_math cimport ACT_SOFTMAX, softmax_row
+from nncore._gemm cimport Epilogue, sgemm, dgemm
+from nncore._losses cimport loss_f32, loss_f64
+from nncore._optim cimport sgd_f32, sgd_f64, adam_f32, adam_f64
+from nncore._dense cimport grad_z_and_bias_f32, grad_z_and_bias_f64
+
+cdef enum:
+    OPT_SGD = 0
+    OPT_ADAM = 1
+
+
+cdef struct LayerPtrs:
+    Py_ssize_t n_in, n_out
+    int act
+    double slope
+    void* w
+    void* b          # NULL: no bias
+    void* gw
+    void* gb
+    void* z          # (batch_max, n_out) workspaces; a == z for identity
+    void* a
+    void* gz
+    void* gx         # (batch_max, n_in); unused for layer 1
+    void* s1w        # optimizer state: SGD velocity / Adam m (NULL: none)
+    void* s1b
+    void* s2w        # Adam v
+    void* s2b
+
+
+cdef struct Hyper:
+    int optimizer, nesterov, loss
+    double lr, momentum, weight_decay, l2
+    double beta1, beta2, eps, step_size, bc2_sqrt
+
+
+cdef inline int gemm_r(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                       const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                       real* c, Py_ssize_t ldc, const Epilogue* ep, int nt) noexcept nogil:
+    if real is float:
+        return sgemm(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, nt)
+    else:
+        return dgemm(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, nt)
+
+
+cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
+                   const real* x, const real* t, const Py_ssize_t* y, const double* s,
+                   Py_ssize_t n, real* grad_out, double* value, int nt) noexcept nogil:
+    """One step; returns 0, 1 (loss not finite: nothing updated), or < 0 on error."""
+    cdef Py_ssize_t l, i, size
+    cdef LayerPtrs* L
+    cdef const real* inp
+    cdef real* g
+    cdef real* w
+    cdef real* gw
+    cdef Epilogue ep
+    cdef int rc
+    cdef double acc, penalty = 0
+    cdef real zero = 0
+
+    # forward: z = inp @ W.T + b, a = f(z)
+    inp = x
+    for l in range(n_layers):
+        L = &layers[l]
+        ep.bias = L.b
+        ep.activation = L.act
+        ep.slope = L.slope
+        ep.ld_act = L.n_out
+        ep.act_out = NULL if (L.act == ACT_SOFTMAX or L.a == L.z) else L.a
+        rc = gemm_r(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in,
+                    <real*> L.z, L.n_out, &ep, nt)
+        if rc != 0:
+            return rc
+        if L.act == ACT_SOFTMAX:
+            for i in range(n):
+                softmax_row(<real*> L.z + i * L.n_out, <real*> L.a + i * L.n_out, L.n_out)
+        inp = <real*> L.a
+
+    # loss and penalty
+    L = &layers[n_layers - 1]
+    if real is float:
+        rc = loss_f32(h.loss, n, L.n_out, <float*> L.a, t, y, s, grad_out, value, nt)
+    else:
+        rc = loss_f64(h.loss, n, L.n_out, <double*> L.a, t, y, s, grad_out, value, nt)
+    if rc != 0:
+        return -10 + rc
+    if h.l2 != 0:
+        for l in range(n_layers):
+            w = <real*> layers[l].w
+            size = layers[l].n_in * layers[l].n_out
+            acc = 0
+            for i in range(size):
+                acc += <double> w[i] * <double> w[i]
+            penalty += 0.5 * h.l2 * acc
+        value[0] = value[0] + penalty
+    if not isfinite(value[0]):
+        return 1
+
+    # backward
+    g = grad_out
+    for l in range(n_layers - 1, -1, -1):
+        L = &layers[l]
+        inp = x if l == 0 else <real*> layers[l - 1].a
+        if real is float:
+            grad_z_and_bias_f32(L.act, <float> L.slope, <float*> L.z, <float*> L.a, g,
+                                <float*> L.gz, <float*> L.gb, n, L.n_out, nt)
+        else:
+            grad_z_and_bias_f64(L.act, L.slope, <double*> L.z, <double*> L.a, g,
+                                <double*> L.gz, <double*> L.gb, n, L.n_out, nt)
+        rc = gemm_r(L.n_out, L.n_in, n, <real*> L.gz, 1, L.n_out, inp, L.n_in, 1,
+                    <real*> L.gw, L.n_in, NULL, nt)
+        if rc != 0:
+            return rc
+        if l > 0:
+            rc = gemm_r(n, L.n_in, L.n_out, <real*> L.gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
+                        <real*> L.gx, L.n_in, NULL, nt)
+            if rc != 0:
+                return rc
+            g = <real*> L.gx
+
+    # l2 gradient, then the updates (weights decay, biases do not)
+    for l in range(n_layers):
+        L = &layers[l]
+        w = <real*> L.w
+        gw = <real*> L.gw
+        size = L.n_in * L.n_out
+        if h.l2 != 0:
+            for i in range(size):
+                gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
+        update(L.w, L.gw, L.s1w, L.s2w, size, h, h.weight_decay, nt, zero)
+        if L.b != NULL:
+            update(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, nt, zero)
+    return 0
+
+
+cdef inline void update(void* p, void* g, void* s1, void* s2, Py_ssize_t size,
+                        const Hyper* h, double weight_decay, int nt, real dtype_tag) noexcept nogil:
+    if h.optimizer == OPT_SGD:
+        if real is float:
+            sgd_f32(size, <float*> p, <float*> g, <float*> s1, <float> h.lr, <float> h.momentum,
+                    <float> weight_decay, h.nesterov, nt)
+        else:
+            sgd_f64(size, <double*> p, <double*> g, <double*> s1, h.lr, h.momentum,
+                    weight_decay, h.nesterov, nt)
+    else:
+        if real is float:
+            adam_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2,
+                     <float> h.beta1, <float> (1.0 - h.beta1), <float> h.beta2,
+                     <float> (1.0 - h.beta2), <float> h.step_size, <float> h.bc2_sqrt,
+                     <float> h.eps, <float> weight_decay, nt)
+        else:
+            adam_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2,
+                     h.beta1, 1.0 - h.beta1, h.beta2, 1.0 - h.beta2, h.step_size,
+                     h.bc2_sqrt, h.eps, weight_decay, nt)
+
+
+cdef void* ptr(object arr) except? NULL:
+    """Data pointer of a C-contiguous array (None -> NULL). The caller keeps
+    the array alive for as long as the pointer is used."""
+    cdef Py_buffer view
+    cdef void* p
+    if arr is None:
+        return NULL
+    PyObject_GetBuffer(arr, &view, PyBUF_C_CONTIGUOUS)
+    p = view.buf
+    PyBuffer_Release(&view)
+    return p
+
+
+cdef class StepPlan:
+    """Pointers into a model's arrays for nogil training steps (see module docstring).
+
+    layers: list of dicts with keys n_in, n_out, act (kernel code), slope and
+    the arrays w, b, gw, gb, z, a, gz, gx, s1w, s1b, s2w, s2b (C-contiguous,
+    batch_max rows for workspaces; b/s* may be None). Built by
+    nncore.functional.train_plan, which checks every array first.
+    """
+    cdef LayerPtrs* layers
+    cdef int n_layers
+    cdef bint f64
+    cdef Hyper h
+    cdef readonly Py_ssize_t batch_max, n_inputs, n_outputs
+    cdef object keep
+    cdef object grad_out
+
+    def __cinit__(self, list layers, bint f64, Py_ssize_t batch_max, int loss_code,
+                  int optimizer, double momentum, bint nesterov, double weight_decay,
+                  double l2, double beta1, double beta2, double eps, object grad_out):
+        cdef Py_ssize_t i
+        self.layers = <LayerPtrs*> malloc(len(layers) * sizeof(LayerPtrs))
+        if self.layers == NULL:
+            raise MemoryError()
+        self.n_layers = len(layers)
+        self.f64 = f64
+        self.batch_max = batch_max
+        self.keep = layers
+        self.grad_out = grad_out
+        for i, d in enumerate(layers):
+            self.layers[i].n_in = d["n_in"]
+            self.layers[i].n_out = d["n_out"]
+            self.layers[i].act = d["act"]
+            self.layers[i].slope = d["slope"]
+            self.layers[i].w = ptr(d["w"]); self.layers[i].b = ptr(d["b"])
+            self.layers[i].gw = ptr(d["gw"]); self.layers[i].gb = ptr(d["gb"])
+            self.layers[i].z = ptr(d["z"]); self.layers[i].a = ptr(d["a"])
+            self.layers[i].gz = ptr(d["gz"]); self.layers[i].gx = ptr(d["gx"])
+            self.layers[i].s1w = ptr(d["s1w"]); self.layers[i].s1b = ptr(d["s1b"])
+            self.layers[i].s2w = ptr(d["s2w"]); self.layers[i].s2b = ptr(d["s2b"])
+        self.n_inputs = layers[0]["n_in"]
+        self.n_outputs = layers[len(layers) - 1]["n_out"]   # (wraparound is off)
+        self.h.loss = loss_code
+        self.h.optimizer = optimizer
+        self.h.momentum = momentum
+        self.h.nesterov = nesterov
+        self.h.weight_decay = weight_decay
+        self.h.l2 = l2
+        self.h.beta1, self.h.beta2, self.h.eps = beta1, beta2, eps
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def step(self, object x, object t, object y, object scale, Py_ssize_t n,
+             double lr, double step_size, double bc2_sqrt, int n_threads):
+        """One training step on the first n rows of x (n, n_inputs) with float
+        targets t (n, n_outputs) or labels y (n,) intp, row scales (n,) float64.
+        Returns (status, loss): status 0 updated, 1 loss not finite (no update)."""
+        cdef double value = 0
+        cdef int rc
+        cdef const void* px
+        cdef const void* pt
+        cdef const Py_ssize_t* py
+        cdef const double* ps
+        cdef void* pg
+        if x.dtype.char != ("d" if self.f64 else "f") or scale.dtype.char != "d":
+            raise TypeError("StepPlan.step: x must have the plan's dtype, scale float64")
+        if n < 1 or n > self.batch_max:
+            raise ValueError(f"StepPlan.step: n = {n} outside [1, {self.batch_max}]")
+        if x.shape[0] < n or x.shape[1] != self.n_inputs:
+            raise ValueError("StepPlan.step: x does not match the plan")
+        if t is not None and t.dtype.char != x.dtype.char:
+            raise TypeError("StepPlan.step: t must have the plan's dtype")
+        if y is not None and (y.dtype.kind != "i" or y.dtype.itemsize != sizeof(Py_ssize_t)):
+            raise TypeError("StepPlan.step: y must be intp labels")
+        if scale.shape[0] < n:
+            raise ValueError("StepPlan.step: scale is shorter than n")
+        if (t is None) == (y is None):
+            raise ValueError("StepPlan.step: pass exactly one of t and y")
+        if t is not None and (t.shape[0] < n or t.shape[1] != self.n_outputs):
+            raise ValueError("StepPlan.step: t does not match the plan")
+        if y is not None and y.shape[0] < n:
+            raise ValueError("StepPlan.step: y is shorter than n")
+        px = ptr(x)
+        pt = ptr(t)
+        py = <const Py_ssize_t*> ptr(y)
+        ps = <const double*> ptr(scale)
+        pg = ptr(self.grad_out)
+        self.h.lr = lr
+        self.h.step_size = step_size
+        self.h.bc2_sqrt = bc2_sqrt
+        with nogil:
+            if self.f64:
+                rc = step_impl(self.layers, self.n_layers, &self.h, <const double*> px,
+                               <const double*> pt, py, ps, n, <double*> pg, &value, n_threads)
+            else:
+                rc = step_impl(self.layers, self.n_layers, &self.h, <const float*> px,
+                               <const float*> pt, py, ps, n, <float*> pg, &value, n_threads)
+        if rc == -1:
+            raise MemoryError("nncore: cannot allocate GEMM packing buffers")
+        if rc == -12:
+            raise ValueError("nncore: a label is outside [0, n_outputs)")
+        if rc < 0:
+            raise MemoryError("nncore: the loss kernel could not allocate its buffers")
+        return rc, value

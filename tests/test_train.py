@@ -1,0 +1,100 @@
+"""The fused training step (nncore._train) against the layer-by-layer path.
+
+Both call the same kernels in the same order, so weights and losses must be
+bitwise equal; against the NumPy backend the tolerance is rounding only."""
+import numpy as np
+import pytest
+
+import nncore as nn
+from nncore import functional as F
+
+OPTIMIZERS = {
+    "sgd": lambda: nn.optim.SGD(lr=0.1),
+    "momentum": lambda: nn.optim.SGD(lr=0.1, momentum=0.9),
+    "nesterov": lambda: nn.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": lambda: nn.optim.Adam(lr=0.01, weight_decay=1e-3),
+}
+# (loss, first hidden activation, output activation)
+CASES = [("softmax_cross_entropy", "softmax", "identity"), ("hinge", "sigmoid", "identity"),
+         ("mse", "softplus", "tanh"), ("binary_cross_entropy", "leaky_relu", "identity")]
+
+
+def data(loss):
+    X, labels = nn.datasets.spiral(50, 3)
+    rng = np.random.default_rng(0)
+    if loss in ("softmax_cross_entropy", "hinge"):
+        return X, labels
+    Y = rng.standard_normal((len(X), 3))
+    return X, (Y if loss == "mse" else (Y > 0).astype(float))
+
+
+def trained(loss, acts, opt, dtype, fused, **fit):
+    X, y = data(loss)
+    model = nn.Sequential([nn.Dense(2, 20, acts[0]), nn.Dense(20, 12, "relu", bias=False),
+                           nn.Dense(12, 3, acts[1])], seed=0, dtype=dtype, l2=1e-3)
+    model._fused = fused
+    history = model.fit(X, y, loss=loss, optimizer=OPTIMIZERS[opt](), epochs=3,
+                        batch_size=16, **fit)
+    return model, history
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("loss, first, last", CASES)
+def test_fused_equals_layer_by_layer(dtype, opt, loss, first, last):
+    weights = np.linspace(0, 1, 150)
+    a, ha = trained(loss, (first, last), opt, dtype, True, sample_weight=weights)
+    b, hb = trained(loss, (first, last), opt, dtype, False, sample_weight=weights)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert np.array_equal(p, q)
+    assert ha["loss"] == hb["loss"]
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_fused_matches_numpy_backend_float64(opt):
+    X, y = data("softmax_cross_entropy")
+    models = []
+    for backend in ("compiled", "numpy"):
+        m = nn.MLP([2, 16, 3], activation="tanh", seed=1, dtype="float64", backend=backend)
+        m.fit(X, y, loss="softmax_cross_entropy", optimizer=OPTIMIZERS[opt](), epochs=2,
+              batch_size=32)
+        models.append(m)
+    # 10 steps of sums of <= 32 terms: rounding differences stay near 1e-15
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-12)
+
+
+def test_non_finite_loss_updates_nothing():
+    model = nn.MLP([2, 4, 3], seed=0, dtype="float64")
+    before = [p.copy() for p in model.parameters()]
+    opt = nn.optim.Adam(lr=0.1)
+    X = np.array([[1e308, 1e308]])
+    with pytest.raises(nn.TrainingDiverged):
+        model.train_step(X, [0], loss="softmax_cross_entropy", optimizer=opt)
+    assert opt.t == 0
+    for p, q in zip(before, model.parameters()):
+        assert np.array_equal(p, q)
+
+
+def test_plan_checks_its_arrays():
+    w = np.zeros((3, 2)); gw = np.zeros((3, 2)); gb = np.zeros(3)
+    z = np.zeros((4, 3)); gz = np.zeros((4, 3)); gx = np.zeros((4, 2))
+    spec = dict(n_in=2, n_out=3, activation="relu", slope=0.0, weight=w, bias=None,
+                grad_weight=gw, grad_bias=gb, z=z, a=z.copy(), grad_z=gz, grad_x=gx)
+    F.train_plan([spec], loss="mse", batch_max=4)            # a valid plan
+    with pytest.raises(ValueError, match=r"grad_x'\] must have shape \(4, 2\)"):
+        F.train_plan([dict(spec, grad_x=np.zeros((3, 2)))], loss="mse", batch_max=4)
+    with pytest.raises(TypeError, match=r"grad_weight'\] must have dtype float64"):
+        F.train_plan([dict(spec, grad_weight=gw.astype(np.float32))], loss="mse", batch_max=4)
+    with pytest.raises(ValueError, match=r"lacks the optimizer state s1w"):
+        F.train_plan([spec], loss="mse", batch_max=4, optimizer="adam")
+    with pytest.raises(ValueError, match=r"loss must be one of"):
+        F.train_plan([spec], loss="l1", batch_max=4)
+    plan = F.train_plan([spec], loss="mse", batch_max=4)
+    x = np.zeros((4, 2)); t = np.zeros((4, 3)); s = np.full(4, 0.25)
+    with pytest.raises(ValueError, match=r"outside \[1, 4\]"):
+        plan.step(x, t, None, s, 5, 0.1, 0.0, 0.0, 1)
+    with pytest.raises(TypeError, match=r"plan's dtype"):
+        plan.step(x.astype(np.float32), t, None, s, 4, 0.1, 0.0, 0.0, 1)
+    status, value = plan.step(x, t, None, s, 4, 0.1, 0.0, 0.0, 1)
+    assert status == 0 and value == 0.0                 # zero weights, zero targets
