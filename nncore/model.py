@@ -92,6 +92,24 @@ class Sequential:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], dtype={self.dtype.name})"
 
+    # ---- saving ----------------------------------------------------------
+
+    def save(self, path):
+        """Write the model (weights, loss, optimizer state, shuffling) to the .npz
+        file `path`, atomically; nncore.load(path) reads it back. Format: nncore.io."""
+        from nncore import io
+        io.save(self, path)
+
+    def __getstate__(self):
+        """Pickle the state a file holds (nncore.io.get_state), not the workspaces."""
+        from nncore import io
+        config, arrays = io.get_state(self)
+        return {"config": config, "arrays": arrays}
+
+    def __setstate__(self, state):
+        from nncore import io
+        io.set_state(self, state["config"], state["arrays"])
+
     def parameters(self):
         """[W_1, b_1, W_2, b_2, ...]: the arrays themselves (updated in place)."""
         return [p for layer in self.layers for p in layer.parameters()]
@@ -374,8 +392,8 @@ class Sequential:
                 cb.on_train_begin(self)
             for epoch in range(epochs):
                 snapshot = [p.copy() for p in self.parameters()]
-                if shuffle:
-                    self._shuffle_rng.shuffle(order)
+                if shuffle:                 # a fresh permutation: fit(2) + fit(2) == fit(4)
+                    order = self._shuffle_rng.permutation(n)
                 total = correct = seen = 0.0
                 diverged = None
                 for b in range(n_batches):
