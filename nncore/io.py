@@ -181,8 +181,7 @@ def set_state(model, config, arrays):
     model._shuffle_rng = rng
     model.loss = None if spec["loss"] is None else losses_mod.get(spec["loss"])
     model.optimizer = optimizer
-    model.history = None
-    model.stop_training = False
+    model._init_runtime()
     return model
 
 

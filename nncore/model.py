@@ -74,9 +74,14 @@ class Sequential:
         self._shuffle_rng = np.random.default_rng(rng.integers(2**63))
         self.loss = None
         self.optimizer = None
+        self._init_runtime()
+
+    def _init_runtime(self):
+        """State that lives only in this process (not saved, not pickled)."""
         self.history = None
         self.stop_training = False
         self._fused = True        # compiled backend: one nncore._train call per step
+        self._plan_cache = None
 
     # ---- structure -------------------------------------------------------
 
@@ -212,7 +217,7 @@ class Sequential:
         key = (loss.name, id(optimizer), optimizer.plan_key(), batch_max, self.l2,
                tuple(id(p) for p in params),
                tuple(id(a) for arrays in state if arrays for a in arrays))
-        cached = getattr(self, "_plan_cache", None)
+        cached = self._plan_cache
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
         s1 = state[0] or state[1]
