@@ -245,11 +245,11 @@ class Sequential:
         self._plan_cache = (key, plan, (scale, specs[-1]["a"]))
         return plan, (scale, specs[-1]["a"])
 
-    def _step(self, xb, yb, wb, loss, optimizer, grad_buf):
+    def _step(self, xb, yb, wb, loss, optimizer, grad_buf, plan=None):
         """Forward, loss, backward, update on one prepared batch. Returns
         (loss value, output); nothing is updated when the value is not finite."""
         if self.backend == "compiled" and self._fused:
-            return self._compiled_step(xb, yb, wb, loss, optimizer, grad_buf)
+            return self._compiled_step(xb, yb, wb, loss, optimizer, grad_buf, plan)
         out = self._forward(xb)
         value, grad = loss(out, yb, grad_buf, sample_weight=wb, backend=self.backend)
         value += self._penalty()
@@ -263,11 +263,14 @@ class Sequential:
                        backend=self.backend)
         return value, out
 
-    def _compiled_step(self, xb, yb, wb, loss, optimizer, grad_buf):
-        """_step in one compiled call (nncore._train): the same kernels, same order."""
+    def _compiled_step(self, xb, yb, wb, loss, optimizer, grad_buf, plan=None):
+        """_step in one compiled call (nncore._train): the same kernels, same order.
+        `plan` (from _plan) saves looking it up again on every step of a fit."""
         n = xb.shape[0]
-        batch_max = grad_buf.shape[0] if grad_buf is not None else n
-        plan, (scale, out) = self._plan(loss, optimizer, batch_max)
+        if plan is None:
+            batch_max = grad_buf.shape[0] if grad_buf is not None else n
+            plan = self._plan(loss, optimizer, batch_max)
+        plan, (scale, out) = plan
         if wb is None:
             scale[:n] = 1.0 / n
         else:
@@ -390,6 +393,8 @@ class Sequential:
         ybuf = np.empty((batch_size,) + y.shape[1:], y.dtype)
         wbuf = np.empty(batch_size) if w is not None else None
         gbuf = np.empty((batch_size, self.n_outputs), self.dtype)
+        plan = (self._plan(loss, optimizer, batch_size)
+                if self.backend == "compiled" and self._fused else None)
         order = np.arange(n)
 
         with _InterruptFlag() as interrupted:
@@ -402,14 +407,20 @@ class Sequential:
                 total = correct = seen = 0.0
                 diverged = None
                 for b in range(n_batches):
-                    idx = order[b * batch_size:(b + 1) * batch_size]
-                    nb = idx.shape[0]
-                    xb = np.take(X, idx, axis=0, out=xbuf[:nb])
-                    yb = np.take(y, idx, axis=0, out=ybuf[:nb])
-                    wb = None if w is None else np.take(w, idx, out=wbuf[:nb])
+                    rows = slice(b * batch_size, (b + 1) * batch_size)
+                    if shuffle:                 # gather into the preallocated batch
+                        idx = order[rows]
+                        nb = idx.shape[0]
+                        xb = np.take(X, idx, axis=0, out=xbuf[:nb])
+                        yb = np.take(y, idx, axis=0, out=ybuf[:nb])
+                        wb = None if w is None else np.take(w, idx, out=wbuf[:nb])
+                    else:                       # in order: contiguous views, no copy
+                        xb, yb = X[rows], y[rows]
+                        wb = None if w is None else w[rows]
+                        nb = xb.shape[0]
                     if wb is not None and not wb.any():
                         continue                    # nothing to learn from this batch
-                    value, out = self._step(xb, yb, wb, loss, optimizer, gbuf[:nb])
+                    value, out = self._step(xb, yb, wb, loss, optimizer, gbuf[:nb], plan)
                     if not math.isfinite(value):
                         diverged = (value, b)
                         break
@@ -502,7 +513,7 @@ def _accuracy(loss, out, y):
     pred = loss.predict(out)
     if pred.ndim == 1 and y.ndim == 2:
         y = y[:, 0]
-    return float(np.mean(pred == y))
+    return np.count_nonzero(pred == y) / pred.size
 
 
 def MLP(sizes, activation="relu", output_activation="identity", *, init=None, seed=None,
