@@ -17,6 +17,7 @@ Design:
 """
 from libc.math cimport isfinite
 from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
 
 from _types cimport real
@@ -47,6 +48,8 @@ cdef struct LayerPtrs:
     void* s1b
     void* s2w        # Adam v
     void* s2b
+    void* kw         # copies of w, b from before the update (undone if it overflows)
+    void* kb
 
 
 cdef struct Hyper:
@@ -68,7 +71,8 @@ cdef inline int gemm_r(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
 cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
                    const real* x, const real* t, const Py_ssize_t* y, const double* s,
                    Py_ssize_t n, real* grad_out, double* value, int nt) noexcept nogil:
-    """One step; returns 0, 1 (loss not finite: nothing updated), or < 0 on error."""
+    """One step; returns 0, 1 (loss not finite: nothing updated), 2 (an updated
+    parameter was not finite: the weights are restored), or < 0 on error."""
     cdef Py_ssize_t l, i, size
     cdef LayerPtrs* L
     cdef const real* inp
@@ -149,10 +153,36 @@ cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
         if h.l2 != 0:
             for i in range(size):
                 gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
+        memcpy(L.kw, L.w, size * sizeof(real))
         update(L.w, L.gw, L.s1w, L.s2w, size, h, h.weight_decay, nt, zero)
         if L.b != NULL:
+            memcpy(L.kb, L.b, L.n_out * sizeof(real))
             update(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, nt, zero)
+
+    # an update that overflowed to inf/NaN is undone (x * 0 is 0 only for finite x)
+    acc = 0
+    for l in range(n_layers):
+        L = &layers[l]
+        acc += all_finite(<real*> L.w, L.n_in * L.n_out)
+        if L.b != NULL:
+            acc += all_finite(<real*> L.b, L.n_out)
+    if acc != 0:
+        for l in range(n_layers):
+            L = &layers[l]
+            memcpy(L.w, L.kw, L.n_in * L.n_out * sizeof(real))
+            if L.b != NULL:
+                memcpy(L.b, L.kb, L.n_out * sizeof(real))
+        return 2
     return 0
+
+
+cdef inline double all_finite(const real* p, Py_ssize_t size) noexcept nogil:
+    """0 when every p[i] is finite, NaN otherwise (vectorizes: no branch)."""
+    cdef Py_ssize_t i
+    cdef real acc = 0
+    for i in range(size):
+        acc = acc + p[i] * 0
+    return acc if acc != 0 or acc == acc else 1
 
 
 cdef inline void update(void* p, void* g, void* s1, void* s2, Py_ssize_t size,
@@ -228,6 +258,7 @@ cdef class StepPlan:
             self.layers[i].gz = ptr(d["gz"]); self.layers[i].gx = ptr(d["gx"])
             self.layers[i].s1w = ptr(d["s1w"]); self.layers[i].s1b = ptr(d["s1b"])
             self.layers[i].s2w = ptr(d["s2w"]); self.layers[i].s2b = ptr(d["s2b"])
+            self.layers[i].kw = ptr(d["kw"]); self.layers[i].kb = ptr(d["kb"])
         self.n_inputs = layers[0]["n_in"]
         self.n_outputs = layers[len(layers) - 1]["n_out"]   # (wraparound is off)
         self.h.loss = loss_code
@@ -245,7 +276,8 @@ cdef class StepPlan:
              double lr, double step_size, double bc2_sqrt, int n_threads):
         """One training step on the first n rows of x (n, n_inputs) with float
         targets t (n, n_outputs) or labels y (n,) intp, row scales (n,) float64.
-        Returns (status, loss): status 0 updated, 1 loss not finite (no update)."""
+        Returns (status, loss): status 0 updated, 1 loss not finite (no update),
+        2 the update made a parameter NaN or inf (undone: weights as before)."""
         cdef double value = 0
         cdef int rc
         cdef const void* px

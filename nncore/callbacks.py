@@ -62,7 +62,8 @@ class LambdaCallback(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs.
+    """Stop when `monitor` has not improved by more than min_delta for `patience` epochs
+    in a row (Keras's convention: patience 0 and 1 both stop at the first such epoch).
 
     mode "min" for losses, "max" for accuracy ("auto" picks from the name).
     restore_best_weights puts back the weights of the best epoch when training stops.
@@ -100,7 +101,7 @@ class EarlyStopping(Callback):
                 self.best_weights = [p.copy() for p in model.parameters()]
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= max(self.patience, 1):
                 model.stop_training = True
                 model.history.stopped_early = True
 

@@ -552,7 +552,8 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
     Each step: forward (a_l = f(a_{l-1} @ W_l.T + b_l)), loss + 1/2 l2 sum ||W||^2,
     backward, grad_W += l2 W, then the optimizer update of every parameter
     (weight decay on weights only) -- the kernels and order of the layer-by-layer
-    path, so both give bitwise the same weights.
+    path, so both give bitwise the same weights. A non-finite loss updates nothing;
+    an update that leaves a parameter NaN or inf is undone (the plan keeps a copy).
 
     Parameters
     ----------
@@ -610,7 +611,8 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
                              w=arrays["weight"], b=arrays["bias"], gw=arrays["grad_weight"],
                              gb=arrays["grad_bias"], z=arrays["z"], a=arrays["a"],
                              gz=arrays["grad_z"], gx=arrays["grad_x"], s1w=s1w, s1b=s1b,
-                             s2w=s2w, s2b=s2b))
+                             s2w=s2w, s2b=s2b, kw=np.empty_like(arrays["weight"]),
+                             kb=None if d["bias"] is None else np.empty_like(d["bias"])))
     grad_out = np.empty((batch_max, layers[-1]["n_out"]), dtype)
     return _train.StepPlan(prepared, dtype == np.float64, batch_max,
                            LOSSES.index(loss), 0 if optimizer == "sgd" else 1,

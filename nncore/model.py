@@ -22,7 +22,8 @@ DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or inf; the model keeps its last finite weights."""
+    """The loss, or a weight after an update, became NaN or inf; the model keeps its
+    last finite weights (the optimizer's state, e.g. momentum, is not rolled back)."""
 
 
 def _dtype(dtype):
@@ -245,23 +246,32 @@ class Sequential:
         self._plan_cache = (key, plan, (scale, specs[-1]["a"]))
         return plan, (scale, specs[-1]["a"])
 
-    def _step(self, xb, yb, wb, loss, optimizer, grad_buf, plan=None):
-        """Forward, loss, backward, update on one prepared batch. Returns
-        (loss value, output); nothing is updated when the value is not finite."""
+    def _step(self, xb, yb, wb, loss, optimizer, grad_buf, saved, plan=None):
+        """Forward, loss, backward, update on one prepared batch. Returns (loss value,
+        output, ok); ok is False when the step diverged and the weights are as before it:
+        the value is NaN or inf (nothing is updated), or the update made a parameter NaN
+        or inf (it is undone from `saved`, arrays shaped like parameters() that this
+        step fills with the weights before the update; the compiled plan keeps its own)."""
         if self.backend == "compiled" and self._fused:
             return self._compiled_step(xb, yb, wb, loss, optimizer, grad_buf, plan)
         out = self._forward(xb)
         value, grad = loss(out, yb, grad_buf, sample_weight=wb, backend=self.backend)
         value += self._penalty()
         if not math.isfinite(value):
-            return value, out
+            return value, out, False
         self._backward(grad)
         if self.l2:
             for layer in self.layers:
                 F.l2_penalty(layer.weight, self.l2, layer.grad_weight, backend=self.backend)
-        optimizer.step(self.parameters(), self.gradients(), self._decay_mask(),
-                       backend=self.backend)
-        return value, out
+        params = self.parameters()
+        for s, p in zip(saved, params):
+            np.copyto(s, p)
+        optimizer.step(params, self.gradients(), self._decay_mask(), backend=self.backend)
+        if all(np.isfinite(p).all() for p in params):
+            return value, out, True
+        for p, s in zip(params, saved):
+            np.copyto(p, s)
+        return value, out, False
 
     def _compiled_step(self, xb, yb, wb, loss, optimizer, grad_buf, plan=None):
         """_step in one compiled call (nncore._train): the same kernels, same order.
@@ -286,12 +296,13 @@ class Sequential:
         status, value = plan.step(xb, None if labels else yb, yb if labels else None, scale, n,
                                   lr, step_size, bc2_sqrt, get_num_threads())
         if status != 0 and isinstance(optimizer, optim_mod.Adam):
-            optimizer.t -= 1                 # nothing was updated
-        return value, out[:n]
+            optimizer.t -= 1                 # the weights are as before the step
+        return value, out[:n], status == 0
 
     def train_step(self, X, y, loss=None, optimizer=None, *, sample_weight=None):
         """One gradient step on the batch (X, y); returns the batch loss (before the update).
-        Raises TrainingDiverged, without updating, when the loss is NaN or inf."""
+        Raises TrainingDiverged, leaving the weights unchanged, when the loss is NaN or
+        inf or the update would make a weight NaN or inf."""
         loss = self._loss(loss)
         optimizer = self._optimizer(optimizer)
         X = self._inputs(X)
@@ -299,15 +310,19 @@ class Sequential:
         w = self._sample_weight(sample_weight, X.shape[0])
         if X.shape[0] == 0:
             raise ValueError("X is an empty batch")
-        value, _ = self._step(X, y, w, loss, optimizer, None)
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"the loss is {value}: no update was made")
+        value, _, ok = self._step(X, y, w, loss, optimizer, None,
+                                  [np.empty_like(p) for p in self.parameters()])
+        if not ok:
+            raise TrainingDiverged(f"{_divergence(value)}: the weights are unchanged")
         self.loss, self.optimizer = loss, optimizer
         return value
 
     def _optimizer(self, optimizer):
         if optimizer is None:
             optimizer = self.optimizer if self.optimizer is not None else optim_mod.SGD(lr=0.01)
+        if isinstance(optimizer, str):
+            raise TypeError(f"optimizer must be an nncore.optim optimizer object, e.g. "
+                            f"nncore.optim.Adam(lr=0.001), not the name {optimizer!r}")
         if not isinstance(optimizer, optim_mod.Optimizer):
             raise TypeError(f"optimizer must be an nncore.optim optimizer (SGD, Adam), "
                             f"got {type(optimizer).__name__}")
@@ -333,14 +348,16 @@ class Sequential:
             1 is stochastic gradient descent
         validation_data : (X_val, y_val), or validation_split in [0, 1): the last
             fraction of (X, y), taken before shuffling
-        callbacks : list of nncore.callbacks.Callback
+        callbacks : list of nncore.callbacks.Callback, or None
         verbose : 0 silent, 1 progress bar on a terminal (else a line per epoch), 2 a line per epoch
         shuffle : reshuffle every epoch with the model's seed
         sample_weight : array (n,) >= 0; the loss becomes sum w_i l_i / sum w_i per batch
 
-        A NaN or inf loss stops training with TrainingDiverged (or quietly with
-        callbacks.TerminateOnNaN); the model keeps its last finite weights. Ctrl-C
-        stops between two steps and leaves the model usable.
+        A NaN or inf loss, or an update that makes a weight NaN or inf, stops training
+        with TrainingDiverged (or quietly with callbacks.TerminateOnNaN, setting
+        history.stopped_early); the model keeps its last finite weights. Ctrl-C stops
+        after the current step, ends the epoch there and returns the History with
+        history.interrupted set; a second Ctrl-C raises KeyboardInterrupt.
         """
         loss = self._loss(loss)
         optimizer = self._optimizer(optimizer)
@@ -377,7 +394,10 @@ class Sequential:
         if batch_size is None:
             batch_size = n
         batch_size = min(positive_int(batch_size, "batch_size"), n)
-        callbacks = list(callbacks)
+        if not isinstance(callbacks, (list, tuple, type(None))):
+            raise TypeError(f"callbacks must be a list of nncore.callbacks.Callback objects, "
+                            f"got {type(callbacks).__name__}")
+        callbacks = list(callbacks or ())
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be nncore.callbacks.Callback objects, got {cb!r}")
@@ -395,13 +415,13 @@ class Sequential:
         gbuf = np.empty((batch_size, self.n_outputs), self.dtype)
         plan = (self._plan(loss, optimizer, batch_size)
                 if self.backend == "compiled" and self._fused else None)
+        saved = [np.empty_like(p) for p in self.parameters()]
         order = np.arange(n)
 
         with _InterruptFlag() as interrupted:
             for cb in callbacks:
                 cb.on_train_begin(self)
             for epoch in range(epochs):
-                snapshot = [p.copy() for p in self.parameters()]
                 if shuffle:                 # a fresh permutation: fit(2) + fit(2) == fit(4)
                     order = self._shuffle_rng.permutation(n)
                 total = correct = seen = 0.0
@@ -420,8 +440,9 @@ class Sequential:
                         nb = xb.shape[0]
                     if wb is not None and not wb.any():
                         continue                    # nothing to learn from this batch
-                    value, out = self._step(xb, yb, wb, loss, optimizer, gbuf[:nb], plan)
-                    if not math.isfinite(value):
+                    value, out, ok = self._step(xb, yb, wb, loss, optimizer, gbuf[:nb], saved,
+                                                plan)
+                    if not ok:
                         diverged = (value, b)
                         break
                     total += value * nb
@@ -433,15 +454,12 @@ class Sequential:
                     if self.stop_training or interrupted():
                         break
                 if diverged is not None:
-                    if not all(np.isfinite(p).all() for p in self.parameters()):
-                        for p, s in zip(self.parameters(), snapshot):
-                            p[...] = s
                     if quiet_nan:
                         self.history.stopped_early = True
                         break
                     value, b = diverged
                     raise TrainingDiverged(
-                        f"the loss became {value} at epoch {epoch + 1}, batch {b + 1}: training "
+                        f"{_divergence(value)} at epoch {epoch + 1}, batch {b + 1}: training "
                         f"stopped and the model keeps its last finite weights (try a smaller lr)")
                 logs = {"loss": total / max(seen, 1)}
                 if loss.classification:
@@ -509,6 +527,13 @@ class Sequential:
         return self._evaluate(X, y, loss, self._sample_weight(sample_weight, X.shape[0]))
 
 
+def _divergence(value):
+    """What went wrong in a step that _step reported as diverged."""
+    if not math.isfinite(value):
+        return f"the loss became {value}"
+    return f"the update made the weights NaN or inf (the loss was {value:.3g})"
+
+
 def _accuracy(loss, out, y):
     pred = loss.predict(out)
     if pred.ndim == 1 and y.ndim == 2:
@@ -523,6 +548,7 @@ def MLP(sizes, activation="relu", output_activation="identity", *, init=None, se
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least the inputs and outputs, got {sizes}")
+    _checks.choice(activation, "activation", F.ACTIVATIONS)       # even with no hidden layer
     layers = [Dense(sizes[i], sizes[i + 1],
                     activation if i < len(sizes) - 2 else output_activation, init=init)
               for i in range(len(sizes) - 1)]
@@ -530,16 +556,17 @@ def MLP(sizes, activation="relu", output_activation="identity", *, init=None, se
 
 
 class _InterruptFlag:
-    """Turns Ctrl-C during fit into a flag checked between steps (main thread only)."""
+    """Turns Ctrl-C during fit into a flag checked between steps. It takes over SIGINT
+    only from Python's default handler (which raises KeyboardInterrupt), in the main
+    thread, and puts that handler back: a handler set by the user or from C, or SIGINT
+    ignored, is left alone."""
 
     def __enter__(self):
         self.hit = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            try:
-                self.previous = signal.signal(signal.SIGINT, self._handler)
-            except ValueError:
-                self.previous = None
+        self.installed = (threading.current_thread() is threading.main_thread()
+                          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if self.installed:
+            signal.signal(signal.SIGINT, self._handler)
         return lambda: self.hit
 
     def _handler(self, signum, frame):
@@ -548,6 +575,6 @@ class _InterruptFlag:
         self.hit = True
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        if self.installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return False
