@@ -7,9 +7,10 @@ from nncore._config import config, show_config
 from nncore import functional, reference, init, losses, optim, callbacks, datasets
 from nncore.layers import Dense
 from nncore.model import MLP, Sequential, TrainingDiverged
+from nncore.gradcheck import gradcheck
 
 __all__ = [
     "__version__", "Dense", "MLP", "Sequential", "TrainingDiverged", "callbacks", "config",
-    "datasets", "functional", "get_num_threads", "init", "losses", "openmp_enabled", "optim",
-    "reference", "set_num_threads", "show_config", "threads",
+    "datasets", "functional", "get_num_threads", "gradcheck", "init", "losses",
+    "openmp_enabled", "optim", "reference", "set_num_threads", "show_config", "threads",
 ]
