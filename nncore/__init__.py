@@ -9,9 +9,10 @@ from nncore.layers import Dense
 from nncore.model import MLP, Sequential, TrainingDiverged
 from nncore import io
 from nncore.io import load
+from nncore.gradcheck import gradcheck
 
 __all__ = [
     "__version__", "Dense", "MLP", "Sequential", "TrainingDiverged", "callbacks", "config",
-    "datasets", "functional", "get_num_threads", "init", "io", "load", "losses",
+    "datasets", "functional", "get_num_threads", "gradcheck", "init", "io", "load", "losses",
     "openmp_enabled", "optim", "reference", "set_num_threads", "show_config", "threads",
 ]
