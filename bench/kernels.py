@@ -7,8 +7,9 @@
 Each thread count runs in its own process with OPENBLAS_NUM_THREADS and
 OMP_NUM_THREADS set, so both libraries get the same number of threads. Within
 a process the tools alternate in blocks (a block's first call is dropped: the
-other library's spinning threads may still hold the cores); each figure is the
-median over all kept calls. GFLOP/s = 2 m n k / t.
+other library's spinning threads may still hold the cores; with several threads
+each block also waits 0.2 s for them to sleep); each figure is the median over all
+kept calls. GFLOP/s = 2 m n k / t.
 """
 import argparse
 import json
@@ -40,11 +41,17 @@ def gemm_cases(full):
     return cases
 
 
-def alternate(funcs, rounds, block):
-    """Median seconds per call of each function, run in alternating blocks."""
+def alternate(funcs, rounds, block, settle=0.0):
+    """Median seconds per call of each function, run in alternating blocks.
+
+    With several threads, each block starts after `settle` seconds of sleep:
+    OpenBLAS's and OpenMP's worker threads spin for a while after a call, and
+    on 2 cores the other library's spinning threads would take the cores from
+    the one being timed (KERNEL-NOTES measured 10x slowdowns)."""
     times = [[] for _ in funcs]
     for _ in range(rounds):
         for i, f in enumerate(funcs):
+            time.sleep(settle)
             for r in range(block + 1):
                 t0 = time.perf_counter()
                 f()
@@ -66,6 +73,7 @@ def worker(threads, full, quick):
     rng = np.random.default_rng(0)
     rows = []
     rounds = 3 if quick else 5
+    settle = 0.2 if threads > 1 else 0.0
     for dtype in (np.float32, np.float64):
         for label, m, n, k, ta, tb in gemm_cases(full):
             a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
@@ -77,7 +85,7 @@ def worker(threads, full, quick):
             t_nn, t_np = alternate(
                 [lambda: F.gemm(a, b, c1, trans_a=ta, trans_b=tb, n_threads=threads),
                  lambda: np.matmul(opa, opb, out=c2)],
-                rounds, calls_for(flops))
+                rounds, calls_for(flops), settle)
             rows.append(dict(kind="gemm", case=label, dtype=np.dtype(dtype).name,
                              threads=threads, nncore_gflops=flops / t_nn / 1e9,
                              numpy_gflops=flops / t_np / 1e9, ratio=t_np / t_nn))
@@ -103,7 +111,7 @@ def worker(threads, full, quick):
 
         t_nn, t_np = alternate(
             [lambda: F.dense_forward(x, w, bias, act, z_out=z1, a_out=a1, n_threads=threads),
-             numpy_layer], rounds, calls_for(2.0 * batch * n_in * n_out))
+             numpy_layer], rounds, calls_for(2.0 * batch * n_in * n_out), settle)
         rows.append(dict(kind="dense_forward", case=f"b{batch} {n_in}->{n_out} {act}",
                          dtype="float32", threads=threads, nncore_us=t_nn * 1e6,
                          numpy_us=t_np * 1e6, ratio=t_np / t_nn))
