@@ -538,7 +538,7 @@ def _accuracy(loss, out, y):
     pred = loss.predict(out)
     if pred.ndim == 1 and y.ndim == 2:
         y = y[:, 0]
-    return np.count_nonzero(pred == y) / pred.size
+    return int(np.count_nonzero(pred == y)) / pred.size
 
 
 def MLP(sizes, activation="relu", output_activation="identity", *, init=None, seed=None,
