@@ -14,6 +14,10 @@
 from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf, fabs, fabsf
 from _types cimport real
 
+cdef extern from "vmath.h" nogil:
+    void nn_sigmoid_f32(const float* z, float* a, Py_ssize_t n)
+    void nn_sigmoid_f64(const double* z, double* a, Py_ssize_t n)
+
 cdef enum:
     ACT_IDENTITY = 0
     ACT_STEP = 1
@@ -63,9 +67,11 @@ cdef inline void act_forward_run(int code, real slope, const real* z, real* a,
     elif code == ACT_STEP:
         for i in range(n):
             a[i] = 1 if z[i] > 0 else 0
-    elif code == ACT_SIGMOID:
-        for i in range(n):
-            a[i] = sigmoid_scalar(z[i])
+    elif code == ACT_SIGMOID:                  # vectorized (vmath.h)
+        if real is float:
+            nn_sigmoid_f32(z, a, n)
+        else:
+            nn_sigmoid_f64(z, a, n)
     elif code == ACT_TANH:
         for i in range(n):
             if real is float:
