@@ -15,10 +15,12 @@ Design:
 - nncore.functional.train_plan validates the model once; StepPlan.step only
   checks the batch against the plan (O(1)).
 """
-from libc.math cimport isfinite
+from libc.math cimport isfinite, pow, sqrt
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
+
+import numpy as np
 
 from _types cimport real
 from _activation_math cimport ACT_SOFTMAX, softmax_row
@@ -206,6 +208,98 @@ cdef inline void update(void* p, void* g, void* s1, void* s2, Py_ssize_t size,
                      h.bc2_sqrt, h.eps, weight_decay, nt)
 
 
+cdef inline double accuracy_frac(const real* o, const real* t, const Py_ssize_t* y,
+                                 Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Fraction right: argmax(o_i) == y_i for labels; (o_ij > 0) == t_ij otherwise
+    (as nncore.losses predicts; the first maximum wins a tie, as np.argmax)."""
+    cdef Py_ssize_t i, j, best, count = 0
+    if y != NULL:
+        for i in range(n):
+            best = 0
+            for j in range(1, k):
+                if o[i * k + j] > o[i * k + best]:
+                    best = j
+            count += best == y[i]
+        return <double> count / n
+    for i in range(n * k):
+        count += (1 if o[i] > 0 else 0) == t[i]
+    return <double> count / (n * k)
+
+
+cdef struct Batches:
+    const void* X        # (n, n_in) the whole training set
+    const void* T        # (n, k) float targets, or NULL
+    const Py_ssize_t* Y  # (n,) labels, or NULL
+    const double* W      # (n,) sample weights, or NULL
+    Py_ssize_t n, n_in, k
+    void* xbuf           # (batch_max, n_in) gathered rows
+    void* tbuf
+    Py_ssize_t* ybuf
+    double* wbuf
+    double* scale        # (batch_max,) s_i
+    void* grad_out       # (batch_max, k)
+    bint accuracy
+
+
+cdef int batch_impl(LayerPtrs* layers, int n_layers, Hyper* h, Batches* d,
+                    const Py_ssize_t* order, Py_ssize_t start, Py_ssize_t nb,
+                    long* t_adam, int nt, double* value, double* frac,
+                    real tag) noexcept nogil:
+    """Rows order[start:start + nb] (or start.. in order) -> one step. Returns step_impl's
+    status, or 3 when every sample weight of the batch is 0 (skipped)."""
+    cdef Py_ssize_t i, r
+    cdef const real* x
+    cdef const real* t = NULL
+    cdef const Py_ssize_t* y = NULL
+    cdef const double* w = NULL
+    cdef double wsum = 0
+    cdef int rc
+    if order == NULL:                                # rows in order: no copy
+        x = <const real*> d.X + start * d.n_in
+        if d.T != NULL:
+            t = <const real*> d.T + start * d.k
+        if d.Y != NULL:
+            y = d.Y + start
+        if d.W != NULL:
+            w = d.W + start
+    else:                                            # gather the shuffled rows
+        for i in range(nb):
+            r = order[start + i]
+            memcpy(<real*> d.xbuf + i * d.n_in, <const real*> d.X + r * d.n_in,
+                   d.n_in * sizeof(real))
+            if d.T != NULL:
+                memcpy(<real*> d.tbuf + i * d.k, <const real*> d.T + r * d.k,
+                       d.k * sizeof(real))
+            if d.Y != NULL:
+                d.ybuf[i] = d.Y[r]
+            if d.W != NULL:
+                d.wbuf[i] = d.W[r]
+        x = <const real*> d.xbuf
+        t = <const real*> d.tbuf if d.T != NULL else NULL
+        y = d.ybuf if d.Y != NULL else NULL
+        w = d.wbuf if d.W != NULL else NULL
+    if w != NULL:                                    # s_i = w_i / sum(w), summed in order
+        for i in range(nb):
+            wsum += w[i]
+        if wsum == 0:
+            return 3
+        for i in range(nb):
+            d.scale[i] = w[i] / wsum
+    else:
+        for i in range(nb):
+            d.scale[i] = 1.0 / nb
+    if h.optimizer == OPT_ADAM:                      # bias corrections of step t
+        t_adam[0] += 1
+        h.step_size = h.lr / (1 - pow(h.beta1, <double> t_adam[0]))
+        h.bc2_sqrt = sqrt(1 - pow(h.beta2, <double> t_adam[0]))
+    rc = step_impl(layers, n_layers, h, x, t, y, d.scale, nb, <real*> d.grad_out, value, nt)
+    if rc != 0 and h.optimizer == OPT_ADAM:
+        t_adam[0] -= 1                               # nothing was updated
+    if rc == 0 and d.accuracy:
+        frac[0] = accuracy_frac(<const real*> layers[n_layers - 1].a, t, y, nb, d.k)
+    return rc
+
+
 cdef void* ptr(object arr) except? NULL:
     """Data pointer of a C-contiguous array (None -> NULL). The caller keeps
     the array alive for as long as the pointer is used."""
@@ -223,21 +317,22 @@ cdef class StepPlan:
     """Pointers into a model's arrays for nogil training steps (see module docstring).
 
     layers: list of dicts with keys n_in, n_out, act (kernel code), slope and
-    the arrays w, b, gw, gb, z, a, gz, gx, s1w, s1b, s2w, s2b (C-contiguous,
-    batch_max rows for workspaces; b/s* may be None). Built by
-    nncore.functional.train_plan, which checks every array first.
+    the arrays w, b, gw, gb, z, a, gz, gx, s1w, s1b, s2w, s2b, kw, kb
+    (C-contiguous, batch_max rows for workspaces; b/s*/kb may be None). Built
+    by nncore.functional.train_plan, which checks every array first.
     """
     cdef LayerPtrs* layers
     cdef int n_layers
     cdef bint f64
     cdef Hyper h
     cdef readonly Py_ssize_t batch_max, n_inputs, n_outputs
+    cdef readonly bint accuracy
     cdef object keep
-    cdef object grad_out
+    cdef object buffers
 
     def __cinit__(self, list layers, bint f64, Py_ssize_t batch_max, int loss_code,
                   int optimizer, double momentum, bint nesterov, double weight_decay,
-                  double l2, double beta1, double beta2, double eps, object grad_out):
+                  double l2, double beta1, double beta2, double eps, dict buffers):
         cdef Py_ssize_t i
         self.layers = <LayerPtrs*> malloc(len(layers) * sizeof(LayerPtrs))
         if self.layers == NULL:
@@ -246,7 +341,7 @@ cdef class StepPlan:
         self.f64 = f64
         self.batch_max = batch_max
         self.keep = layers
-        self.grad_out = grad_out
+        self.buffers = buffers       # x, t, y, w, scale, grad_out: (batch_max, ...)
         for i, d in enumerate(layers):
             self.layers[i].n_in = d["n_in"]
             self.layers[i].n_out = d["n_out"]
@@ -261,6 +356,7 @@ cdef class StepPlan:
             self.layers[i].kw = ptr(d["kw"]); self.layers[i].kb = ptr(d["kb"])
         self.n_inputs = layers[0]["n_in"]
         self.n_outputs = layers[len(layers) - 1]["n_out"]   # (wraparound is off)
+        self.accuracy = loss_code != 0                        # every loss but mse
         self.h.loss = loss_code
         self.h.optimizer = optimizer
         self.h.momentum = momentum
@@ -272,56 +368,125 @@ cdef class StepPlan:
     def __dealloc__(self):
         free(self.layers)
 
-    def step(self, object x, object t, object y, object scale, Py_ssize_t n,
-             double lr, double step_size, double bc2_sqrt, int n_threads):
-        """One training step on the first n rows of x (n, n_inputs) with float
-        targets t (n, n_outputs) or labels y (n,) intp, row scales (n,) float64.
-        Returns (status, loss): status 0 updated, 1 loss not finite (no update),
-        2 the update made a parameter NaN or inf (undone: weights as before)."""
-        cdef double value = 0
-        cdef int rc
-        cdef const void* px
-        cdef const void* pt
-        cdef const Py_ssize_t* py
-        cdef const double* ps
-        cdef void* pg
-        if x.dtype.char != ("d" if self.f64 else "f") or scale.dtype.char != "d":
-            raise TypeError("StepPlan.step: x must have the plan's dtype, scale float64")
-        if n < 1 or n > self.batch_max:
-            raise ValueError(f"StepPlan.step: n = {n} outside [1, {self.batch_max}]")
-        if x.shape[0] < n or x.shape[1] != self.n_inputs:
-            raise ValueError("StepPlan.step: x does not match the plan")
-        if t is not None and t.dtype.char != x.dtype.char:
-            raise TypeError("StepPlan.step: t must have the plan's dtype")
-        if y is not None and (y.dtype.kind != "i" or y.dtype.itemsize != sizeof(Py_ssize_t)):
-            raise TypeError("StepPlan.step: y must be intp labels")
-        if scale.shape[0] < n:
-            raise ValueError("StepPlan.step: scale is shorter than n")
+    cdef int data(self, Batches* d, object X, object t, object y, object w) except -1:
+        """Check a data set against the plan and fill d (O(1) but for nothing)."""
+        cdef Py_ssize_t n = X.shape[0]
+        if X.dtype.char != ("d" if self.f64 else "f") or X.ndim != 2 or X.shape[1] != self.n_inputs:
+            raise TypeError(f"StepPlan: X must be (n, {self.n_inputs}) in the plan's dtype")
         if (t is None) == (y is None):
-            raise ValueError("StepPlan.step: pass exactly one of t and y")
-        if t is not None and (t.shape[0] < n or t.shape[1] != self.n_outputs):
-            raise ValueError("StepPlan.step: t does not match the plan")
-        if y is not None and y.shape[0] < n:
-            raise ValueError("StepPlan.step: y is shorter than n")
-        px = ptr(x)
-        pt = ptr(t)
-        py = <const Py_ssize_t*> ptr(y)
-        ps = <const double*> ptr(scale)
-        pg = ptr(self.grad_out)
-        self.h.lr = lr
-        self.h.step_size = step_size
-        self.h.bc2_sqrt = bc2_sqrt
-        with nogil:
-            if self.f64:
-                rc = step_impl(self.layers, self.n_layers, &self.h, <const double*> px,
-                               <const double*> pt, py, ps, n, <double*> pg, &value, n_threads)
-            else:
-                rc = step_impl(self.layers, self.n_layers, &self.h, <const float*> px,
-                               <const float*> pt, py, ps, n, <float*> pg, &value, n_threads)
+            raise ValueError("StepPlan: pass exactly one of t and y")
+        if t is not None and (t.dtype != X.dtype or t.ndim != 2 or t.shape[0] != n
+                              or t.shape[1] != self.n_outputs):
+            raise TypeError(f"StepPlan: t must be (n, {self.n_outputs}) in X's dtype")
+        if y is not None and (y.dtype.kind != "i" or y.dtype.itemsize != sizeof(Py_ssize_t)
+                              or y.ndim != 1 or y.shape[0] != n):
+            raise TypeError("StepPlan: y must be (n,) intp labels")
+        if w is not None and (w.dtype.char != "d" or w.ndim != 1 or w.shape[0] != n):
+            raise TypeError("StepPlan: w must be (n,) float64")
+        b = self.buffers
+        d.X = ptr(X); d.T = ptr(t); d.Y = <const Py_ssize_t*> ptr(y)
+        d.W = <const double*> ptr(w)
+        d.n, d.n_in, d.k = n, self.n_inputs, self.n_outputs
+        d.xbuf = ptr(b["x"]); d.tbuf = ptr(b["t"]); d.ybuf = <Py_ssize_t*> ptr(b["y"])
+        d.wbuf = <double*> ptr(b["w"]); d.scale = <double*> ptr(b["scale"])
+        d.grad_out = ptr(b["grad_out"])
+        d.accuracy = self.accuracy
+        return 0
+
+    cdef raise_for(self, int rc):
         if rc == -1:
             raise MemoryError("nncore: cannot allocate GEMM packing buffers")
         if rc == -12:
             raise ValueError("nncore: a label is outside [0, n_outputs)")
         if rc < 0:
             raise MemoryError("nncore: the loss kernel could not allocate its buffers")
-        return rc, value
+
+    def step(self, X, t, y, w, double lr, long t_adam, int n_threads):
+        """One training step on all rows of X (n <= batch_max, in order): float
+        targets t (n, n_outputs) or labels y (n,) intp, sample weights w (n,) or None.
+
+        Returns (status, loss, accuracy, t_adam): status 0 updated; 1 loss not
+        finite (nothing updated); 2 the update made a parameter NaN or inf
+        (undone); 3 all sample weights 0 (skipped). accuracy is the fraction
+        right (0 for mse); t_adam the Adam step count after the step.
+        """
+        cdef Batches d
+        cdef double value = 0, frac = 0
+        cdef Py_ssize_t n = X.shape[0]
+        cdef int rc
+        if n < 1 or n > self.batch_max:
+            raise ValueError(f"StepPlan.step: n = {n} outside [1, {self.batch_max}]")
+        self.data(&d, X, t, y, w)
+        self.h.lr = lr
+        with nogil:
+            if self.f64:
+                rc = batch_impl(self.layers, self.n_layers, &self.h, &d, NULL, 0, n, &t_adam,
+                                n_threads, &value, &frac, <double> 0)
+            else:
+                rc = batch_impl(self.layers, self.n_layers, &self.h, &d, NULL, 0, n, &t_adam,
+                                n_threads, &value, &frac, <float> 0)
+        self.raise_for(rc)
+        return rc, value, frac, t_adam
+
+    def run_epochs(self, X, t, y, w, orders, Py_ssize_t batch_size, double[::1] lrs,
+                   long t_adam, int n_threads):
+        """len(lrs) epochs over (X, t | y, w) in one call: epoch e visits the rows
+        in orders[e] (an (E, n) intp array of permutations; None: in order) in
+        batches of batch_size, with learning rate lrs[e].
+
+        Returns (epochs_done, totals, seen, correct, stop, t_adam): per epoch the
+        sums of loss * batch rows, of batch rows and of accuracy * batch rows;
+        stop is None, or (epoch, batch, status, loss) of the first step that
+        diverged (status 1 or 2, as in step) -- training stops there.
+        """
+        cdef Batches d
+        cdef Py_ssize_t E = lrs.shape[0], n = X.shape[0], e, b, nb, n_batches
+        cdef const Py_ssize_t* po = NULL
+        cdef const Py_ssize_t* order
+        cdef double value = 0, frac = 0
+        cdef int rc = 0
+        cdef Py_ssize_t done = 0, stop_batch = 0
+        if batch_size < 1 or batch_size > self.batch_max:
+            raise ValueError(f"StepPlan.run_epochs: batch_size {batch_size} outside "
+                             f"[1, {self.batch_max}]")
+        self.data(&d, X, t, y, w)
+        if orders is not None:
+            if (orders.dtype.kind != "i" or orders.dtype.itemsize != sizeof(Py_ssize_t)
+                    or orders.ndim != 2 or orders.shape[0] != E or orders.shape[1] != n):
+                raise TypeError(f"StepPlan.run_epochs: orders must be ({E}, {n}) intp")
+            if n and (orders.min() < 0 or orders.max() >= n):
+                raise ValueError("StepPlan.run_epochs: orders holds a row outside [0, n)")
+            po = <const Py_ssize_t*> ptr(orders)
+        totals = np.zeros(E)
+        seen = np.zeros(E)
+        correct = np.zeros(E)
+        cdef double[::1] tot_v = totals, seen_v = seen, cor_v = correct
+        n_batches = (n + batch_size - 1) // batch_size
+        with nogil:
+            for e in range(E):
+                self.h.lr = lrs[e]
+                order = po + e * n if po != NULL else NULL
+                for b in range(n_batches):
+                    nb = min(batch_size, n - b * batch_size)
+                    if self.f64:
+                        rc = batch_impl(self.layers, self.n_layers, &self.h, &d, order,
+                                        b * batch_size, nb, &t_adam, n_threads, &value,
+                                        &frac, <double> 0)
+                    else:
+                        rc = batch_impl(self.layers, self.n_layers, &self.h, &d, order,
+                                        b * batch_size, nb, &t_adam, n_threads, &value,
+                                        &frac, <float> 0)
+                    if rc == 3:
+                        continue
+                    if rc != 0:
+                        stop_batch = b
+                        break
+                    tot_v[e] += value * nb
+                    seen_v[e] += nb
+                    cor_v[e] += frac * nb
+                if rc != 0 and rc != 3:
+                    break
+                done += 1
+        self.raise_for(rc)
+        stop = (done, stop_batch, rc, value) if rc not in (0, 3) else None
+        return done, totals, seen, correct, stop, t_adam

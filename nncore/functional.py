@@ -250,6 +250,15 @@ LOSSES = reference.LOSSES
 _LABEL_LOSSES = ("softmax_cross_entropy", "hinge")
 
 
+def _row_scale(n, sample_weight):
+    """s_i = 1/N, or w_i / sum(w) with the sum taken in row order (cumsum), as the
+    fused training step takes it, so the two compiled paths agree bitwise."""
+    if sample_weight is None:
+        return np.full(n, 1.0 / n)
+    w = np.asarray(sample_weight, dtype=np.float64)
+    return w / np.cumsum(w)[-1]
+
+
 def loss_forward_backward(name, output, target, grad_out=None, *, sample_weight=None,
                           backend="compiled", n_threads=None):
     """L = sum_i s_i l_i(o_i, t_i) and grad_out = dL/d output, with s_i = 1/N,
@@ -322,7 +331,7 @@ def loss_forward_backward(name, output, target, grad_out=None, *, sample_weight=
     if backend == "numpy":
         return reference.loss_forward_backward(name, output, target, grad_out,
                                                sample_weight=sample_weight)
-    scale = reference._row_scale(n, sample_weight)
+    scale = _row_scale(n, sample_weight)
     kernel = getattr(_losses, name)
     value = kernel(output, target, scale, grad_out, n_threads)
     return float(value), grad_out
@@ -570,8 +579,9 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
 
     Returns
     -------
-    plan : nncore._train.StepPlan; plan.step(x, t, y, scale, n, lr, step_size,
-        bc2_sqrt, n_threads) -> (status, loss)
+    plan : nncore._train.StepPlan: plan.step(X, t, y, w, lr, t_adam, n_threads) for one
+        batch, plan.run_epochs(X, t, y, w, orders, batch_size, lrs, t_adam, n_threads)
+        for whole epochs in one call (rows gathered, scaled and stepped in C).
     """
     from nncore import _train
     _checks.choice(loss, "loss", LOSSES)
@@ -613,7 +623,10 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
                              gz=arrays["grad_z"], gx=arrays["grad_x"], s1w=s1w, s1b=s1b,
                              s2w=s2w, s2b=s2b, kw=np.empty_like(arrays["weight"]),
                              kb=None if d["bias"] is None else np.empty_like(d["bias"])))
-    grad_out = np.empty((batch_max, layers[-1]["n_out"]), dtype)
+    n_in, k = layers[0]["n_in"], layers[-1]["n_out"]
+    buffers = dict(x=np.empty((batch_max, n_in), dtype), t=np.empty((batch_max, k), dtype),
+                   y=np.empty(batch_max, np.intp), w=np.empty(batch_max),
+                   scale=np.empty(batch_max), grad_out=np.empty((batch_max, k), dtype))
     return _train.StepPlan(prepared, dtype == np.float64, batch_max,
                            LOSSES.index(loss), 0 if optimizer == "sgd" else 1,
                            _checks.real_scalar(momentum, "momentum", nonnegative=True),
@@ -621,4 +634,4 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
                            _checks.real_scalar(weight_decay, "weight_decay", nonnegative=True),
                            _checks.real_scalar(l2, "l2", nonnegative=True),
                            float(betas[0]), float(betas[1]),
-                           _checks.real_scalar(eps, "eps", positive=True), grad_out)
+                           _checks.real_scalar(eps, "eps", positive=True), buffers)

@@ -220,7 +220,7 @@ class Sequential:
                tuple(id(a) for arrays in state if arrays for a in arrays))
         cached = self._plan_cache
         if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
+            return cached[1]
         s1 = state[0] or state[1]
         s2 = state[2]
         specs, i = [], 0
@@ -242,13 +242,12 @@ class Sequential:
                          nesterov=optimizer.nesterov)
         plan = F.train_plan(specs, loss=loss.name, batch_max=batch_max, l2=self.l2,
                             weight_decay=optimizer.weight_decay, **hyper)
-        scale = np.empty(batch_max)
-        self._plan_cache = (key, plan, (scale, specs[-1]["a"]))
-        return plan, (scale, specs[-1]["a"])
+        self._plan_cache = (key, plan)
+        return plan
 
     def _step(self, xb, yb, wb, loss, optimizer, grad_buf, saved, plan=None):
         """Forward, loss, backward, update on one prepared batch. Returns (loss value,
-        output, ok); ok is False when the step diverged and the weights are as before it:
+        accuracy of the batch (0 for mse), ok); ok is False when the step diverged and the weights are as before it:
         the value is NaN or inf (nothing is updated), or the update made a parameter NaN
         or inf (it is undone from `saved`, arrays shaped like parameters() that this
         step fills with the weights before the update; the compiled plan keeps its own)."""
@@ -258,7 +257,7 @@ class Sequential:
         value, grad = loss(out, yb, grad_buf, sample_weight=wb, backend=self.backend)
         value += self._penalty()
         if not math.isfinite(value):
-            return value, out, False
+            return value, 0.0, False
         self._backward(grad)
         if self.l2:
             for layer in self.layers:
@@ -268,36 +267,25 @@ class Sequential:
             np.copyto(s, p)
         optimizer.step(params, self.gradients(), self._decay_mask(), backend=self.backend)
         if all(np.isfinite(p).all() for p in params):
-            return value, out, True
+            return value, _accuracy(loss, out, yb) if loss.classification else 0.0, True
         for p, s in zip(params, saved):
             np.copyto(p, s)
-        return value, out, False
+        return value, 0.0, False
 
     def _compiled_step(self, xb, yb, wb, loss, optimizer, grad_buf, plan=None):
         """_step in one compiled call (nncore._train): the same kernels, same order.
         `plan` (from _plan) saves looking it up again on every step of a fit."""
-        n = xb.shape[0]
         if plan is None:
-            batch_max = grad_buf.shape[0] if grad_buf is not None else n
-            plan = self._plan(loss, optimizer, batch_max)
-        plan, (scale, out) = plan
-        if wb is None:
-            scale[:n] = 1.0 / n
-        else:
-            np.divide(wb, wb.sum(), out=scale[:n])
+            plan = self._plan(loss, optimizer, grad_buf.shape[0] if grad_buf is not None
+                              else xb.shape[0])
+        adam = isinstance(optimizer, optim_mod.Adam)
         labels = yb.ndim == 1
-        lr = optimizer.current_lr()
-        step_size = bc2_sqrt = 0.0
-        if isinstance(optimizer, optim_mod.Adam):
-            optimizer.t += 1
-            beta1, beta2 = optimizer.betas
-            step_size = lr / (1 - beta1 ** optimizer.t)
-            bc2_sqrt = math.sqrt(1 - beta2 ** optimizer.t)
-        status, value = plan.step(xb, None if labels else yb, yb if labels else None, scale, n,
-                                  lr, step_size, bc2_sqrt, get_num_threads())
-        if status != 0 and isinstance(optimizer, optim_mod.Adam):
-            optimizer.t -= 1                 # the weights are as before the step
-        return value, out[:n], status == 0
+        status, value, acc, t = plan.step(xb, None if labels else yb, yb if labels else None,
+                                          wb, optimizer.current_lr(), optimizer.t if adam else 0,
+                                          get_num_threads())
+        if adam:
+            optimizer.t = t
+        return value, acc, status in (0, 3)
 
     def train_step(self, X, y, loss=None, optimizer=None, *, sample_weight=None):
         """One gradient step on the batch (X, y); returns the batch loss (before the update).
@@ -418,10 +406,14 @@ class Sequential:
         saved = [np.empty_like(p) for p in self.parameters()]
         order = np.arange(n)
 
+        fast = plan is not None and not callbacks and Xv is None
         with _InterruptFlag() as interrupted:
             for cb in callbacks:
                 cb.on_train_begin(self)
-            for epoch in range(epochs):
+            if fast:
+                self._fit_epochs_compiled(plan, X, y, w, loss, optimizer, epochs, batch_size,
+                                          shuffle, quiet_nan, interrupted)
+            for epoch in range(0 if fast else epochs):
                 if shuffle:                 # a fresh permutation: fit(2) + fit(2) == fit(4)
                     order = self._shuffle_rng.permutation(n)
                 total = correct = seen = 0.0
@@ -440,34 +432,23 @@ class Sequential:
                         nb = xb.shape[0]
                     if wb is not None and not wb.any():
                         continue                    # nothing to learn from this batch
-                    value, out, ok = self._step(xb, yb, wb, loss, optimizer, gbuf[:nb], saved,
+                    value, acc, ok = self._step(xb, yb, wb, loss, optimizer, gbuf[:nb], saved,
                                                 plan)
                     if not ok:
                         diverged = (value, b)
                         break
                     total += value * nb
                     seen += nb
-                    if loss.classification:
-                        correct += _accuracy(loss, out, yb) * nb
+                    correct += acc * nb
                     for cb in callbacks:
                         cb.on_batch_end(self, b, dict(epoch=epoch, loss=value, size=nb))
                     if self.stop_training or interrupted():
                         break
                 if diverged is not None:
-                    if quiet_nan:
-                        self.history.stopped_early = True
+                    if self._diverged(*diverged, epoch, quiet_nan):
                         break
-                    value, b = diverged
-                    raise TrainingDiverged(
-                        f"{_divergence(value)} at epoch {epoch + 1}, batch {b + 1}: training "
-                        f"stopped and the model keeps its last finite weights (try a smaller lr)")
-                logs = {"loss": total / max(seen, 1)}
-                if loss.classification:
-                    logs["accuracy"] = correct / max(seen, 1)
-                if Xv is not None:
-                    logs.update({f"val_{k}": v for k, v in self._evaluate(Xv, yv, loss).items()})
-                optimizer.epoch += 1
-                self.history.append(epoch, logs)
+                logs = self._end_epoch(epoch, total, seen, correct, loss, optimizer,
+                                       None if Xv is None else (Xv, yv))
                 for cb in callbacks:
                     cb.on_epoch_end(self, epoch, logs)
                 if interrupted():
@@ -480,6 +461,61 @@ class Sequential:
             for cb in callbacks:
                 cb.on_train_end(self)
         return self.history
+
+    def _end_epoch(self, epoch, total, seen, correct, loss, optimizer, validation=None):
+        """Log an epoch in the History (with the validation metrics, given (X, y))
+        and advance the optimizer's schedule; returns the logs."""
+        seen = max(float(seen), 1.0)
+        logs = {"loss": float(total) / seen}
+        if loss.classification:
+            logs["accuracy"] = float(correct) / seen
+        if validation is not None:
+            logs.update({f"val_{k}": v for k, v in self._evaluate(*validation, loss).items()})
+        optimizer.epoch += 1
+        self.history.append(epoch, logs)
+        return logs
+
+    def _diverged(self, value, batch, epoch, quiet):
+        """A step diverged (the weights are as before it): stop quietly (True) or raise."""
+        if quiet:
+            self.history.stopped_early = True
+            return True
+        raise TrainingDiverged(
+            f"{_divergence(value)} at epoch {epoch + 1}, batch {batch + 1}: training "
+            f"stopped and the model keeps its last finite weights (try a smaller lr)")
+
+    def _fit_epochs_compiled(self, plan, X, y, w, loss, optimizer, epochs, batch_size,
+                             shuffle, quiet_nan, interrupted):
+        """Whole epochs per compiled call (rows gathered and stepped in C), when no
+        callback, progress display or validation needs Python between steps. The
+        same steps as the per-batch loop: bitwise the same weights and History.
+        Ctrl-C takes effect between two calls (at most ~65k samples apart)."""
+        n = X.shape[0]
+        labels = y.ndim == 1
+        adam = isinstance(optimizer, optim_mod.Adam)
+        epoch = 0
+        while epoch < epochs:
+            chunk = min(epochs - epoch, max(1, (1 << 16) // n))
+            orders = (np.stack([self._shuffle_rng.permutation(n) for _ in range(chunk)])
+                      if shuffle else None)
+            lrs = np.empty(chunk)
+            for i in range(chunk):
+                lrs[i] = optimizer.lr * (optimizer.schedule(optimizer.epoch + i)
+                                         if optimizer.schedule else 1.0)
+            done, totals, seen, correct, stop, t = plan.run_epochs(
+                X, None if labels else y, y if labels else None, w, orders, batch_size, lrs,
+                optimizer.t if adam else 0, get_num_threads())
+            if adam:
+                optimizer.t = t
+            for i in range(done):
+                self._end_epoch(epoch + i, totals[i], seen[i], correct[i], loss, optimizer)
+            epoch += done
+            if stop is not None:
+                self._diverged(stop[3], stop[1], epoch, quiet_nan)
+                return
+            if interrupted():
+                self.history.interrupted = True
+                return
 
     def partial_fit(self, X, y, *, loss=None, optimizer=None, batch_size=32, sample_weight=None):
         """One epoch over (X, y), continuing from the current weights and optimizer

@@ -91,10 +91,50 @@ def test_plan_checks_its_arrays():
     with pytest.raises(ValueError, match=r"loss must be one of"):
         F.train_plan([spec], loss="l1", batch_max=4)
     plan = F.train_plan([spec], loss="mse", batch_max=4)
-    x = np.zeros((4, 2)); t = np.zeros((4, 3)); s = np.full(4, 0.25)
+    x = np.zeros((4, 2)); t = np.zeros((4, 3))
     with pytest.raises(ValueError, match=r"outside \[1, 4\]"):
-        plan.step(x, t, None, s, 5, 0.1, 0.0, 0.0, 1)
+        plan.step(np.zeros((5, 2)), np.zeros((5, 3)), None, None, 0.1, 0, 1)
     with pytest.raises(TypeError, match=r"plan's dtype"):
-        plan.step(x.astype(np.float32), t, None, s, 4, 0.1, 0.0, 0.0, 1)
-    status, value = plan.step(x, t, None, s, 4, 0.1, 0.0, 0.0, 1)
+        plan.step(x.astype(np.float32), t, None, None, 0.1, 0, 1)
+    with pytest.raises(ValueError, match=r"exactly one of t and y"):
+        plan.step(x, None, None, None, 0.1, 0, 1)
+    with pytest.raises(ValueError, match=r"orders holds a row outside"):
+        plan.run_epochs(x, t, None, None, np.full((1, 4), 7, np.intp), 2, np.ones(1), 0, 1)
+    status, value, acc, t_adam = plan.step(x, t, None, None, 0.1, 0, 1)
     assert status == 0 and value == 0.0                 # zero weights, zero targets
+
+
+class Noop(nn.callbacks.Callback):
+    """Any callback sends fit through the per-batch loop instead of whole epochs in C."""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opt", ["momentum", "adam"])
+@pytest.mark.parametrize("loss, first, last", CASES)
+def test_epochs_in_one_call_equal_the_per_batch_loop(dtype, opt, loss, first, last):
+    X, y = data(loss)
+    weights = np.linspace(0, 1, len(X))
+    runs = []
+    for callbacks in ([], [Noop()]):
+        model = nn.Sequential([nn.Dense(2, 20, first), nn.Dense(20, 3, last)], seed=3,
+                              dtype=dtype, l2=1e-3)
+        optimizer = OPTIMIZERS[opt]()
+        optimizer.schedule = nn.optim.StepDecay(2, 0.5)
+        history = model.fit(X, y, loss=loss, optimizer=optimizer, epochs=5, batch_size=16,
+                            sample_weight=weights, callbacks=callbacks)
+        runs.append((model, history, optimizer))
+    (a, ha, oa), (b, hb, ob) = runs
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert np.array_equal(p, q)
+    assert ha.history == hb.history
+    assert oa.epoch == ob.epoch == 5 and getattr(oa, "t", 0) == getattr(ob, "t", 0)
+
+
+def test_epochs_in_one_call_stop_on_divergence():
+    X, y = data("mse")
+    for callbacks in ([], [Noop()]):
+        model = nn.MLP([2, 8, 3], seed=0, dtype="float64")
+        with pytest.raises(nn.TrainingDiverged, match=r"at epoch \d+, batch \d+"):
+            model.fit(X, y * 1e200, loss="mse", optimizer=nn.optim.SGD(lr=1.0), epochs=3,
+                      batch_size=8, callbacks=callbacks)
+        assert all(np.isfinite(p).all() for p in model.parameters())
