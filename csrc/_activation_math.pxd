@@ -91,37 +91,35 @@ cdef inline void act_forward_run(int code, real slope, const real* z, real* a,
             a[i] = softplus_scalar(z[i])
 
 
+cdef extern from "elementwise.h" nogil:
+    void nn_act_backward_f32(int code, float slope, const float* z, const float* a,
+                             const float* ga, float* gz, Py_ssize_t n)
+    void nn_act_backward_f64(int code, double slope, const double* z, const double* a,
+                             const double* ga, double* gz, Py_ssize_t n)
+    void nn_colsum_add_f32(const float* x, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
+                           float* colsum)
+    void nn_colsum_add_f64(const double* x, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
+                           double* colsum)
+
+
 cdef inline void act_backward_run(int code, real slope, const real* z,
                                   const real* a, const real* grad_a,
                                   real* grad_z, Py_ssize_t n) noexcept nogil:
     """grad_z[i] = grad_a[i] * f'(z[i]) for i < n, f' from z or a as cheaper;
-    elementwise codes only. grad_z may equal grad_a (in place)."""
-    cdef Py_ssize_t i
-    cdef real v
-    if code == ACT_IDENTITY:
-        if grad_z != grad_a:
-            for i in range(n):
-                grad_z[i] = grad_a[i]
-    elif code == ACT_STEP:
-        for i in range(n):
-            grad_z[i] = 0
-    elif code == ACT_SIGMOID:
-        for i in range(n):
-            v = a[i]
-            grad_z[i] = grad_a[i] * (v * (1 - v))
-    elif code == ACT_TANH:
-        for i in range(n):
-            v = a[i]
-            grad_z[i] = grad_a[i] * (1 - v * v)
-    elif code == ACT_RELU:
-        for i in range(n):
-            grad_z[i] = grad_a[i] if z[i] > 0 else 0
-    elif code == ACT_LEAKY_RELU:
-        for i in range(n):
-            grad_z[i] = grad_a[i] if z[i] > 0 else slope * grad_a[i]
-    elif code == ACT_SOFTPLUS:
-        for i in range(n):
-            grad_z[i] = grad_a[i] * sigmoid_scalar(z[i])
+    elementwise codes only (elementwise.h). grad_z may equal grad_a (in place)."""
+    if real is float:
+        nn_act_backward_f32(code, slope, z, a, grad_a, grad_z, n)
+    else:
+        nn_act_backward_f64(code, slope, z, a, grad_a, grad_z, n)
+
+
+cdef inline void colsum_add(const real* x, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
+                            real* colsum) noexcept nogil:
+    """colsum[j] += x[i, j] over rows i in order (elementwise.h)."""
+    if real is float:
+        nn_colsum_add_f32(x, ld, rows, cols, colsum)
+    else:
+        nn_colsum_add_f64(x, ld, rows, cols, colsum)
 
 
 cdef inline void softmax_row(const real* z, real* a, Py_ssize_t n) noexcept nogil:

@@ -17,7 +17,7 @@ Design:
 from cython.parallel cimport prange
 
 from _types cimport real
-from _activation_math cimport (ACT_SOFTMAX, act_backward_run, softmax_row,
+from _activation_math cimport (ACT_SOFTMAX, act_backward_run, colsum_add, softmax_row,
                                softmax_backward_row)
 from nncore._gemm cimport Epilogue, sgemm, dgemm
 
@@ -57,9 +57,7 @@ cdef void grad_z_and_bias(int code, real slope, const real* z, const real* a,
         if grad_b != NULL:
             for j in range(cols):
                 grad_b[j] = 0
-            for i in range(rows):
-                for j in range(cols):
-                    grad_b[j] = grad_b[j] + grad_z[i * cols + j]
+            colsum_add(grad_z, cols, rows, cols, grad_b)
         return
     n_strips = (cols + COLUMN_STRIP - 1) // COLUMN_STRIP
     if nt > n_strips:
@@ -68,15 +66,13 @@ cdef void grad_z_and_bias(int code, real slope, const real* z, const real* a,
                     use_threads_if=nt > 1):
         c0 = s * COLUMN_STRIP
         c1 = min(c0 + COLUMN_STRIP, cols)
-        if grad_b != NULL:
-            for j in range(c0, c1):
-                grad_b[j] = 0
         for i in range(rows):
             act_backward_run(code, slope, z + i * cols + c0, a + i * cols + c0,
                              grad_a + i * cols + c0, grad_z + i * cols + c0, c1 - c0)
-            if grad_b != NULL:
-                for j in range(c0, c1):
-                    grad_b[j] = grad_b[j] + grad_z[i * cols + j]
+        if grad_b != NULL:                          # the strip is still in L1/L2
+            for j in range(c0, c1):
+                grad_b[j] = 0
+            colsum_add(grad_z + c0, cols, rows, c1 - c0, grad_b + c0)
 
 
 def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides

@@ -29,6 +29,10 @@ from nncore._losses cimport loss_f32, loss_f64
 from nncore._optim cimport sgd_f32, sgd_f64, adam_f32, adam_f64
 from nncore._dense cimport grad_z_and_bias_f32, grad_z_and_bias_f64
 
+cdef extern from "vmath.h" nogil:
+    bint nn_all_finite_f32(const float* p, Py_ssize_t n)
+    bint nn_all_finite_f64(const double* p, Py_ssize_t n)
+
 cdef enum:
     OPT_SGD = 0
     OPT_ADAM = 1
@@ -85,6 +89,7 @@ cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
     cdef int rc
     cdef double acc, penalty = 0
     cdef real zero = 0
+    cdef bint finite
 
     # forward: z = inp @ W.T + b, a = f(z)
     inp = x
@@ -161,14 +166,14 @@ cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
             memcpy(L.kb, L.b, L.n_out * sizeof(real))
             update(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, nt, zero)
 
-    # an update that overflowed to inf/NaN is undone (x * 0 is 0 only for finite x)
-    acc = 0
+    # an update that overflowed to inf/NaN is undone
+    finite = True
     for l in range(n_layers):
         L = &layers[l]
-        acc += all_finite(<real*> L.w, L.n_in * L.n_out)
+        finite = finite and all_finite(<real*> L.w, L.n_in * L.n_out)
         if L.b != NULL:
-            acc += all_finite(<real*> L.b, L.n_out)
-    if acc != 0:
+            finite = finite and all_finite(<real*> L.b, L.n_out)
+    if not finite:
         for l in range(n_layers):
             L = &layers[l]
             memcpy(L.w, L.kw, L.n_in * L.n_out * sizeof(real))
@@ -178,13 +183,11 @@ cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
     return 0
 
 
-cdef inline double all_finite(const real* p, Py_ssize_t size) noexcept nogil:
-    """0 when every p[i] is finite, NaN otherwise (vectorizes: no branch)."""
-    cdef Py_ssize_t i
-    cdef real acc = 0
-    for i in range(size):
-        acc = acc + p[i] * 0
-    return acc if acc != 0 or acc == acc else 1
+cdef inline bint all_finite(const real* p, Py_ssize_t size) noexcept nogil:
+    if real is float:
+        return nn_all_finite_f32(p, size)
+    else:
+        return nn_all_finite_f64(p, size)
 
 
 cdef inline void update(void* p, void* g, void* s1, void* s2, Py_ssize_t size,

@@ -159,6 +159,29 @@ static int nn_vmath_avx2_ok(void)
 #define NN_VMATH_X86 0
 #endif
 
+/* 1 when every p[i] is finite: the exponent bits of inf/NaN are all ones. An
+ * integer OR-reduction, which compilers vectorize (a floating-point sum would be
+ * a serial chain). */
+static int nn_all_finite_f32(const float *p, ptrdiff_t n)
+{
+    unsigned int bad = 0, u;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        memcpy(&u, p + i, sizeof(u));
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+static int nn_all_finite_f64(const double *p, ptrdiff_t n)
+{
+    unsigned long long bad = 0, u;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        memcpy(&u, p + i, sizeof(u));
+        bad |= (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+    }
+    return !bad;
+}
+
 /* a[i] = sigmoid(z[i]), i < n; a may equal z. */
 static void nn_sigmoid_f32(const float *z, float *a, ptrdiff_t n)
 {
