@@ -60,11 +60,11 @@ cdef inline void pack_a(Py_ssize_t mc, Py_ssize_t kc,
         ir = ir_i * MR
         mr = min(MR, mc - ir)
         ap = a + ir * rs
-        if rs == 1:
+        if cs == 1:                              # rows contiguous: read along them
             for i in range(mr):
                 for p in range(kc):
-                    buf[p * MR + i] = ap[i + p * cs]
-        else:
+                    buf[p * MR + i] = ap[i * rs + p]
+        else:                                    # (rs == 1: six contiguous values a column)
             for p in range(kc):
                 for i in range(mr):
                     buf[p * MR + i] = ap[i * rs + p * cs]
