@@ -15,6 +15,10 @@ cdef enum:
     MC_F64 = 72
     NC_F32 = 4080
     NC_F64 = 4080
-    # Below this many flops (2 m n k) a GEMM stays on one thread: entering a
-    # parallel region costs microseconds (see bench/kernels.py --threshold).
-    PARALLEL_MIN_FLOPS = 1 << 20
+    # Below this many flops (2 m n k) a GEMM stays on one thread. Measured on
+    # the 2-core Zen 3 VM, float32, time 1 thread / 2 threads (median of 9):
+    #   1.0 MFLOP  0.82-1.16     2.1 MFLOP  0.86-1.22
+    #   3.2-4.2    1.09-1.95     8.4        1.44-1.66
+    # (entering a parallel region costs ~1-5 us, and each thread packs its own
+    # copy of the shared operand). From ~4 MFLOP two threads always won.
+    PARALLEL_MIN_FLOPS = 1 << 22
