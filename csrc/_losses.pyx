@@ -41,7 +41,7 @@ cdef enum:
     LOSS_HINGE = 3
     # Below this many elements (N*K) a loss stays on one thread: an element
     # costs 1 (mse) to 25 (bce: exp + log1p) ns, a parallel region
-    # microseconds. bench/bench_losses.py on a shared 2-core machine, float32,
+    # microseconds. bench/losses.py on a shared 2-core machine, float32,
     # 256 x 256: 2 threads gave 1.2-2x for softmax CE, BCE and hinge, and
     # nothing for mse, which gains (1.3-2.4x) from about 64K-2M elements.
     PARALLEL_MIN_ELEMENTS = 1 << 16

@@ -38,6 +38,17 @@ def gemm_tolerance(opa, opb, dtype):
     return 2 * max(k, 1) * eps * mag + np.finfo(dtype).tiny
 
 
+def weights(model):
+    """Copies of a model's parameters."""
+    return [p.copy() for p in model.parameters()]
+
+
+def assert_weights_equal(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -10,6 +10,7 @@ from nncore import MLP, Dense, Sequential, TrainingDiverged
 from nncore.callbacks import (Callback, EarlyStopping, History, LambdaCallback,
                               ProgressDisplay, TerminateOnNaN)
 from nncore.optim import SGD
+from conftest import assert_weights_equal, weights
 
 
 def blobs(n=48, seed=0):
@@ -25,16 +26,6 @@ def regression(n=32, seed=0):
     """y = X @ [1, 2, 3], no noise."""
     X = np.random.default_rng(seed).standard_normal((n, 3))
     return X, X @ np.array([[1.0], [2.0], [3.0]])
-
-
-def weights(model):
-    return [p.copy() for p in model.parameters()]
-
-
-def assert_weights_equal(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
 
 
 class Recorder(Callback):

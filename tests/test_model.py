@@ -9,6 +9,7 @@ import pytest
 from nncore import MLP, Dense, Sequential
 from nncore.callbacks import EarlyStopping, LambdaCallback
 from nncore.optim import SGD, Adam
+from conftest import assert_weights_equal, weights
 
 
 def blobs(n=48, n_features=3, n_classes=3, seed=0):
@@ -26,16 +27,6 @@ def regression(n=32, n_features=3, seed=0):
     X = rng.standard_normal((n, n_features))
     y = X @ np.arange(1.0, n_features + 1)[:, None] + 0.1 * rng.standard_normal((n, 1))
     return X, y
-
-
-def weights(model):
-    return [p.copy() for p in model.parameters()]
-
-
-def assert_weights_equal(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
 
 
 def built(layer, dtype=np.float64, seed=0):

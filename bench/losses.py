@@ -1,7 +1,7 @@
 """Does a loss kernel gain from threads, and from what size? (PARALLEL_MIN_ELEMENTS)
 
-    python bench/bench_losses.py                    # float32, 1 and 2 threads
-    python bench/bench_losses.py --threads 1,2,4 --dtype float64
+    python bench/losses.py                    # float32, 1 and 2 threads
+    python bench/losses.py --threads 1,2,4 --dtype float64
 
 Best of --repeat calls per cell, in microseconds, beside the NumPy twin. The
 kernels stay on one thread below PARALLEL_MIN_ELEMENTS = 65536 elements
