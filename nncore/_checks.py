@@ -161,3 +161,12 @@ def sample_weights(w, name, n_samples):
     if not np.any(w > 0):
         raise ValueError(f"{name} must not be all zero (the weights are divided by their sum)")
     return w
+
+
+def all_finite(x, rows=4096):
+    """True when x holds no NaN or inf; checked in blocks of rows so the
+    temporary mask stays small (a full mask of a large X would double its memory)."""
+    x = np.asarray(x)
+    if x.ndim == 0 or x.shape[0] <= rows:
+        return bool(np.isfinite(x).all())
+    return all(np.isfinite(x[i:i + rows]).all() for i in range(0, x.shape[0], rows))

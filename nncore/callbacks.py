@@ -8,7 +8,6 @@ import math
 import sys
 import time
 
-import numpy as np
 
 
 class History:
@@ -148,7 +147,3 @@ class ProgressDisplay(Callback):
         self.file.write(f"{prefix}epoch {epoch + 1}/{self.epochs}  " + "  ".join(parts)
                         + f"  {rate:,.0f} samples/s" + (" " * 10 if self.bar else "") + "\n")
         self.file.flush()
-
-
-def finite(value):
-    return bool(np.isfinite(value))

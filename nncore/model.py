@@ -149,7 +149,7 @@ class Sequential:
             raise ValueError(f"{name} has {X.shape[1]} features but the first layer takes "
                              f"{self.n_inputs}")
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
+        if not _checks.all_finite(X):
             raise ValueError(f"{name} contains NaN or inf")
         return X
 

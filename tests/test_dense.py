@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from nncore import functional as F
-from conftest import DTYPES, gemm_tolerance, tol
+from conftest import DTYPES, tol
 
 ACTS = F.ACTIVATIONS
 

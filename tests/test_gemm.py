@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from nncore import functional as F, reference
+from nncore import functional as F
 from conftest import DTYPES, THREADS, gemm_tolerance
 
 MR, NR32, NR64, KC, MC32 = 6, 16, 8, 256, 144

@@ -11,7 +11,6 @@ factors momentum, beta1, beta2 < 1 and 1 - lr * weight_decay ~ 1 do not
 amplify it). So atol = rtol * n_steps * scale, where scale is the largest
 |value| or |change| an array takes along the trajectory.
 """
-import math
 
 import numpy as np
 import pytest
