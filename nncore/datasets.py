@@ -1,12 +1,57 @@
-"""Small data sets nncore makes itself (no downloads)."""
+"""Data sets and the small tools around them, all offline.
+
+Generated here (no downloads): spiral, xor, curve, moons, circles (classification),
+sine (regression). Loaded: digits (the 8x8 handwritten digits that ship with
+scikit-learn), load_mnist (MNIST / Fashion-MNIST IDX files you downloaded),
+load_csv (a numeric CSV file). Tools: train_test_split (alias split), one_hot,
+Standardizer.
+
+Conventions: X (n_samples, n_features) float, class labels y (n_samples,) int64,
+regression targets y (n_samples, 1) float; generators take a `seed` and return
+the same arrays for the same seed.
+"""
+import csv
+import gzip
+import math
+import numbers
+import os
+import warnings
+import zlib
+
 import numpy as np
 
+__all__ = ["Standardizer", "circles", "curve", "digits", "load_csv", "load_mnist", "moons",
+           "one_hot", "sine", "spiral", "split", "train_test_split", "xor"]
+
+
+def _count(value, name, minimum=1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _noise(value, name="noise"):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _shuffled(rng, X, y):
+    order = rng.permutation(X.shape[0])
+    return X[order], y[order]
+
+
+# ---- generated --------------------------------------------------------------
 
 def spiral(n_per_class=100, n_classes=3, noise=0.2, seed=0, dtype=np.float64):
     """The cs231n spiral: n_classes arms in 2-D that no linear classifier separates.
 
     Point i of arm c: r = i / n, t = c * 4 + 4 r + noise * N(0, 1),
-    x = (r sin t, r cos t). Returns X (n_per_class * n_classes, 2), y (int64 labels).
+    x = (r sin t, r cos t). Returns X (n_per_class * n_classes, 2), y (int64 labels),
+    ordered by class.
     """
     rng = np.random.default_rng(seed)
     n = n_per_class * n_classes
@@ -34,3 +79,490 @@ def curve(dtype=np.float64):
     """
     return (np.array([[0.0], [0.5], [1.0]], dtype=dtype),
             np.array([[0.0], [1.0], [0.0]], dtype=dtype))
+
+
+def moons(n=200, noise=0.1, seed=0, dtype=np.float64):
+    """Two interleaving half circles in 2-D, two classes.
+
+    Class 0: (cos t, sin t), class 1: (1 - cos t, 1/2 - sin t), t evenly spaced
+    in [0, pi] (ceil(n/2) and floor(n/2) points), plus noise * N(0, 1) on each
+    coordinate. Returns X (n, 2), y (n,) int64, in random order.
+    """
+    n = _count(n, "n", 2)
+    noise = _noise(noise)
+    rng = np.random.default_rng(seed)
+    n0 = n - n // 2
+    t0 = np.linspace(0.0, np.pi, n0)
+    t1 = np.linspace(0.0, np.pi, n // 2)
+    X = np.concatenate([np.column_stack([np.cos(t0), np.sin(t0)]),
+                        np.column_stack([1.0 - np.cos(t1), 0.5 - np.sin(t1)])])
+    X += noise * rng.standard_normal(X.shape)
+    y = np.repeat(np.array([0, 1], dtype=np.int64), [n0, n // 2])
+    X, y = _shuffled(rng, X, y)
+    return X.astype(dtype, copy=False), y
+
+
+def circles(n=200, noise=0.05, factor=0.5, seed=0, dtype=np.float64):
+    """A circle inside another in 2-D, two classes.
+
+    Class 0 on the unit circle, class 1 on the circle of radius `factor`
+    (0 < factor < 1), angles evenly spaced (ceil(n/2) and floor(n/2) points),
+    plus noise * N(0, 1) on each coordinate. Returns X (n, 2), y (n,) int64,
+    in random order.
+    """
+    n = _count(n, "n", 2)
+    noise = _noise(noise)
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
+        raise ValueError(f"factor must lie in (0, 1), got {factor!r}")
+    rng = np.random.default_rng(seed)
+    n0 = n - n // 2
+    t0 = np.linspace(0.0, 2 * np.pi, n0, endpoint=False)
+    t1 = np.linspace(0.0, 2 * np.pi, n // 2, endpoint=False)
+    X = np.concatenate([np.column_stack([np.cos(t0), np.sin(t0)]),
+                        factor * np.column_stack([np.cos(t1), np.sin(t1)])])
+    X += noise * rng.standard_normal(X.shape)
+    y = np.repeat(np.array([0, 1], dtype=np.int64), [n0, n // 2])
+    X, y = _shuffled(rng, X, y)
+    return X.astype(dtype, copy=False), y
+
+
+def sine(n=200, noise=0.1, seed=0, dtype=np.float64):
+    """One period of a sine, for regression: x ~ U(-pi, pi), y = sin x + noise * N(0, 1).
+
+    Returns X (n, 1), y (n, 1), both float (mse targets).
+    """
+    n = _count(n, "n")
+    noise = _noise(noise)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-np.pi, np.pi, size=(n, 1))
+    y = np.sin(x) + noise * rng.standard_normal((n, 1))
+    return x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+
+
+# ---- loaded -----------------------------------------------------------------
+
+DATASETS_EXTRA = 'pip install "nncore[datasets]"'
+
+
+def digits(dtype=np.float64):
+    """The 8x8 handwritten digits (1,797 images, 10 classes), from scikit-learn's
+    load_digits (the UCI optical digits test set; it ships with scikit-learn,
+    nothing is downloaded).
+
+    Returns X (1797, 64) in [0, 1] (the 0..16 gray levels divided by 16), row i
+    the 8x8 image read row by row, and y (1797,) int64 digits 0..9. Raises
+    ImportError, saying what to install, without scikit-learn.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise ImportError(f"the 8x8 digits come with scikit-learn, which is not installed: "
+                          f"{DATASETS_EXTRA} (or pip install scikit-learn)") from e
+    X, y = load_digits(return_X_y=True)
+    return (np.asarray(X, dtype=np.float64) / 16.0).astype(dtype, copy=False), \
+        np.asarray(y, dtype=np.int64)
+
+
+IDX_IMAGES = 2051       # 0x00000803: unsigned bytes, 3 dimensions (n, rows, cols)
+IDX_LABELS = 2049       # 0x00000801: unsigned bytes, 1 dimension (n,)
+_MNIST_KINDS = {"train": "train", "t10k": "t10k", "test": "t10k"}
+
+
+def _idx_file(folder, kind, what):
+    """The path of kind-what (what: images-idx3 / labels-idx1), raw or gzipped, with
+    the usual dash or the dot some mirrors use."""
+    base = what.split("-")
+    names = [f"{kind}-{what}-ubyte", f"{kind}-{base[0]}.{base[1]}-ubyte"]
+    tried = []
+    for name in names:
+        for suffix in ("", ".gz"):
+            path = os.path.join(folder, name + suffix)
+            if os.path.isfile(path):
+                return path
+            tried.append(name + suffix)
+    raise FileNotFoundError(f"no {kind} {base[0]} file in {folder!r}: looked for "
+                            f"{', '.join(tried)}")
+
+
+def _read_idx(path, magic, n_dims):
+    """The dimensions and the data bytes of an IDX file of unsigned bytes."""
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: not a readable gzip file ({e})") from e
+    header = 4 + 4 * n_dims
+    if len(data) < 4:
+        raise ValueError(f"{path}: {len(data)} bytes, too short for an IDX file")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        hint = {IDX_IMAGES: " (an image file)", IDX_LABELS: " (a label file)"}.get(found, "")
+        raise ValueError(f"{path}: magic number {found}{hint}, expected {magic} "
+                         f"({'images' if magic == IDX_IMAGES else 'labels'}): "
+                         f"not the right IDX file")
+    if len(data) < header:
+        raise ValueError(f"{path}: the file ends inside its header ({len(data)} bytes)")
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(n_dims)]
+    if any(d == 0 for d in dims[1:]):
+        raise ValueError(f"{path}: dimensions {dims} include a zero")
+    expected = header + math.prod(dims)
+    if len(data) != expected:
+        state = "truncated" if len(data) < expected else "longer than its header says"
+        raise ValueError(f"{path}: {len(data)} bytes, but its header ({' x '.join(map(str, dims))}"
+                         f") announces {expected}: the file is {state}")
+    return dims, memoryview(data)[header:]
+
+
+def load_mnist(path, kind="train", dtype=np.float32):
+    """MNIST or Fashion-MNIST from the IDX files you downloaded into the folder `path`.
+
+    kind "train" reads train-images-idx3-ubyte and train-labels-idx1-ubyte, kind
+    "t10k" (or "test") the t10k-* files; each may be gzipped (".gz") or raw.
+    The magic numbers (2051 images, 2049 labels), the dimensions, the file sizes and
+    the counts of images and labels are checked: a wrong or truncated file gives a
+    ValueError naming it, a missing one FileNotFoundError.
+
+    Returns X (n, rows * cols) = (n, 784) for MNIST, pixel / 255 in [0, 1] as
+    `dtype` (float32), and y (n,) int64.
+    """
+    if kind not in _MNIST_KINDS:
+        raise ValueError(f"kind must be 'train' or 't10k' (or 'test'), got {kind!r}")
+    folder = os.fsdecode(os.fspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"MNIST folder {folder!r} does not exist or is not a folder")
+    kind = _MNIST_KINDS[kind]
+    images = _idx_file(folder, kind, "images-idx3")
+    labels = _idx_file(folder, kind, "labels-idx1")
+    (n, rows, cols), pixels = _read_idx(images, IDX_IMAGES, 3)
+    (n_labels,), label_bytes = _read_idx(labels, IDX_LABELS, 1)
+    if n != n_labels:
+        raise ValueError(f"{images} holds {n} images but {labels} holds {n_labels} labels")
+    X = np.frombuffer(pixels, dtype=np.uint8).reshape(n, rows * cols)
+    X = X.astype(dtype) / np.asarray(255, dtype)
+    y = np.frombuffer(label_bytes, dtype=np.uint8).astype(np.int64)
+    return X, y
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_rows(path, delimiter):
+    """(line number, cells) of each non-blank, non-comment ('#') row."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        for cells in reader:
+            cells = [c.strip() for c in cells]
+            if not any(cells) or cells[0].startswith("#"):
+                continue
+            yield reader.line_num, cells
+
+
+def _csv_error(path, delimiter, has_header):
+    """The first problem in the file, as a ValueError with its line number (or None)."""
+    width = None
+    rows = _csv_rows(path, delimiter)
+    if has_header:
+        next(rows)
+    for line, cells in rows:
+        if width is None:
+            width = (len(cells), line)
+        elif len(cells) != width[0]:
+            return ValueError(f"{path}, line {line}: {len(cells)} fields, but line {width[1]} "
+                              f"has {width[0]}")
+        for col, cell in enumerate(cells, 1):
+            if not cell:
+                return ValueError(f"{path}, line {line}, column {col}: empty cell")
+            if not _is_number(cell):
+                return ValueError(f"{path}, line {line}, column {col}: {cell[:40]!r} is not "
+                                  f"a number")
+            if not math.isfinite(float(cell)):
+                return ValueError(f"{path}, line {line}, column {col}: {cell!r} is not a "
+                                  f"finite number")
+    return None
+
+
+def _data_lines(f):
+    """The lines of f, blank and comment lines made empty (np.loadtxt skips those, not
+    lines of spaces); the line count stays, for skiprows."""
+    for line in f:
+        stripped = line.strip()
+        yield line if stripped and not stripped.startswith("#") else "\n"
+
+
+def _readable(path, read):
+    """read(), a decoding or csv-module error turned into a ValueError naming path."""
+    try:
+        return read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text (UTF-8) CSV file ({e.reason} at byte "
+                         f"{e.start})") from None
+    except csv.Error as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def read_csv(path, *, header="auto", delimiter=","):
+    """A numeric CSV file as (data (n_rows, n_columns) float64, column names or None).
+
+    header: True (the first row names the columns), False, or "auto" (a header
+    if no cell of the first row is a number). Blank lines and lines starting
+    with '#' are skipped. Raises ValueError naming the file and line for a row of
+    another length, an empty or non-numeric cell, NaN or inf.
+    """
+    path = os.fsdecode(os.fspath(path))
+    if header not in (True, False, "auto"):
+        raise ValueError(f"header must be True, False or 'auto', got {header!r}")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be one character, got {delimiter!r}")
+    first = _readable(path, lambda: next(_csv_rows(path, delimiter), None))
+    if first is None:
+        raise ValueError(f"{path}: the file holds no rows")
+    has_header = (header is True or
+                  (header == "auto" and not any(_is_number(c) for c in first[1])))
+    names = first[1] if has_header else None
+
+    def diagnose():
+        return _readable(path, lambda: _csv_error(path, delimiter, has_header))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)      # "input contained no data"
+            with open(path, encoding="utf-8-sig") as f:
+                data = np.loadtxt(_data_lines(f), delimiter=delimiter, comments="#", ndmin=2,
+                                  quotechar='"', skiprows=first[0] if has_header else 0,
+                                  dtype=np.float64)
+        problem = None if np.isfinite(data).all() else diagnose()
+    except ValueError as e:              # the first problem, with its line, found again
+        problem = diagnose() or ValueError(f"{path}: {e}")
+    if problem is not None:
+        raise problem
+    if data.size == 0:
+        raise ValueError(f"{path}: the file holds a header but no data rows")
+    if names is not None and len(names) != data.shape[1]:
+        raise ValueError(f"{path}, line {first[0]}: the header names {len(names)} columns, "
+                         f"the rows have {data.shape[1]}")
+    return data, names
+
+
+def load_csv(path, target=-1, *, header="auto", delimiter=",", dtype=np.float64,
+             target_dtype="auto"):
+    """Features and targets from a numeric CSV file (see read_csv for the format).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    target : the target column: an index (negative counts from the end), a
+        column name (with a header), or None for no target (X only)
+    header : True, False or "auto"
+    delimiter : one character
+    dtype : dtype of X
+    target_dtype : "auto" (int64 class labels if every target is a whole number,
+        else float), or a dtype
+
+    Returns
+    -------
+    X (n_rows, n_columns - 1) of dtype, y (n_rows,): or (X, None) when target is None.
+    """
+    data, names = read_csv(path, header=header, delimiter=delimiter)
+    path = os.fsdecode(os.fspath(path))
+    if target is None:
+        return data.astype(dtype, copy=False), None
+    n_cols = data.shape[1]
+    if isinstance(target, str):
+        if names is None:
+            raise ValueError(f"{path}: target {target!r} is a column name, but the file has "
+                             f"no header")
+        if target not in names:
+            raise ValueError(f"{path}: no column named {target!r} (columns: "
+                             f"{', '.join(names)})"[:300])
+        col = names.index(target)
+    elif isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        if not -n_cols <= target < n_cols:
+            raise ValueError(f"{path}: target column {target} does not exist (the file has "
+                             f"{n_cols} columns)")
+        col = int(target) % n_cols
+    else:
+        raise TypeError(f"target must be a column index, a column name or None, "
+                        f"got {target!r}")
+    if n_cols < 2:
+        raise ValueError(f"{path}: one column, nothing left for the features once the "
+                         f"target is taken")
+    X = np.delete(data, col, axis=1).astype(dtype, copy=False)
+    y = data[:, col]
+    if isinstance(target_dtype, str) and target_dtype == "auto":
+        y = y.astype(np.int64) if np.all(y == np.round(y)) else y
+    else:
+        y = y.astype(target_dtype)
+    return np.ascontiguousarray(X), y
+
+
+# ---- tools ------------------------------------------------------------------
+
+def train_test_split(X, y, test_size=0.25, seed=0, *, shuffle=True, stratify=False):
+    """Hold out part of (X, y) for testing.
+
+    test_size: a fraction in (0, 1) (rounded to a count) or a count >= 1.
+    shuffle: pick the test rows at random (with `seed`); else the last rows.
+    stratify: keep each class's share in both parts (y holds class labels).
+    Returns X_train, X_test, y_train, y_test (scikit-learn's order); rows keep
+    their relative order within each part only without shuffling.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    n = X.shape[0] if X.ndim else 0
+    if X.ndim == 0 or y.ndim == 0 or y.shape[0] != n:
+        raise ValueError(f"X and y must have the same number of rows, got shapes {X.shape} "
+                         f"and {y.shape}")
+    if isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, numbers.Real):
+        raise TypeError(f"test_size must be a fraction or a count, got {test_size!r}")
+    if isinstance(test_size, numbers.Integral):
+        n_test = int(test_size)
+    elif 0 < test_size < 1:
+        n_test = int(round(n * test_size))
+    else:
+        raise ValueError(f"test_size must be a fraction in (0, 1) or a count, got {test_size}")
+    if not 1 <= n_test < n:
+        raise ValueError(f"test_size={test_size} leaves {n - n_test} training and {n_test} "
+                         f"test samples of {n}")
+    rng = np.random.default_rng(seed)
+    if stratify:
+        if y.ndim != 1 or y.dtype.kind not in "iub":
+            raise ValueError("stratify=True needs y to be class labels (n,) of ints")
+        test = _stratified(rng if shuffle else None, y, n_test)
+    else:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        test = np.zeros(n, dtype=bool)
+        test[order[n - n_test:]] = True
+    train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test)
+    if shuffle:
+        train_idx, test_idx = rng.permutation(train_idx), rng.permutation(test_idx)
+    return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
+
+
+def _stratified(rng, y, n_test):
+    """A mask of n_test rows: each class gets its share (largest remainders first)."""
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    share = counts * n_test / y.shape[0]
+    take = np.floor(share).astype(int)
+    for c in np.argsort(-(share - take), kind="stable")[:n_test - take.sum()]:
+        take[c] += 1
+    test = np.zeros(y.shape[0], dtype=bool)
+    for c in range(classes.size):
+        rows = np.flatnonzero(inverse == c)
+        if rng is not None:
+            rows = rng.permutation(rows)
+        test[rows[rows.size - take[c]:]] = True
+    return test
+
+
+split = train_test_split
+
+
+def one_hot(y, n_classes=None, dtype=np.float64):
+    """T (n, n_classes) with T[i, y_i] = 1, zeros elsewhere, for integer labels y (n,)
+    in [0, n_classes); n_classes defaults to max(y) + 1."""
+    y = np.asarray(y)
+    if y.ndim != 1 or (y.size and y.dtype.kind not in "iub"):
+        raise ValueError(f"y must be integer class labels (n,), got shape {y.shape} "
+                         f"dtype {y.dtype}")
+    if n_classes is None:
+        n_classes = int(y.max()) + 1 if y.size else 0
+    n_classes = _count(n_classes, "n_classes", 0)
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"y holds labels outside [0, {n_classes})")
+    T = np.zeros((y.shape[0], n_classes), dtype=dtype)
+    T[np.arange(y.shape[0]), y.astype(np.intp)] = 1
+    return T
+
+
+class Standardizer:
+    """x' = (x - mean) / scale per feature, scale = std (population, ddof 0), or 1 for
+    a feature with zero variance (it becomes 0, never NaN).
+
+    fit(X) learns mean and std; transform, inverse_transform, fit_transform apply
+    them. get_state() gives {'mean', 'std'} as plain arrays (np.savez them);
+    Standardizer.from_state(state) rebuilds it.
+    """
+
+    def __init__(self):
+        self.mean = self.std = None
+
+    def __repr__(self):
+        return ("Standardizer()" if self.mean is None
+                else f"Standardizer(n_features={self.mean.shape[0]})")
+
+    @property
+    def scale(self):
+        self._check_fitted()
+        return np.where(self.std > 0, self.std, 1.0)
+
+    def fit(self, X):
+        X = self._array(X, "X")
+        if X.shape[0] == 0:
+            raise ValueError("X holds no samples")
+        self.mean = X.mean(axis=0, dtype=np.float64)
+        self.std = X.std(axis=0, dtype=np.float64)
+        return self
+
+    def transform(self, X):
+        X = self._checked(X)
+        return ((X - self.mean) / self.scale).astype(self._out_dtype(X), copy=False)
+
+    def inverse_transform(self, X):
+        X = self._checked(X)
+        return (X * self.scale + self.mean).astype(self._out_dtype(X), copy=False)
+
+    def fit_transform(self, X):
+        return self.fit(X).transform(X)
+
+    def get_state(self):
+        self._check_fitted()
+        return {"mean": self.mean.copy(), "std": self.std.copy()}
+
+    @classmethod
+    def from_state(cls, state):
+        mean = np.asarray(state["mean"], dtype=np.float64)
+        std = np.asarray(state["std"], dtype=np.float64)
+        if mean.ndim != 1 or std.shape != mean.shape:
+            raise ValueError(f"mean and std must be 1-D and the same shape, got "
+                             f"{mean.shape} and {std.shape}")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()) or (std < 0).any():
+            raise ValueError("mean and std must be finite, std >= 0")
+        self = cls()
+        self.mean, self.std = mean.copy(), std.copy()
+        return self
+
+    def _check_fitted(self):
+        if self.mean is None:
+            raise RuntimeError("the Standardizer is not fitted: call fit(X) first")
+
+    @staticmethod
+    def _array(X, name):
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        return X
+
+    def _checked(self, X):
+        self._check_fitted()
+        X = self._array(X, "X")
+        if X.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"X has {X.shape[1]} features, the Standardizer was fitted on "
+                             f"{self.mean.shape[0]}")
+        return X
+
+    @staticmethod
+    def _out_dtype(X):
+        return X.dtype if X.dtype.kind == "f" else np.float64

@@ -7,6 +7,8 @@ Tolerances by dtype, from the error bounds of the operations compared:
 - a length-k dot product: |fl(sum) - sum| <= k eps sum|a_i b_i| (Higham,
   gamma_k), for each side; `gemm_tolerance` returns that bound per element.
 """
+import gzip
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -47,6 +49,38 @@ def assert_weights_equal(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+# ---- data files (tests/test_datasets.py, tests/test_cli.py) ----
+
+def idx_bytes(magic, dims, data):
+    """An IDX file: magic, the dimensions (big-endian uint32), then the bytes."""
+    return (magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+            + bytes(data))
+
+
+def write_idx(path, content, gz):
+    """Write content to path, or gzipped to path + ".gz"; returns the path written."""
+    if gz:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(content)
+        return str(path) + ".gz"
+    path.write_bytes(content)
+    return str(path)
+
+
+def tiny_mnist(folder, kind="train", n=3, rows=28, cols=28, gz=False, seed=0):
+    """MNIST-style IDX files <kind>-images-idx3-ubyte, <kind>-labels-idx1-ubyte (n random
+    images, pixel [0, 0, :2] = 0, 255) in folder; returns pixels, labels and the two paths."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(n, rows, cols), dtype=np.uint8)
+    pixels[0, 0, :2] = [0, 255]
+    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+    images = write_idx(folder / f"{kind}-images-idx3-ubyte",
+                       idx_bytes(2051, (n, rows, cols), pixels.tobytes()), gz)
+    label_file = write_idx(folder / f"{kind}-labels-idx1-ubyte",
+                           idx_bytes(2049, (n,), labels.tobytes()), gz)
+    return pixels, labels, images, label_file
 
 
 @pytest.fixture
