@@ -9,7 +9,10 @@ Default: OMP_NUM_THREADS if set, else the CPUs this process may run on.
 """
 import contextlib
 import contextvars
+import numbers
 import os
+
+import numpy as np
 
 from nncore._openmp import openmp_enabled
 
@@ -32,11 +35,11 @@ _num_threads = _default_num_threads()
 
 
 def _check_count(n, name="n"):
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name} must be an int >= 1, got {type(n).__name__} {n!r}")
     if n < 1:
         raise ValueError(f"{name} must be >= 1, got {n}")
-    return n
+    return int(n)
 
 
 def set_num_threads(n):

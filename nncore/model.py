@@ -525,8 +525,11 @@ class Sequential:
 
     # ---- using a trained model -------------------------------------------
 
-    def _outputs(self, X, batch_size=4096):
+    def output(self, X, batch_size=4096):
+        """The network's raw outputs a_L (n, n_outputs) for X, computed in blocks of
+        batch_size rows (the workspaces stay one block large)."""
         X = self._inputs(X)
+        batch_size = positive_int(batch_size, "batch_size")
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         for start in range(0, X.shape[0], batch_size):
             out[start:start + batch_size] = self._forward(X[start:start + batch_size])
@@ -540,15 +543,15 @@ class Sequential:
 
     def predict(self, X):
         """Class labels for classification losses, raw outputs for mse."""
-        return self._trained_loss().predict(self._outputs(X))
+        return self._trained_loss().predict(self.output(X))
 
     def predict_proba(self, X):
         """Class probabilities: softmax of the logits (softmax_cross_entropy) or
         sigmoid (binary_cross_entropy)."""
-        return self._trained_loss().predict_proba(self._outputs(X))
+        return self._trained_loss().predict_proba(self.output(X))
 
     def _evaluate(self, X, y, loss, sample_weight=None):
-        out = self._outputs(X)
+        out = self.output(X)
         value, _ = loss(out, y, sample_weight=sample_weight, backend=self.backend)
         result = {"loss": value + self._penalty()}
         if loss.classification:

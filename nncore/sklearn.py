@@ -183,7 +183,7 @@ class _BaseNN(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=self.model_.dtype, reset=False)
         with self._threads():          # in blocks of rows: the workspaces stay small
-            return np.asarray(self.model_._outputs(X), dtype=np.float64)
+            return np.asarray(self.model_.output(X), dtype=np.float64)
 
 
 def _init_docstring(loss_doc):

@@ -569,3 +569,21 @@ def test_train_step_and_predict_bad_input():
 def test_constructor_bad_input(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+def test_output_in_blocks_equals_forward():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((37, 5))
+    model = MLP([5, 7, 3], seed=0, dtype="float64")
+    whole = model.forward(X)
+    np.testing.assert_array_equal(model.output(X, batch_size=8), whole)   # 5 blocks
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        model.output(X, batch_size=0)
+
+
+def test_thread_counts_accept_numpy_integers():
+    import nncore
+    with nncore.threads(np.int64(1)):
+        assert nncore.get_num_threads() == 1 and type(nncore.get_num_threads()) is int
+    with pytest.raises(TypeError, match="must be an int"):
+        nncore.set_num_threads(np.float64(2.0))
