@@ -10,9 +10,10 @@ from nncore.model import MLP, Sequential, TrainingDiverged
 from nncore import io
 from nncore.io import load
 from nncore.gradcheck import gradcheck
+from nncore import plot            # matplotlib is imported on first use, not here
 
 __all__ = [
     "__version__", "Dense", "MLP", "Sequential", "TrainingDiverged", "callbacks", "config",
     "datasets", "functional", "get_num_threads", "gradcheck", "init", "io", "load", "losses",
-    "openmp_enabled", "optim", "reference", "set_num_threads", "show_config", "threads",
+    "openmp_enabled", "optim", "plot", "reference", "set_num_threads", "show_config", "threads",
 ]

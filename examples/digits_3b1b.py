@@ -1,0 +1,74 @@
+"""3Blue1Brown's network: 64-16-16-10 with sigmoid hidden units on the 8x8 digits.
+
+scikit-learn's 1797 handwritten digits (8x8 pixels, 0..16, scaled to [0, 1]), a quarter
+held out. Two hidden layers of 16 sigmoid units, softmax cross-entropy on the 10 logits,
+SGD with momentum. Writes the loss and accuracy curves and the first layer's 16 weight
+vectors drawn as 8x8 images: what each first-layer neuron "looks for".
+
+    python examples/digits_3b1b.py [--out DIR] [--fast]
+
+Needs scikit-learn for the data (pip install "nncore[datasets]").
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import nncore as nn
+
+try:
+    import matplotlib
+    matplotlib.use("Agg")                  # files only, no window
+    import matplotlib.pyplot as plt
+except ImportError:
+    sys.exit('this example draws with matplotlib: pip install "nncore[plot]"')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out",
+                        help="folder for the PNGs (default examples/out)")
+    parser.add_argument("--fast", action="store_true", help="fewer epochs (for the tests)")
+    args = parser.parse_args(argv)
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        print('scikit-learn is not installed, and it holds the 8x8 digits: '
+              'pip install "nncore[datasets]". Nothing to do.')
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    order = np.random.default_rng(0).permutation(len(X))     # a quarter held out
+    test, train = order[:len(X) // 4], order[len(X) // 4:]
+    X_train, X_test, y_train, y_test = X[train], X[test], y[train], y[test]
+    model = nn.MLP([64, 16, 16, 10], activation="sigmoid", seed=0)
+    epochs = 10 if args.fast else 60
+    history = model.fit(X_train, y_train, loss="softmax_cross_entropy",
+                        optimizer=nn.optim.SGD(lr=0.5, momentum=0.9), epochs=epochs,
+                        batch_size=32, validation_data=(X_test, y_test))
+    print(f"8x8 digits: {len(X_train)} training, {len(X_test)} test images; {model}")
+    print(f"SGD(lr=0.5, momentum=0.9), batch 32, {epochs} epochs, "
+          f"{model.n_parameters()} parameters")
+    print(f"loss: epoch 1 {history['loss'][0]:.3f}, epoch {epochs} {history['loss'][-1]:.4f}")
+    print(f"accuracy: training {100 * model.evaluate(X_train, y_train)['accuracy']:.1f} %, "
+          f"test {100 * history['val_accuracy'][-1]:.1f} %")
+
+    fig, _ = nn.plot.history(history)
+    fig.suptitle("64-16-16-10 sigmoid on the 8x8 digits")
+    path = args.out / "digits_history.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+    fig, _ = nn.plot.weight_images(model.layers[0], shape=(8, 8), n=16)
+    path = args.out / "digits_weights.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
