@@ -35,6 +35,8 @@ _num_threads = _default_num_threads()
 
 
 def _check_count(n, name="n"):
+    if type(n) is int and n >= 1:
+        return n
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name} must be an int >= 1, got {type(n).__name__} {n!r}")
     if n < 1:
