@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from nncore import _activations, _checks, _dense, _gemm, _losses, _optim, reference
+from nncore import _activations, _checks, _dense, _finite, _gemm, _losses, _optim, reference
 from nncore._threads import resolve_num_threads
 
 
@@ -649,3 +649,21 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
                            _checks.real_scalar(l2, "l2", nonnegative=True),
                            float(betas[0]), float(betas[1]),
                            _checks.real_scalar(eps, "eps", positive=True), buffers)
+
+
+# ---- checks -------------------------------------------------------------------
+
+def all_finite(x, *, backend="compiled", n_threads=None):
+    """True when x (any shape, float32 or float64) holds no NaN and no inf.
+
+    The compiled kernel reads x once without a temporary (np.isfinite(x).all()
+    would build a boolean copy of x); a non-contiguous x is checked in blocks.
+    """
+    _checks.backend(backend)
+    x = _checks.float_array(x, "x")
+    if backend == "numpy":
+        return reference.all_finite(x)
+    n_threads = resolve_num_threads(n_threads)
+    if x.flags.c_contiguous:
+        return bool(_typed(_finite.all_finite, x.dtype)(x.reshape(-1), n_threads))
+    return _checks.all_finite(x)

@@ -30,7 +30,7 @@ class Loss:
             raise TypeError(f"y must hold numbers for {self.name}, got dtype {y.dtype}")
         y = np.ascontiguousarray(y, dtype=dtype)
         _checks.shape(y, "y", (n, n_outputs))
-        if not _checks.all_finite(y):
+        if not F.all_finite(y):
             raise ValueError("y contains NaN or inf")
         return y
 

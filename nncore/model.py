@@ -149,7 +149,7 @@ class Sequential:
             raise ValueError(f"{name} has {X.shape[1]} features but the first layer takes "
                              f"{self.n_inputs}")
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not _checks.all_finite(X):
+        if not F.all_finite(X):
             raise ValueError(f"{name} contains NaN or inf")
         return X
 
@@ -403,7 +403,9 @@ class Sequential:
         gbuf = np.empty((batch_size, self.n_outputs), self.dtype)
         plan = (self._plan(loss, optimizer, batch_size)
                 if self.backend == "compiled" and self._fused else None)
-        saved = [np.empty_like(p) for p in self.parameters()]
+        # the weights before each update, to undo one that overflows (the compiled
+        # plan keeps its own copy)
+        saved = None if plan is not None else [np.empty_like(p) for p in self.parameters()]
         order = np.arange(n)
 
         fast = plan is not None and not callbacks and Xv is None

@@ -300,3 +300,10 @@ def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     denom = np.sqrt(v) / math.sqrt(bias_correction2) + eps
     param -= step_size * m / denom
     return None
+
+
+# ---- checks -------------------------------------------------------------------
+
+def all_finite(x):
+    """True when x holds no NaN and no inf."""
+    return bool(np.isfinite(x).all())

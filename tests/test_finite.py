@@ -1,0 +1,48 @@
+"""all_finite against its twin: every position of a NaN/inf, both dtypes, threads."""
+import numpy as np
+import pytest
+
+from nncore import functional as F
+from conftest import DTYPES
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_finds_each_non_finite_value(dtype, bad):
+    for n in (1, 7, 64, 1000):
+        x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+        assert F.all_finite(x) and F.all_finite(x, backend="numpy")
+        for i in {0, n // 2, n - 1}:
+            y = x.copy()
+            y[i] = bad
+            assert not F.all_finite(y)
+            assert F.all_finite(y) == F.all_finite(y, backend="numpy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_extremes_that_are_finite(dtype):
+    info = np.finfo(dtype)
+    x = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, 0.0, -0.0], dtype)
+    assert F.all_finite(x)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_large_arrays_split_over_threads(n_threads):
+    x = np.zeros((1100, 1000), np.float32)          # 1.1M elements: above the threshold
+    assert F.all_finite(x, n_threads=n_threads)
+    for i in (0, 549_999, 550_000, 1_099_999):      # around every possible cut
+        x.flat[i] = np.nan
+        assert not F.all_finite(x, n_threads=n_threads)
+        x.flat[i] = 0
+
+
+def test_layouts_and_bad_input():
+    x = np.ones((6, 5))
+    x[5, 4] = np.inf
+    assert not F.all_finite(np.asfortranarray(x)) and not F.all_finite(x[:, ::2][:, 2:])
+    assert F.all_finite(x[:5])
+    ro = x.copy(); ro.flags.writeable = False
+    assert not F.all_finite(ro)
+    assert F.all_finite(np.zeros((0, 3)))
+    with pytest.raises(TypeError, match="x must have dtype float32 or float64"):
+        F.all_finite(np.ones(3, np.int64))
