@@ -1,5 +1,9 @@
 """GEMM and fused dense-layer throughput: nncore against numpy.matmul (OpenBLAS).
 
+nncore is timed twice: the compiled kernel called directly (as nncore's fused
+training step calls it, no Python per call) and through nncore.functional, the
+validated public door, which adds a few microseconds of argument checks a call.
+
     python bench/kernels.py                 # BENCH.md shapes, float32 + float64, 1 and 2 threads
     python bench/kernels.py --full          # every layer product at batch 32/128/256
     python bench/kernels.py --threads 1,2,4,8,16
@@ -68,7 +72,7 @@ def calls_for(flops):
 
 def worker(threads, full, quick):
     import nncore
-    from nncore import functional as F
+    from nncore import _activations, _dense, _gemm, functional as F
 
     rng = np.random.default_rng(0)
     rows = []
@@ -79,24 +83,30 @@ def worker(threads, full, quick):
             a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
             b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
             opa, opb = (a.T if ta else a), (b.T if tb else b)
-            c1 = np.empty((m, n), dtype)
-            c2 = np.empty((m, n), dtype)
+            c0, c1, c2 = (np.empty((m, n), dtype) for _ in range(3))
             flops = 2.0 * m * n * k
-            t_nn, t_np = alternate(
-                [lambda: F.gemm(a, b, c1, trans_a=ta, trans_b=tb, n_threads=threads),
+            kernel = _gemm.gemm["float" if dtype == np.float32 else "double"]
+            t_k, t_nn, t_np = alternate(
+                [lambda: kernel(opa, opb, c0, 1.0, 0.0, threads),
+                 lambda: F.gemm(a, b, c1, trans_a=ta, trans_b=tb, n_threads=threads),
                  lambda: np.matmul(opa, opb, out=c2)],
                 rounds, calls_for(flops), settle)
             rows.append(dict(kind="gemm", case=label, dtype=np.dtype(dtype).name,
-                             threads=threads, nncore_gflops=flops / t_nn / 1e9,
-                             numpy_gflops=flops / t_np / 1e9, ratio=t_np / t_nn))
+                             threads=threads, kernel_gflops=flops / t_k / 1e9,
+                             nncore_gflops=flops / t_nn / 1e9,
+                             numpy_gflops=flops / t_np / 1e9, kernel_ratio=t_np / t_k,
+                             ratio=t_np / t_nn))
     # Fused dense forward against matmul + bias + activation as three NumPy calls.
     for batch, n_in, n_out, act in [(128, 784, 128, "relu"), (32, 784, 16, "sigmoid"),
                                     (256, 1024, 1024, "relu"), (128, 64, 10, "relu")]:
         x = rng.standard_normal((batch, n_in)).astype(np.float32)
         w = rng.standard_normal((n_out, n_in)).astype(np.float32)
         bias = rng.standard_normal(n_out).astype(np.float32)
-        z1, a1 = np.empty((batch, n_out), np.float32), np.empty((batch, n_out), np.float32)
+        z0, a0 = np.empty((batch, n_out), np.float32), np.empty((batch, n_out), np.float32)
+        z1, a1 = np.empty_like(z0), np.empty_like(a0)
         z2, a2 = np.empty_like(z1), np.empty_like(a1)
+        dense = _dense.dense_forward["float"]
+        code = _activations.CODES[act]
 
         def numpy_layer():
             np.matmul(x, w.T, out=z2)
@@ -109,12 +119,14 @@ def worker(threads, full, quick):
                 np.add(a2, 1, out=a2)
                 np.reciprocal(a2, out=a2)
 
-        t_nn, t_np = alternate(
-            [lambda: F.dense_forward(x, w, bias, act, z_out=z1, a_out=a1, n_threads=threads),
+        t_k, t_nn, t_np = alternate(
+            [lambda: dense(x, w, bias, code, 0.0, z0, a0, threads),
+             lambda: F.dense_forward(x, w, bias, act, z_out=z1, a_out=a1, n_threads=threads),
              numpy_layer], rounds, calls_for(2.0 * batch * n_in * n_out), settle)
         rows.append(dict(kind="dense_forward", case=f"b{batch} {n_in}->{n_out} {act}",
-                         dtype="float32", threads=threads, nncore_us=t_nn * 1e6,
-                         numpy_us=t_np * 1e6, ratio=t_np / t_nn))
+                         dtype="float32", threads=threads, kernel_us=t_k * 1e6,
+                         nncore_us=t_nn * 1e6, numpy_us=t_np * 1e6,
+                         kernel_ratio=t_np / t_k, ratio=t_np / t_nn))
     return dict(threads=threads, simd=nncore.config()["simd"], rows=rows)
 
 
@@ -125,25 +137,39 @@ def geomean(xs):
 def report(results):
     print(f"# nncore kernels vs numpy.matmul ({platform.machine()}, "
           f"{os.cpu_count()} CPUs, numpy {np.__version__}, simd {results[0]['simd']})")
-    print("ratio = nncore speed / numpy speed (> 1: nncore faster)\n")
-    print(f"{'case':28s} {'dtype':8s} {'thr':>3s} {'nncore GF/s':>11s} {'numpy GF/s':>10s} {'ratio':>6s}")
+    print("kernel = the compiled call (as the fused training step makes it); functional =\n"
+          "nncore.functional, which also validates its arguments (a few us a call).\n"
+          "ratio = nncore speed / numpy speed (> 1: nncore faster)\n")
+    print(f"{'case':28s} {'dtype':8s} {'thr':>3s} {'kernel':>7s} {'funct.':>7s} {'numpy':>7s}"
+          f" {'ratio':>6s} {'ratio':>6s}")
+    print(f"{'':28s} {'':8s} {'':3s} {'GF/s':>7s} {'GF/s':>7s} {'GF/s':>7s} {'kernel':>6s} "
+          f"{'funct.':>6s}")
     for res in results:
         for r in res["rows"]:
             if r["kind"] == "gemm":
                 print(f"{r['case']:28s} {r['dtype']:8s} {r['threads']:3d} "
-                      f"{r['nncore_gflops']:11.1f} {r['numpy_gflops']:10.1f} {r['ratio']:6.2f}")
-    print("\ngeometric mean of gemm ratios, layer products only:")
+                      f"{r['kernel_gflops']:7.1f} {r['nncore_gflops']:7.1f} "
+                      f"{r['numpy_gflops']:7.1f} {r['kernel_ratio']:6.2f} {r['ratio']:6.2f}")
+    print("\ngeometric mean of gemm ratios, layer products only (kernel / functional):")
     for res in results:
         for dt in ("float32", "float64"):
-            rs = [r["ratio"] for r in res["rows"] if r["kind"] == "gemm"
-                  and r["dtype"] == dt and not r["case"][0].isdigit()]
-            print(f"  {dt} {res['threads']} thread(s): {geomean(rs):.2f}")
-    print(f"\n{'fused dense forward':28s} {'thr':>3s} {'nncore us':>10s} {'numpy us':>9s} {'ratio':>6s}")
+            rows = [r for r in res["rows"] if r["kind"] == "gemm"
+                    and r["dtype"] == dt and not r["case"][0].isdigit()]
+            print(f"  {dt} {res['threads']} thread(s): "
+                  f"{geomean([r['kernel_ratio'] for r in rows]):.2f} / "
+                  f"{geomean([r['ratio'] for r in rows]):.2f}   "
+                  f"(lowest {min(r['kernel_ratio'] for r in rows):.2f} / "
+                  f"{min(r['ratio'] for r in rows):.2f})")
+    print(f"\n{'fused dense forward, float32':28s} {'thr':>3s} {'kernel':>7s} {'funct.':>7s} "
+          f"{'numpy':>7s} {'ratio':>6s} {'ratio':>6s}")
+    print(f"{'(numpy: matmul, +b, f)':28s} {'':3s} {'us':>7s} {'us':>7s} {'us':>7s} "
+          f"{'kernel':>6s} {'funct.':>6s}")
     for res in results:
         for r in res["rows"]:
             if r["kind"] == "dense_forward":
-                print(f"{r['case']:28s} {r['threads']:3d} {r['nncore_us']:10.1f} "
-                      f"{r['numpy_us']:9.1f} {r['ratio']:6.2f}")
+                print(f"{r['case']:28s} {r['threads']:3d} {r['kernel_us']:7.1f} "
+                      f"{r['nncore_us']:7.1f} {r['numpy_us']:7.1f} {r['kernel_ratio']:6.2f} "
+                      f"{r['ratio']:6.2f}")
 
 
 def main():
