@@ -1,6 +1,7 @@
-# Elementwise activation maths shared by the activation kernels, the fused
-# GEMM epilogue and the dense backward pass. Scalar `cdef inline` helpers,
-# one loop per activation so the switch stays outside the hot loop.
+# Activation maths shared by the activation kernels, the fused GEMM epilogue,
+# the dense backward pass and the fused training step: the elementwise loops
+# are C (elementwise.h, vmath.h), one loop per activation so the switch stays
+# outside the hot loop; softmax rows are written here.
 #
 #   identity  f(z) = z                          f' = 1
 #   step      f(z) = 1 if z > 0 else 0          f' = 0 (everywhere, by convention)
@@ -11,7 +12,7 @@
 #   softplus  f(z) = log(1 + exp(z))            f' = sigmoid(z)
 #   softmax   a_j = exp(z_j - max z) / sum_k exp(z_k - max z), per row;
 #             grad_z_j = a_j (grad_a_j - sum_k grad_a_k a_k)
-from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf, fabs, fabsf
+from libc.math cimport exp, expf
 from _types cimport real
 
 cdef extern from "vmath.h" nogil:
@@ -36,62 +37,14 @@ cdef inline real r_exp(real x) noexcept nogil:
         return exp(x)
 
 
-cdef inline real sigmoid_scalar(real z) noexcept nogil:
-    # Two branches so exp never overflows: sigmoid(+-1000) is 1 / 0 exactly.
-    cdef real e
-    if z >= 0:
-        e = r_exp(-z)
-        return 1 / (1 + e)
-    e = r_exp(z)
-    return e / (1 + e)
-
-
-cdef inline real softplus_scalar(real z) noexcept nogil:
-    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): finite for any finite z.
-    if real is float:
-        return (z if z > 0 else 0) + log1pf(expf(-fabsf(z)))
-    else:
-        return (z if z > 0 else 0) + log1p(exp(-fabs(z)))
-
-
-cdef inline void act_forward_run(int code, real slope, const real* z, real* a,
-                                 Py_ssize_t n) noexcept nogil:
-    """a[i] = f(z[i]) for i < n; elementwise codes only (not softmax).
-    a may equal z (in place)."""
-    cdef Py_ssize_t i
-    cdef real v
-    if code == ACT_IDENTITY:
-        if a != z:
-            for i in range(n):
-                a[i] = z[i]
-    elif code == ACT_STEP:
-        for i in range(n):
-            a[i] = 1 if z[i] > 0 else 0
-    elif code == ACT_SIGMOID:                  # vectorized (vmath.h)
-        if real is float:
-            nn_sigmoid_f32(z, a, n)
-        else:
-            nn_sigmoid_f64(z, a, n)
-    elif code == ACT_TANH:
-        for i in range(n):
-            if real is float:
-                a[i] = tanhf(z[i])
-            else:
-                a[i] = tanh(z[i])
-    elif code == ACT_RELU:
-        for i in range(n):
-            v = z[i]
-            a[i] = v if v > 0 else 0
-    elif code == ACT_LEAKY_RELU:
-        for i in range(n):
-            v = z[i]
-            a[i] = v if v > 0 else slope * v
-    elif code == ACT_SOFTPLUS:
-        for i in range(n):
-            a[i] = softplus_scalar(z[i])
-
-
 cdef extern from "elementwise.h" nogil:
+    void nn_act_forward_f32(int code, float slope, const float* z, float* a, Py_ssize_t n)
+    void nn_act_forward_f64(int code, double slope, const double* z, double* a, Py_ssize_t n)
+    void nn_epilogue_f32(float* c, Py_ssize_t ldc, Py_ssize_t mr, Py_ssize_t nr,
+                         const float* bias, int code, float slope, float* a, Py_ssize_t lda)
+    void nn_epilogue_f64(double* c, Py_ssize_t ldc, Py_ssize_t mr, Py_ssize_t nr,
+                         const double* bias, int code, double slope, double* a,
+                         Py_ssize_t lda)
     void nn_act_backward_f32(int code, float slope, const float* z, const float* a,
                              const float* ga, float* gz, Py_ssize_t n)
     void nn_act_backward_f64(int code, double slope, const double* z, const double* a,
@@ -100,6 +53,16 @@ cdef extern from "elementwise.h" nogil:
                            float* colsum)
     void nn_colsum_add_f64(const double* x, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
                            double* colsum)
+
+
+cdef inline void act_forward_run(int code, real slope, const real* z, real* a,
+                                 Py_ssize_t n) noexcept nogil:
+    """a[i] = f(z[i]) for i < n; elementwise codes only (not softmax), as C loops
+    the compiler vectorizes (elementwise.h). a may equal z (in place)."""
+    if real is float:
+        nn_act_forward_f32(code, slope, z, a, n)
+    else:
+        nn_act_forward_f64(code, slope, z, a, n)
 
 
 cdef inline void act_backward_run(int code, real slope, const real* z,

@@ -27,7 +27,7 @@ from cython.parallel cimport prange, threadid
 from _types cimport real
 from _blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32, NC_F64,
                         PARALLEL_MIN_FLOPS)
-from _activation_math cimport act_forward_run
+from _activation_math cimport nn_epilogue_f32, nn_epilogue_f64
 from nncore._gemm cimport Epilogue
 
 cdef extern from "microkernel.h" nogil:
@@ -106,19 +106,17 @@ cdef inline void pack_b(Py_ssize_t kc, Py_ssize_t nc,
 cdef inline void epilogue_tile(const Epilogue* ep, real* c, Py_ssize_t ldc,
                                Py_ssize_t mr, Py_ssize_t nr,
                                Py_ssize_t row, Py_ssize_t col) noexcept nogil:
-    """C[i, j] += bias[col + j]; act[row + i, col + j] = f(C[i, j])."""
-    cdef Py_ssize_t i, j
+    """C[i, j] += bias[col + j]; act[row + i, col + j] = f(C[i, j]) (elementwise.h)."""
     cdef const real* bias = <const real*> ep.bias
     cdef real* act = <real*> ep.act_out
-    cdef real* ci
-    for i in range(mr):
-        ci = c + i * ldc
-        if bias != NULL:
-            for j in range(nr):
-                ci[j] = ci[j] + bias[col + j]
-        if act != NULL:
-            act_forward_run(ep.activation, <real> ep.slope, ci,
-                            act + (row + i) * ep.ld_act + col, nr)
+    if bias != NULL:
+        bias = bias + col
+    if act != NULL:
+        act = act + row * ep.ld_act + col
+    if real is float:
+        nn_epilogue_f32(c, ldc, mr, nr, bias, ep.activation, <float> ep.slope, act, ep.ld_act)
+    else:
+        nn_epilogue_f64(c, ldc, mr, nr, bias, ep.activation, ep.slope, act, ep.ld_act)
 
 
 cdef inline bint a_in_place(Py_ssize_t rs_a, Py_ssize_t cs_a, Py_ssize_t n,

@@ -1,4 +1,5 @@
-/* Activation derivatives, grad_z = grad_a * f'(z), as plain C loops.
+/* Activations and their derivatives, grad_z = grad_a * f'(z), as plain C loops,
+ * and the GEMM epilogue (bias + activation on a tile).
  *
  * Written here rather than in Cython so that each loop is a small function of
  * its own: the compiler if-converts and vectorizes it (with a run-time overlap
@@ -12,9 +13,49 @@
 #ifndef NNCORE_ELEMENTWISE_H
 #define NNCORE_ELEMENTWISE_H
 
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 #include "vmath.h"
+
+/* a = f(z), elementwise codes only; a may equal z. softplus(z) = max(z, 0) +
+ * log1p(exp(-|z|)); step(0) = 0. */
+#define NN_ACT_FORWARD(NAME, T, SIGMOID, EXP, LOG1P, FABS, TANH)                     \
+    static void NAME(int code, T slope, const T *z, T *a, ptrdiff_t n)               \
+    {                                                                                \
+        ptrdiff_t i;                                                                 \
+        switch (code) {                                                              \
+        case 0: if (a != z) memmove(a, z, (size_t)n * sizeof(T)); break;             \
+        case 1: for (i = 0; i < n; ++i) a[i] = z[i] > 0 ? (T)1 : (T)0; break;        \
+        case 2: SIGMOID(z, a, n); break;                                             \
+        case 3: for (i = 0; i < n; ++i) a[i] = TANH(z[i]); break;                    \
+        case 4: for (i = 0; i < n; ++i) { T v = z[i]; a[i] = v > 0 ? v : 0; } break; \
+        case 5: for (i = 0; i < n; ++i) { T v = z[i]; a[i] = v > 0 ? v : slope * v; } break; \
+        case 6: for (i = 0; i < n; ++i) { T v = z[i];                                \
+                    a[i] = (v > 0 ? v : 0) + LOG1P(EXP(-FABS(v))); } break;          \
+        }                                                                            \
+    }
+
+NN_ACT_FORWARD(nn_act_forward_f32, float, nn_sigmoid_f32, expf, log1pf, fabsf, tanhf)
+NN_ACT_FORWARD(nn_act_forward_f64, double, nn_sigmoid_f64, exp, log1p, fabs, tanh)
+
+/* The GEMM epilogue on one tile: c[i, j] += bias[j]; a[i, j] = f(c[i, j]).
+ * bias or a may be NULL. */
+#define NN_EPILOGUE(NAME, T, FORWARD)                                                \
+    static void NAME(T *c, ptrdiff_t ldc, ptrdiff_t mr, ptrdiff_t nr, const T *bias,  \
+                     int code, T slope, T *a, ptrdiff_t lda)                         \
+    {                                                                                \
+        for (ptrdiff_t i = 0; i < mr; ++i) {                                         \
+            T *ci = c + i * ldc;                                                     \
+            if (bias != NULL)                                                        \
+                for (ptrdiff_t j = 0; j < nr; ++j) ci[j] += bias[j];                 \
+            if (a != NULL)                                                           \
+                FORWARD(code, slope, ci, a + i * lda, nr);                           \
+        }                                                                            \
+    }
+
+NN_EPILOGUE(nn_epilogue_f32, float, nn_act_forward_f32)
+NN_EPILOGUE(nn_epilogue_f64, double, nn_act_forward_f64)
 
 #define NN_ACT_BACKWARD(NAME, T, SIGMOID1)                                          \
     static void NAME(int code, T slope, const T *z, const T *a, const T *ga,         \
