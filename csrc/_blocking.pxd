@@ -22,3 +22,5 @@ cdef enum:
     # (entering a parallel region costs ~1-5 us, and each thread packs its own
     # copy of the shared operand). From ~4 MFLOP two threads always won.
     PARALLEL_MIN_FLOPS = 1 << 22
+    # Largest packed B (bytes) kept whole for a tall C (gemm_strip's resident order).
+    RESIDENT_B_MAX = 1 << 20

@@ -26,7 +26,7 @@ from cython.parallel cimport prange, threadid
 
 from _types cimport real
 from _blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32, NC_F64,
-                        PARALLEL_MIN_FLOPS)
+                        PARALLEL_MIN_FLOPS, RESIDENT_B_MAX)
 from _activation_math cimport nn_epilogue_f32, nn_epilogue_f64
 from nncore._gemm cimport Epilogue
 
@@ -132,83 +132,109 @@ cdef inline bint a_in_place(Py_ssize_t rs_a, Py_ssize_t cs_a, Py_ssize_t n,
     return cs_a == 1 and ((rs_a * itemsize) % 4096 != 0 or n <= 64)
 
 
+cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real alpha,
+                              const real* a_blk, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                              bint direct, const real* bblk, real beta_p,
+                              real* c, Py_ssize_t ldc, bint last, const Epilogue* ep,
+                              Py_ssize_t row, Py_ssize_t col, real* abuf) noexcept nogil:
+    """C[0:mc, 0:nc] (+)= A block (mc x kc) @ packed B block (kc x nc): the jr and ir
+    loops around the micro-kernel; the epilogue after the last k block."""
+    cdef Py_ssize_t jr, ir, jr_i, ir_i, nr, mr, i, j, NR
+    cdef Py_ssize_t rs_p, cs_p
+    cdef real* cij
+    cdef const real* ap
+    cdef real tile[6 * 16]      # MR x max(NR): edge tiles land here first
+    if real is float:
+        NR = NR_F32
+    else:
+        NR = NR_F64
+    if not direct:
+        pack_a(mc, kc, a_blk, rs_a, cs_a, abuf)
+    for jr_i in range(cdiv(nc, NR)):                  # 2nd loop: one B panel (L1)
+        jr = jr_i * NR
+        nr = min(NR, nc - jr)
+        for ir_i in range(cdiv(mc, MR)):              # 1st loop: one A panel
+            ir = ir_i * MR
+            mr = min(MR, mc - ir)
+            cij = c + ir * ldc + jr
+            if not direct:
+                ap = abuf + ir * kc; rs_p = 1; cs_p = MR
+            elif mr == MR:
+                ap = a_blk + ir * rs_a; rs_p = rs_a; cs_p = cs_a
+            else:                                     # short panel: pad it
+                pack_a(mr, kc, a_blk + ir * rs_a, rs_a, cs_a, abuf)
+                ap = abuf; rs_p = 1; cs_p = MR
+            if mr == MR and nr == NR:                 # micro-kernel
+                if real is float:
+                    nn_sgemm_ukr(kc, ap, rs_p, cs_p, bblk + jr * kc, cij, ldc, alpha, beta_p)
+                else:
+                    nn_dgemm_ukr(kc, ap, rs_p, cs_p, bblk + jr * kc, cij, ldc, alpha, beta_p)
+            else:                                     # edge: full tile, copy part
+                if real is float:
+                    nn_sgemm_ukr(kc, ap, rs_p, cs_p, bblk + jr * kc, tile, NR, 1, 0)
+                else:
+                    nn_dgemm_ukr(kc, ap, rs_p, cs_p, bblk + jr * kc, tile, NR, 1, 0)
+                for i in range(mr):
+                    for j in range(nr):
+                        if beta_p == 0:
+                            cij[i * ldc + j] = alpha * tile[i * NR + j]
+                        else:
+                            cij[i * ldc + j] = (alpha * tile[i * NR + j]
+                                                + beta_p * cij[i * ldc + j])
+            if last and ep != NULL:
+                epilogue_tile(ep, cij, ldc, mr, nr, row + ir, col + jr)
+
+
 cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                      const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      real beta, real* c, Py_ssize_t ldc,
                      const Epilogue* ep, Py_ssize_t row0, Py_ssize_t col0,
-                     real* abuf, real* bbuf) noexcept nogil:
-    """The serial algorithm on one strip of C (rows row0.., columns col0..)."""
-    cdef Py_ssize_t jc, pc, ic, jr, ir, jc_i, pc_i, ic_i, jr_i, ir_i
-    cdef Py_ssize_t nc, kc, mc, nr, mr, i, j
+                     real* abuf, real* bbuf, bint resident) noexcept nogil:
+    """The serial algorithm on one strip of C (rows row0.., columns col0..).
+
+    resident: B (all of k) is packed once and the ic loop runs outside the pc
+    loop, so each MC x NC block of C stays in L2 while its k blocks accumulate
+    (for tall C, e.g. a forward pass over 10,000 rows; same sums, same order).
+    """
+    cdef Py_ssize_t jc, pc, ic, jc_i, pc_i, ic_i, nc, kc, mc, nc_pad
     cdef Py_ssize_t NR, MC, NC
-    cdef Py_ssize_t rs_p, cs_p
-    cdef real beta_p
-    cdef real* cij
-    cdef const real* ap
-    cdef const real* a_blk
     cdef bint direct = a_in_place(rs_a, cs_a, n, sizeof(real))
-    cdef real tile[6 * 16]      # MR x max(NR): edge tiles land here first
-    cdef bint last
     if real is float:
         NR = NR_F32; MC = MC_F32; NC = NC_F32
     else:
         NR = NR_F64; MC = MC_F64; NC = NC_F64
 
-    for jc_i in range(cdiv(n, NC)):                       # 5th loop: NC columns of C
-
+    for jc_i in range(cdiv(n, NC)):                   # 5th loop: NC columns of C
         jc = jc_i * NC
         nc = min(NC, n - jc)
-        for pc_i in range(cdiv(k, KC)):                   # 4th loop: KC-deep slice, pack B
-            pc = pc_i * KC
-            kc = min(KC, k - pc)
-            beta_p = beta if pc == 0 else 1
-            last = pc + kc == k
-            pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bbuf, NR)
-            for ic_i in range(cdiv(m, MC)):               # 3rd loop: MC rows, pack A
+        if resident:
+            nc_pad = cdiv(nc, NR) * NR
+            for pc_i in range(cdiv(k, KC)):           # pack all of B: block p at p KC nc_pad
+                pc = pc_i * KC
+                pack_b(min(KC, k - pc), nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b,
+                       bbuf + pc * nc_pad, NR)
+            for ic_i in range(cdiv(m, MC)):           # 3rd loop: MC rows ...
                 ic = ic_i * MC
                 mc = min(MC, m - ic)
-                a_blk = a + ic * rs_a + pc * cs_a
-                if not direct:
-                    pack_a(mc, kc, a_blk, rs_a, cs_a, abuf)
-                for jr_i in range(cdiv(nc, NR)):          # 2nd loop: one B panel (L1)
-                    jr = jr_i * NR
-                    nr = min(NR, nc - jr)
-                    for ir_i in range(cdiv(mc, MR)):      # 1st loop: one A panel
-                        ir = ir_i * MR
-                        mr = min(MR, mc - ir)
-                        cij = c + (ic + ir) * ldc + jc + jr
-                        if not direct:
-                            ap = abuf + ir * kc; rs_p = 1; cs_p = MR
-                        elif mr == MR:
-                            ap = a_blk + ir * rs_a; rs_p = rs_a; cs_p = cs_a
-                        else:                             # short panel: pad it
-                            pack_a(mr, kc, a_blk + ir * rs_a, rs_a, cs_a, abuf)
-                            ap = abuf; rs_p = 1; cs_p = MR
-                        if mr == MR and nr == NR:         # micro-kernel
-                            if real is float:
-                                nn_sgemm_ukr(kc, ap, rs_p, cs_p, bbuf + jr * kc,
-                                             cij, ldc, alpha, beta_p)
-                            else:
-                                nn_dgemm_ukr(kc, ap, rs_p, cs_p, bbuf + jr * kc,
-                                             cij, ldc, alpha, beta_p)
-                        else:                             # edge: full tile, copy part
-                            if real is float:
-                                nn_sgemm_ukr(kc, ap, rs_p, cs_p, bbuf + jr * kc,
-                                             tile, NR, 1, 0)
-                            else:
-                                nn_dgemm_ukr(kc, ap, rs_p, cs_p, bbuf + jr * kc,
-                                             tile, NR, 1, 0)
-                            for i in range(mr):
-                                for j in range(nr):
-                                    if beta_p == 0:
-                                        cij[i * ldc + j] = alpha * tile[i * NR + j]
-                                    else:
-                                        cij[i * ldc + j] = (alpha * tile[i * NR + j]
-                                                            + beta_p * cij[i * ldc + j])
-                        if last and ep != NULL:
-                            epilogue_tile(ep, cij, ldc, mr, nr,
-                                          row0 + ic + ir, col0 + jc + jr)
+                for pc_i in range(cdiv(k, KC)):       # 4th loop inside: C block stays in L2
+                    pc = pc_i * KC
+                    kc = min(KC, k - pc)
+                    macro_kernel(mc, nc, kc, alpha, a + ic * rs_a + pc * cs_a, rs_a, cs_a,
+                                 direct, bbuf + pc * nc_pad, beta if pc == 0 else 1,
+                                 c + ic * ldc + jc, ldc, pc + kc == k, ep,
+                                 row0 + ic, col0 + jc, abuf)
+            continue
+        for pc_i in range(cdiv(k, KC)):               # 4th loop: KC-deep slice, pack B
+            pc = pc_i * KC
+            kc = min(KC, k - pc)
+            pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bbuf, NR)
+            for ic_i in range(cdiv(m, MC)):           # 3rd loop: MC rows, pack A
+                ic = ic_i * MC
+                mc = min(MC, m - ic)
+                macro_kernel(mc, nc, kc, alpha, a + ic * rs_a + pc * cs_a, rs_a, cs_a,
+                             direct, bbuf, beta if pc == 0 else 1, c + ic * ldc + jc, ldc,
+                             pc + kc == k, ep, row0 + ic, col0 + jc, abuf)
 
 
 cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
@@ -218,7 +244,7 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                    const Epilogue* ep, int n_threads) noexcept nogil:
     cdef Py_ssize_t NR, MC, NC, i, j, pm, pn, parts, t, lo, hi, tid
     cdef Py_ssize_t a_size, b_size, per_thread
-    cdef bint split_rows
+    cdef bint split_rows, resident
     cdef int nt
     cdef char* raw
     cdef real* bufs
@@ -249,9 +275,14 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
     if nt < 1:
         nt = 1
 
-    # Packing buffers, one pair per thread, 64-byte aligned.
+    # Packing buffers, one pair per thread, 64-byte aligned. B is packed whole
+    # (resident) when C is tall and all of B is small enough to stay in L2/L3.
     a_size = min(MC, cdiv(m, MR) * MR) * min(<Py_ssize_t> KC, k)
     b_size = min(<Py_ssize_t> KC, k) * min(NC, cdiv(n, NR) * NR)
+    resident = (m > MC and k > KC and n <= NC
+                and k * cdiv(n, NR) * NR * <Py_ssize_t> sizeof(real) <= RESIDENT_B_MAX)
+    if resident:
+        b_size = k * cdiv(n, NR) * NR
     per_thread = cdiv(a_size + b_size, 16) * 16
     raw = <char*> malloc(nt * per_thread * sizeof(real) + 64)
     if raw == NULL:
@@ -260,7 +291,7 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
 
     if nt == 1:
         gemm_strip(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc,
-                   ep, 0, 0, bufs, bufs + a_size)
+                   ep, 0, 0, bufs, bufs + a_size, resident)
     else:
         for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
             tid = threadid()
@@ -272,14 +303,14 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                 gemm_strip(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a,
                            b, rs_b, cs_b, beta, c + lo * ldc, ldc, ep, lo, 0,
                            bufs + tid * per_thread,
-                           bufs + tid * per_thread + a_size)
+                           bufs + tid * per_thread + a_size, resident)
             else:
                 lo = lo * NR
                 hi = min(hi * NR, n)
                 gemm_strip(m, hi - lo, k, alpha, a, rs_a, cs_a,
                            b + lo * cs_b, rs_b, cs_b, beta, c + lo, ldc, ep, 0, lo,
                            bufs + tid * per_thread,
-                           bufs + tid * per_thread + a_size)
+                           bufs + tid * per_thread + a_size, resident)
     free(raw)
     return 0
 

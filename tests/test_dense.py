@@ -39,7 +39,8 @@ def test_hand_worked():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ACTS)
-@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 17), (32, 64, 10), (13, 300, 7), (0, 4, 3)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 17), (32, 64, 10), (13, 300, 7), (0, 4, 3),
+                                   (300, 300, 20)])   # tall: B packed whole (resident)
 def test_same_as_reference(rng, dtype, activation, shape):
     n, n_in, n_out = shape
     x, w, b = layer(rng, n, n_in, n_out, dtype)

@@ -43,7 +43,8 @@ def check(a, b, out, dtype, trans_a, trans_b, alpha=1.0, beta=0.0, c0=None):
 def test_edge_shapes(rng, dtype, trans_a, trans_b, n_threads):
     for m, n, k in [(1, 1, 1), (5, 17, 257), (7, 15, 255), (145, 97, 1),
                     (17, 7, 300), (150, 33, 513), (6, 16, 256),
-                    (13, 100, 1024), (9, 70, 512)]:   # rows 4 KiB apart: A is packed
+                    (13, 100, 1024), (9, 70, 512),   # rows 4 KiB apart: A is packed
+                    (300, 40, 600)]:                  # tall C, small B: B packed whole
         a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
         out = np.full((m, n), np.nan, dtype)   # beta == 0 must not read out
         F.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b, n_threads=n_threads)
