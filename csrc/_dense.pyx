@@ -62,17 +62,28 @@ cdef void grad_z_and_bias(int code, real slope, const real* z, const real* a,
     n_strips = (cols + COLUMN_STRIP - 1) // COLUMN_STRIP
     if nt > n_strips:
         nt = <int> n_strips
-    for s in prange(n_strips, num_threads=max(nt, 1), schedule='static',
-                    use_threads_if=nt > 1):
-        c0 = s * COLUMN_STRIP
-        c1 = min(c0 + COLUMN_STRIP, cols)
-        for i in range(rows):
-            act_backward_run(code, slope, z + i * cols + c0, a + i * cols + c0,
-                             grad_a + i * cols + c0, grad_z + i * cols + c0, c1 - c0)
-        if grad_b != NULL:                          # the strip is still in L1/L2
-            for j in range(c0, c1):
-                grad_b[j] = 0
-            colsum_add(grad_z + c0, cols, rows, c1 - c0, grad_b + c0)
+    if nt <= 1:                                     # no parallel region at all
+        for s in range(n_strips):
+            grad_z_strip(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, s)
+    else:
+        for s in prange(n_strips, num_threads=nt, schedule='static'):
+            grad_z_strip(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, s)
+
+
+cdef inline void grad_z_strip(int code, real slope, const real* z, const real* a,
+                              const real* grad_a, real* grad_z, real* grad_b,
+                              Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t s) noexcept nogil:
+    """Columns [s COLUMN_STRIP, (s + 1) COLUMN_STRIP) of grad_z, then their bias sums."""
+    cdef Py_ssize_t i, j
+    cdef Py_ssize_t c0 = s * COLUMN_STRIP
+    cdef Py_ssize_t c1 = min(c0 + COLUMN_STRIP, cols)
+    for i in range(rows):
+        act_backward_run(code, slope, z + i * cols + c0, a + i * cols + c0,
+                         grad_a + i * cols + c0, grad_z + i * cols + c0, c1 - c0)
+    if grad_b != NULL:                              # the strip is still in L1/L2
+        for j in range(c0, c1):
+            grad_b[j] = 0
+        colsum_add(grad_z + c0, cols, rows, c1 - c0, grad_b + c0)
 
 
 def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
