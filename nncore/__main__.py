@@ -2,7 +2,7 @@
 config, bench, demo), the same as the `nncore` console script."""
 import sys
 
-from nncore.cli import main, sparkline  # noqa: F401  (sparkline: kept importable here)
+from nncore.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())
