@@ -379,7 +379,11 @@ def cmd_bench(args):
     if script is None:
         raise RuntimeError("no bench/train.py next to the nncore sources: the benchmarks "
                            "come with a source checkout (git clone, then pip install -e .)")
-    extra = args.args or ["--quick"]
+    extra = list(args.args)
+    if "--full" in extra:                 # the BENCH.md sizes (several minutes)
+        extra.remove("--full")
+    elif "--quick" not in extra:
+        extra.append("--quick")
     print(f"running {script} {' '.join(extra)}", flush=True)
     return subprocess.call([sys.executable, script, *extra])
 
@@ -572,7 +576,7 @@ def build_parser():
     p = sub.add_parser("config", help="version, OpenMP, SIMD path, threads")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("bench", help="run bench/train.py --quick (source checkouts)",
+    p = sub.add_parser("bench", help="run bench/train.py --quick (--full: BENCH.md sizes)",
                        description="Run bench/train.py from the source tree, with --quick "
                                    "unless other arguments follow.")
     p.set_defaults(func=cmd_bench, args=[])      # main passes the other arguments on

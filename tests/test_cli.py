@@ -176,7 +176,7 @@ def test_bench_runs_the_script_with_quick(monkeypatch, tmp_path, capfd):
     assert cli.main(["bench"]) == 0
     assert "bench args ['--quick']" in capfd.readouterr().out
     assert cli.main(["bench", "--threads", "1,2"]) == 0
-    assert "bench args ['--threads', '1,2']" in capfd.readouterr().out
+    assert "bench args ['--threads', '1,2', '--quick']" in capfd.readouterr().out
 
 
 def test_demo_trains_the_digit_network(capsys):
@@ -323,3 +323,13 @@ def test_python_m_nncore_errors_are_one_line_on_stderr(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("nncore: error: ") and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
+
+
+def test_bench_stays_quick_unless_full(monkeypatch, tmp_path, capfd):
+    script = tmp_path / "train.py"
+    script.write_text("import sys; print('bench args', sys.argv[1:])\n")
+    monkeypatch.setattr(cli, "bench_script", lambda: str(script))
+    assert cli.main(["bench", "--workloads", "W3"]) == 0
+    assert "bench args ['--workloads', 'W3', '--quick']" in capfd.readouterr().out
+    assert cli.main(["bench", "--full", "--threads", "1"]) == 0
+    assert "bench args ['--threads', '1']" in capfd.readouterr().out
