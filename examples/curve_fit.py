@@ -6,30 +6,15 @@ pieces, adds them and shifts the sum by its bias (StatQuest's "Inside the Black 
 
     python examples/curve_fit.py [--out DIR] [--fast]
 """
-import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
 
 import nncore as nn
 
-try:
-    import matplotlib
-    matplotlib.use("Agg")                  # files only, no window
-    import matplotlib.pyplot as plt
-except ImportError:
-    sys.exit('this example draws with matplotlib: pip install "nncore[plot]"')
+from _common import arguments, save
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out",
-                        help="folder for the PNG (default examples/out)")
-    parser.add_argument("--fast", action="store_true",
-                        help="accepted like the other examples; this one is fast anyway")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = arguments(__doc__, argv)
 
     X, y = nn.datasets.curve()
     # float64 and seed 0: Adam takes this seed to a loss of ~1e-30 in 2000 full-batch steps
@@ -54,10 +39,7 @@ def main(argv=None):
 
     fig, _ = nn.plot.curve_decomposition(model, X=X, y=y)
     fig.suptitle("dose 0, 0.5, 1 -> 0, 1, 0 with a 1-2-1 softplus network")
-    path = args.out / "curve_fit.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save(fig, args.out, "curve_fit.png")
 
 
 if __name__ == "__main__":

@@ -9,35 +9,21 @@ vectors drawn as 8x8 images: what each first-layer neuron "looks for".
 
 Needs scikit-learn for the data (pip install "nncore[datasets]").
 """
-import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
 
 import nncore as nn
 
-try:
-    import matplotlib
-    matplotlib.use("Agg")                  # files only, no window
-    import matplotlib.pyplot as plt
-except ImportError:
-    sys.exit('this example draws with matplotlib: pip install "nncore[plot]"')
+from _common import arguments, save
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out",
-                        help="folder for the PNGs (default examples/out)")
-    parser.add_argument("--fast", action="store_true", help="fewer epochs (for the tests)")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, argv, fast="fewer epochs (for the tests)")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         print('scikit-learn is not installed, and it holds the 8x8 digits: '
               'pip install "nncore[datasets]". Nothing to do.')
         return
-    args.out.mkdir(parents=True, exist_ok=True)
 
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
@@ -58,16 +44,10 @@ def main(argv=None):
 
     fig, _ = nn.plot.history(history)
     fig.suptitle("64-16-16-10 sigmoid on the 8x8 digits")
-    path = args.out / "digits_history.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save(fig, args.out, "digits_history.png")
 
     fig, _ = nn.plot.weight_images(model.layers[0], shape=(8, 8), n=16)
-    path = args.out / "digits_weights.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save(fig, args.out, "digits_weights.png")
 
 
 if __name__ == "__main__":

@@ -6,28 +6,13 @@ ReLU passes 98 %. Decision regions side by side.
 
     python examples/spiral.py [--out DIR] [--fast]
 """
-import argparse
-import sys
-from pathlib import Path
-
 import nncore as nn
 
-try:
-    import matplotlib
-    matplotlib.use("Agg")                  # files only, no window
-    import matplotlib.pyplot as plt
-except ImportError:
-    sys.exit('this example draws with matplotlib: pip install "nncore[plot]"')
+from _common import arguments, plt, save
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out",
-                        help="folder for the PNG (default examples/out)")
-    parser.add_argument("--fast", action="store_true",
-                        help="accepted like the other examples; this one is fast anyway")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = arguments(__doc__, argv)
 
     X, y = nn.datasets.spiral(n_per_class=100, n_classes=3, seed=0)
     epochs = 300                           # 0.2 s for both
@@ -46,10 +31,7 @@ def main(argv=None):
         nn.plot.decision_boundary(model, X, y, ax=ax)
         ax.set_title(f"{name}: {100 * scores['accuracy']:.1f} %")
         ax.set_aspect("equal")
-    path = args.out / "spiral.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save(fig, args.out, "spiral.png")
 
 
 if __name__ == "__main__":

@@ -15,21 +15,13 @@ and with this data reach a loss of 0.1 in the least time.
 
     python examples/xor_and_descent.py [--out DIR] [--fast]
 """
-import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import nncore as nn
 
-try:
-    import matplotlib
-    matplotlib.use("Agg")                  # files only, no window
-    import matplotlib.pyplot as plt
-except ImportError:
-    sys.exit('this example draws with matplotlib: pip install "nncore[plot]"')
+from _common import arguments, plt, save
 
 
 def xor_net(seed=0):
@@ -51,12 +43,7 @@ def first_below(values, level):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out",
-                        help="folder for the PNGs (default examples/out)")
-    parser.add_argument("--fast", action="store_true", help="fewer epochs (for the tests)")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = arguments(__doc__, argv, fast="fewer epochs (for the tests)")
 
     # ---- part 1: the four points
     X, y = nn.datasets.xor()
@@ -73,10 +60,7 @@ def main(argv=None):
     fig, ax = nn.plot.decision_boundary(model, X, y, padding=0.5)
     ax.set_title("XOR: 2-4-1 tanh network")
     ax.set_aspect("equal")
-    path = args.out / "xor.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save(fig, args.out, "xor.png")
 
     # ---- part 2: batch vs stochastic vs minibatch, same start, same lr
     Xc, yc = noisy_xor()
@@ -115,10 +99,7 @@ def main(argv=None):
         ax.legend(fontsize=8)
     fig.suptitle(f"gradient descent on noisy XOR ({len(Xc)} points), SGD lr={lr}: "
                  f"only the batch size differs")
-    path = args.out / "descent.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save(fig, args.out, "descent.png")
 
 
 if __name__ == "__main__":
