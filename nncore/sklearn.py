@@ -54,6 +54,12 @@ class _BaseNN(BaseEstimator):
 
     # ---- parameters --------------------------------------------------------
 
+    def _store(self, params):
+        """Keep each constructor argument as the attribute of its name (all __init__
+        does, as scikit-learn requires)."""
+        for name in self._get_param_names():
+            setattr(self, name, params[name])
+
     def _check_params(self):
         """The parameters checked (errors name the estimator's parameter, not nncore's);
         returns (hidden layer sizes as a tuple, dtype)."""
@@ -277,28 +283,7 @@ class NNClassifier(ClassifierMixin, _BaseNN):
                  alpha=0.0001, batch_size=32, max_iter=200, shuffle=True,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, random_state=None, dtype="float32", verbose=0, n_threads=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.loss = loss
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.random_state = random_state
-        self.dtype = dtype
-        self.verbose = verbose
-        self.n_threads = n_threads
+        self._store(locals())
 
     def _targets(self, X, y, dtype, first, incremental, classes):
         X, y = validate_data(self, X, y, dtype=dtype, reset=first)
@@ -395,28 +380,7 @@ class NNRegressor(RegressorMixin, _BaseNN):
                  max_iter=200, shuffle=True, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, tol=1e-4, random_state=None, dtype="float32",
                  verbose=0, n_threads=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.loss = loss
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.random_state = random_state
-        self.dtype = dtype
-        self.verbose = verbose
-        self.n_threads = n_threads
+        self._store(locals())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
