@@ -12,10 +12,19 @@ Design:
 - Order: forward l = 1..L; loss (+ 1/2 l2 sum ||W||^2); if the loss is not
   finite, stop with nothing updated; backward l = L..1 (no dL/dX for layer 1);
   grad_W += l2 W; updates in parameter order W_1, b_1, W_2, ...
+- The update is all or nothing, without a copy of the weights: G = max |grad|
+  (one read of the gradients) must be finite, and upper bounds of max |w| and
+  max |state| carried from step to step (next_bounds) must stay below
+  LIMIT = max_float / 16, which no float operation of the update can overflow
+  from. When a bound reaches LIMIT, the update is first computed on copies of
+  each 256-element stretch (dry_run, the same kernel) and only then applied.
+  The bounds are measured exactly (exact_bounds) when a call starts, since
+  Python may have changed the arrays between calls.
 - nncore.functional.train_plan validates the model once; StepPlan.step only
   checks the batch against the plan (O(1)).
 """
-from libc.math cimport isfinite, pow, sqrt
+from libc.float cimport DBL_MAX, FLT_MAX
+from libc.math cimport INFINITY, fmax, isfinite, pow, sqrt
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
@@ -32,6 +41,8 @@ from nncore._dense cimport grad_z_and_bias_f32, grad_z_and_bias_f64
 cdef extern from "vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
     bint nn_all_finite_f64(const double* p, Py_ssize_t n)
+    double nn_absmax_f32(const float* p, Py_ssize_t n)
+    double nn_absmax_f64(const double* p, Py_ssize_t n)
 
 cdef enum:
     OPT_SGD = 0
@@ -54,8 +65,11 @@ cdef struct LayerPtrs:
     void* s1b
     void* s2w        # Adam v
     void* s2b
-    void* kw         # copies of w, b from before the update (undone if it overflows)
-    void* kb
+
+
+cdef struct Bounds:
+    bint known       # False: measure them before the next update
+    double w, s1, s2 # >= max |w|, |state1|, |state2| over every layer (weights and biases)
 
 
 cdef struct Hyper:
@@ -74,11 +88,11 @@ cdef inline int gemm_r(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
         return dgemm(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, nt)
 
 
-cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
+cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
                    const real* x, const real* t, const Py_ssize_t* y, const double* s,
                    Py_ssize_t n, real* grad_out, double* value, int nt) noexcept nogil:
-    """One step; returns 0, 1 (loss not finite: nothing updated), 2 (an updated
-    parameter was not finite: the weights are restored), or < 0 on error."""
+    """One step; returns 0, 1 (loss not finite: nothing updated), 2 (a gradient,
+    or the update, would not be finite: nothing updated), or < 0 on error."""
     cdef Py_ssize_t l, i, size
     cdef LayerPtrs* L
     cdef const real* inp
@@ -87,9 +101,9 @@ cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
     cdef real* gw
     cdef Epilogue ep
     cdef int rc
-    cdef double acc, penalty = 0
+    cdef double acc, penalty = 0, gmax = 0
     cdef real zero = 0
-    cdef bint finite
+    cdef Bounds nb
 
     # forward: z = inp @ W.T + b, a = f(z)
     inp = x
@@ -151,7 +165,7 @@ cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
                 return rc
             g = <real*> L.gx
 
-    # l2 gradient, then the updates (weights decay, biases do not)
+    # l2 gradient; G = max |gradient|
     for l in range(n_layers):
         L = &layers[l]
         w = <real*> L.w
@@ -160,27 +174,134 @@ cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h,
         if h.l2 != 0:
             for i in range(size):
                 gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
-        memcpy(L.kw, L.w, size * sizeof(real))
-        update(L.w, L.gw, L.s1w, L.s2w, size, h, h.weight_decay, nt, zero)
+        gmax = fmax(gmax, absmax(gw, size))
         if L.b != NULL:
-            memcpy(L.kb, L.b, L.n_out * sizeof(real))
-            update(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, nt, zero)
+            gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
+    if not isfinite(gmax):
+        return 2
 
-    # an update that overflowed to inf/NaN is undone
-    finite = True
+    # the updates (weights decay, biases do not), all or nothing
+    if not bnd.known:
+        exact_bounds(layers, n_layers, bnd, zero)
+    if next_bounds(h, gmax, bnd, &nb, zero):
+        bnd[0] = nb
+    elif dry_run(layers, n_layers, h, zero):
+        bnd.known = False
+    else:
+        return 2
     for l in range(n_layers):
         L = &layers[l]
-        finite = finite and all_finite(<real*> L.w, L.n_in * L.n_out)
+        update(L.w, L.gw, L.s1w, L.s2w, L.n_in * L.n_out, h, h.weight_decay, nt, zero)
         if L.b != NULL:
-            finite = finite and all_finite(<real*> L.b, L.n_out)
-    if not finite:
-        for l in range(n_layers):
-            L = &layers[l]
-            memcpy(L.w, L.kw, L.n_in * L.n_out * sizeof(real))
-            if L.b != NULL:
-                memcpy(L.b, L.kb, L.n_out * sizeof(real))
-        return 2
+            update(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, nt, zero)
     return 0
+
+
+cdef inline double absmax(const real* p, Py_ssize_t size) noexcept nogil:
+    if real is float:
+        return nn_absmax_f32(p, size)
+    else:
+        return nn_absmax_f64(p, size)
+
+
+cdef void exact_bounds(const LayerPtrs* layers, int n_layers, Bounds* bnd,
+                       real tag) noexcept nogil:
+    """bnd = max |w|, |state1|, |state2| over every layer, measured."""
+    cdef Py_ssize_t l, size
+    cdef const LayerPtrs* L
+    bnd.w = bnd.s1 = bnd.s2 = 0
+    for l in range(n_layers):
+        L = &layers[l]
+        size = L.n_in * L.n_out
+        bnd.w = fmax(bnd.w, absmax(<real*> L.w, size))
+        if L.s1w != NULL:
+            bnd.s1 = fmax(bnd.s1, absmax(<real*> L.s1w, size))
+        if L.s2w != NULL:
+            bnd.s2 = fmax(bnd.s2, absmax(<real*> L.s2w, size))
+        if L.b != NULL:
+            bnd.w = fmax(bnd.w, absmax(<real*> L.b, L.n_out))
+            if L.s1b != NULL:
+                bnd.s1 = fmax(bnd.s1, absmax(<real*> L.s1b, L.n_out))
+            if L.s2b != NULL:
+                bnd.s2 = fmax(bnd.s2, absmax(<real*> L.s2b, L.n_out))
+    bnd.known = True
+
+
+cdef bint next_bounds(const Hyper* h, double gmax, const Bounds* bnd, Bounds* nb,
+                      real tag) noexcept nogil:
+    """nb = bounds of |w|, |state| after the update, from bnd and G = max |grad|
+    (every product and sum of the update rule taken in magnitude, times 1 + 1e-6
+    for the float rounding). True when all stay below LIMIT: then no operation
+    of the update can overflow.
+
+        SGD   g <= G + wd W;  V' = mu V + g;  W' = W + lr (g + mu V' | V' | g)
+        Adam  g <= G + wd W;  M' = b1 M + (1-b1) g;  V' = b2 V + (1-b2) g^2;
+              W' = W + step_size M' / eps           (the denominator is >= eps)
+    """
+    cdef double limit = (FLT_MAX if real is float else DBL_MAX) / 16
+    cdef double slack = 1 + 1e-6
+    cdef double g = gmax + h.weight_decay * bnd.w, d
+    nb.known = True
+    nb.s1 = bnd.s1
+    nb.s2 = bnd.s2
+    if h.optimizer == OPT_SGD:
+        if h.momentum != 0:
+            nb.s1 = (h.momentum * bnd.s1 + g) * slack
+            d = g + h.momentum * nb.s1 if h.nesterov else nb.s1
+        else:
+            d = g
+        nb.w = (bnd.w + h.lr * d) * slack
+        return g < limit and nb.s1 < limit and h.lr * d < limit and nb.w < limit
+    nb.s1 = (h.beta1 * bnd.s1 + (1 - h.beta1) * g) * slack
+    nb.s2 = (h.beta2 * bnd.s2 + (1 - h.beta2) * g * g) * slack
+    d = h.step_size * nb.s1
+    nb.w = (bnd.w + d / h.eps) * slack
+    return (g * g < limit and nb.s1 < limit and nb.s2 < limit and d < limit
+            and nb.w < limit)
+
+
+cdef enum:
+    DRY_RUN_CHUNK = 256
+
+
+cdef bint dry_run(const LayerPtrs* layers, int n_layers, const Hyper* h,
+                  real tag) noexcept nogil:
+    """True when the update would leave every parameter and state finite:
+    it runs on copies of DRY_RUN_CHUNK elements at a time (the same kernel,
+    so the same values) and nothing is written."""
+    cdef Py_ssize_t l
+    cdef const LayerPtrs* L
+    for l in range(n_layers):
+        L = &layers[l]
+        if not dry_run_array(L.w, L.gw, L.s1w, L.s2w, L.n_in * L.n_out, h,
+                             h.weight_decay, tag):
+            return False
+        if L.b != NULL and not dry_run_array(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, tag):
+            return False
+    return True
+
+
+cdef bint dry_run_array(const void* p, const void* g, const void* s1, const void* s2,
+                        Py_ssize_t size, const Hyper* h, double weight_decay,
+                        real tag) noexcept nogil:
+    cdef real pc[DRY_RUN_CHUNK]
+    cdef real s1c[DRY_RUN_CHUNK]
+    cdef real s2c[DRY_RUN_CHUNK]
+    cdef Py_ssize_t c, lo, m
+    for c in range((size + DRY_RUN_CHUNK - 1) // DRY_RUN_CHUNK):
+        lo = c * DRY_RUN_CHUNK
+        m = min(<Py_ssize_t> DRY_RUN_CHUNK, size - lo)
+        memcpy(pc, <const real*> p + lo, m * sizeof(real))
+        if s1 != NULL:
+            memcpy(s1c, <const real*> s1 + lo, m * sizeof(real))
+        if s2 != NULL:
+            memcpy(s2c, <const real*> s2 + lo, m * sizeof(real))
+        update(pc, <void*> (<const real*> g + lo), s1c if s1 != NULL else NULL,
+               s2c if s2 != NULL else NULL, m, h, weight_decay, 1, tag)
+        if not (all_finite(pc, m) and (s1 == NULL or all_finite(s1c, m))
+                and (s2 == NULL or all_finite(s2c, m))):
+            return False
+    return True
 
 
 cdef inline bint all_finite(const real* p, Py_ssize_t size) noexcept nogil:
@@ -244,7 +365,7 @@ cdef struct Batches:
     bint accuracy
 
 
-cdef int batch_impl(LayerPtrs* layers, int n_layers, Hyper* h, Batches* d,
+cdef int batch_impl(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
                     const Py_ssize_t* order, Py_ssize_t start, Py_ssize_t nb,
                     long* t_adam, int nt, double* value, double* frac,
                     real tag) noexcept nogil:
@@ -295,7 +416,8 @@ cdef int batch_impl(LayerPtrs* layers, int n_layers, Hyper* h, Batches* d,
         t_adam[0] += 1
         h.step_size = h.lr / (1 - pow(h.beta1, <double> t_adam[0]))
         h.bc2_sqrt = sqrt(1 - pow(h.beta2, <double> t_adam[0]))
-    rc = step_impl(layers, n_layers, h, x, t, y, d.scale, nb, <real*> d.grad_out, value, nt)
+    rc = step_impl(layers, n_layers, h, bnd, x, t, y, d.scale, nb, <real*> d.grad_out,
+                   value, nt)
     if rc != 0 and h.optimizer == OPT_ADAM:
         t_adam[0] -= 1                               # nothing was updated
     if rc == 0 and d.accuracy:
@@ -320,14 +442,15 @@ cdef class StepPlan:
     """Pointers into a model's arrays for nogil training steps (see module docstring).
 
     layers: list of dicts with keys n_in, n_out, act (kernel code), slope and
-    the arrays w, b, gw, gb, z, a, gz, gx, s1w, s1b, s2w, s2b, kw, kb
-    (C-contiguous, batch_max rows for workspaces; b/s*/kb may be None). Built
+    the arrays w, b, gw, gb, z, a, gz, gx, s1w, s1b, s2w, s2b
+    (C-contiguous, batch_max rows for workspaces; b/s* may be None). Built
     by nncore.functional.train_plan, which checks every array first.
     """
     cdef LayerPtrs* layers
     cdef int n_layers
     cdef bint f64
     cdef Hyper h
+    cdef Bounds bnd
     cdef readonly Py_ssize_t batch_max, n_inputs, n_outputs
     cdef readonly bint accuracy
     cdef object keep
@@ -356,7 +479,6 @@ cdef class StepPlan:
             self.layers[i].gz = ptr(d["gz"]); self.layers[i].gx = ptr(d["gx"])
             self.layers[i].s1w = ptr(d["s1w"]); self.layers[i].s1b = ptr(d["s1b"])
             self.layers[i].s2w = ptr(d["s2w"]); self.layers[i].s2b = ptr(d["s2b"])
-            self.layers[i].kw = ptr(d["kw"]); self.layers[i].kb = ptr(d["kb"])
         self.n_inputs = layers[0]["n_in"]
         self.n_outputs = layers[len(layers) - 1]["n_out"]   # (wraparound is off)
         self.accuracy = loss_code != 0                        # every loss but mse
@@ -409,8 +531,9 @@ cdef class StepPlan:
         targets t (n, n_outputs) or labels y (n,) intp, sample weights w (n,) or None.
 
         Returns (status, loss, accuracy, t_adam): status 0 updated; 1 loss not
-        finite (nothing updated); 2 the update made a parameter NaN or inf
-        (undone); 3 all sample weights 0 (skipped). accuracy is the fraction
+        finite; 2 a gradient, or the update, would make a parameter or an
+        optimizer state NaN or inf; 3 all sample weights 0 (skipped). Nothing is
+        updated unless the status is 0. accuracy is the fraction
         right (0 for mse); t_adam the Adam step count after the step.
         """
         cdef Batches d
@@ -421,13 +544,14 @@ cdef class StepPlan:
             raise ValueError(f"StepPlan.step: n = {n} outside [1, {self.batch_max}]")
         self.data(&d, X, t, y, w)
         self.h.lr = lr
+        self.bnd.known = False                    # Python may have changed the arrays
         with nogil:
             if self.f64:
-                rc = batch_impl(self.layers, self.n_layers, &self.h, &d, NULL, 0, n, &t_adam,
-                                n_threads, &value, &frac, <double> 0)
+                rc = batch_impl(self.layers, self.n_layers, &self.h, &self.bnd, &d, NULL, 0,
+                                n, &t_adam, n_threads, &value, &frac, <double> 0)
             else:
-                rc = batch_impl(self.layers, self.n_layers, &self.h, &d, NULL, 0, n, &t_adam,
-                                n_threads, &value, &frac, <float> 0)
+                rc = batch_impl(self.layers, self.n_layers, &self.h, &self.bnd, &d, NULL, 0,
+                                n, &t_adam, n_threads, &value, &frac, <float> 0)
         self.raise_for(rc)
         return rc, value, frac, t_adam
 
@@ -465,6 +589,7 @@ cdef class StepPlan:
         correct = np.zeros(E)
         cdef double[::1] tot_v = totals, seen_v = seen, cor_v = correct
         n_batches = (n + batch_size - 1) // batch_size
+        self.bnd.known = False
         with nogil:
             for e in range(E):
                 self.h.lr = lrs[e]
@@ -472,11 +597,11 @@ cdef class StepPlan:
                 for b in range(n_batches):
                     nb = min(batch_size, n - b * batch_size)
                     if self.f64:
-                        rc = batch_impl(self.layers, self.n_layers, &self.h, &d, order,
+                        rc = batch_impl(self.layers, self.n_layers, &self.h, &self.bnd, &d, order,
                                         b * batch_size, nb, &t_adam, n_threads, &value,
                                         &frac, <double> 0)
                     else:
-                        rc = batch_impl(self.layers, self.n_layers, &self.h, &d, order,
+                        rc = batch_impl(self.layers, self.n_layers, &self.h, &self.bnd, &d, order,
                                         b * batch_size, nb, &t_adam, n_threads, &value,
                                         &frac, <float> 0)
                     if rc == 3:

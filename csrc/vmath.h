@@ -182,6 +182,38 @@ static int nn_all_finite_f64(const double *p, ptrdiff_t n)
     return !bad;
 }
 
+/* max |p[i]|, or +inf when some p[i] is inf or NaN. The magnitude bits
+ * (p & ~sign) of non-negative IEEE values order like the values, and those of
+ * inf/NaN lie above every finite one: an integer max-reduction the compiler
+ * vectorizes, like nn_all_finite. */
+static double nn_absmax_f32(const float *p, ptrdiff_t n)
+{
+    int mx = 0, u;
+    float f;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        memcpy(&u, p + i, sizeof(u));
+        u &= 0x7fffffff;
+        mx = u > mx ? u : mx;
+    }
+    if (mx >= 0x7f800000) return INFINITY;
+    memcpy(&f, &mx, sizeof(f));
+    return f;
+}
+
+static double nn_absmax_f64(const double *p, ptrdiff_t n)
+{
+    long long mx = 0, u;
+    double f;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        memcpy(&u, p + i, sizeof(u));
+        u &= 0x7fffffffffffffffll;
+        mx = u > mx ? u : mx;
+    }
+    if (mx >= 0x7ff0000000000000ll) return INFINITY;
+    memcpy(&f, &mx, sizeof(f));
+    return f;
+}
+
 /* a[i] = sigmoid(z[i]), i < n; a may equal z. */
 static void nn_sigmoid_f32(const float *z, float *a, ptrdiff_t n)
 {

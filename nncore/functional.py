@@ -575,8 +575,10 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
     Each step: forward (a_l = f(a_{l-1} @ W_l.T + b_l)), loss + 1/2 l2 sum ||W||^2,
     backward, grad_W += l2 W, then the optimizer update of every parameter
     (weight decay on weights only) -- the kernels and order of the layer-by-layer
-    path, so both give bitwise the same weights. A non-finite loss updates nothing;
-    an update that leaves a parameter NaN or inf is undone (the plan keeps a copy).
+    path, so both give bitwise the same weights. The update is all or nothing: a
+    non-finite loss or gradient, or an update that would leave a parameter or an
+    optimizer state NaN or inf, updates nothing (the plan checks this without
+    keeping a copy of the weights).
 
     Parameters
     ----------
@@ -635,8 +637,7 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
                              w=arrays["weight"], b=arrays["bias"], gw=arrays["grad_weight"],
                              gb=arrays["grad_bias"], z=arrays["z"], a=arrays["a"],
                              gz=arrays["grad_z"], gx=arrays["grad_x"], s1w=s1w, s1b=s1b,
-                             s2w=s2w, s2b=s2b, kw=np.empty_like(arrays["weight"]),
-                             kb=None if d["bias"] is None else np.empty_like(d["bias"])))
+                             s2w=s2w, s2b=s2b))
     n_in, k = layers[0]["n_in"], layers[-1]["n_out"]
     buffers = dict(x=np.empty((batch_max, n_in), dtype), t=np.empty((batch_max, k), dtype),
                    y=np.empty(batch_max, np.intp), w=np.empty(batch_max),

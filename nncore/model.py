@@ -22,8 +22,9 @@ DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss, or a weight after an update, became NaN or inf; the model keeps its
-    last finite weights (the optimizer's state, e.g. momentum, is not rolled back)."""
+    """The loss, a gradient, or a weight or optimizer state after the update would be
+    NaN or inf; the step that found it changed nothing, so the model (and its
+    optimizer's state) are as after the last finite step."""
 
 
 def _dtype(dtype):
@@ -247,10 +248,11 @@ class Sequential:
 
     def _step(self, xb, yb, wb, loss, optimizer, grad_buf, saved, plan=None):
         """Forward, loss, backward, update on one prepared batch. Returns (loss value,
-        accuracy of the batch (0 for mse), ok); ok is False when the step diverged and the weights are as before it:
-        the value is NaN or inf (nothing is updated), or the update made a parameter NaN
-        or inf (it is undone from `saved`, arrays shaped like parameters() that this
-        step fills with the weights before the update; the compiled plan keeps its own)."""
+        accuracy of the batch (0 for mse), ok). The update is all or nothing: ok is
+        False, and no parameter or optimizer state has changed, when the value or a
+        gradient is NaN or inf, or the update made a parameter or a state NaN or inf
+        (it is undone from `saved`, a list this step fills with copies; the compiled
+        plan needs none)."""
         if self.backend == "compiled" and self._fused:
             return self._compiled_step(xb, yb, wb, loss, optimizer, grad_buf, plan)
         out = self._forward(xb)
@@ -262,14 +264,23 @@ class Sequential:
         if self.l2:
             for layer in self.layers:
                 F.l2_penalty(layer.weight, self.l2, layer.grad_weight, backend=self.backend)
-        params = self.parameters()
-        for s, p in zip(saved, params):
-            np.copyto(s, p)
-        optimizer.step(params, self.gradients(), self._decay_mask(), backend=self.backend)
-        if all(np.isfinite(p).all() for p in params):
+        params, grads = self.parameters(), self.gradients()
+        if not all(F.all_finite(g, backend=self.backend) for g in grads):
+            return value, 0.0, False
+        optimizer._ensure_state(params)
+        kept = params + [a for arrays in optimizer.state.values() for a in arrays]
+        if len(saved) != len(kept):
+            saved[:] = [np.empty_like(a) for a in kept]
+        for s, a in zip(saved, kept):
+            np.copyto(s, a)
+        t = getattr(optimizer, "t", None)
+        optimizer.step(params, grads, self._decay_mask(), backend=self.backend)
+        if all(F.all_finite(a, backend=self.backend) for a in kept):
             return value, _accuracy(loss, out, yb) if loss.classification else 0.0, True
-        for p, s in zip(params, saved):
-            np.copyto(p, s)
+        for a, s in zip(kept, saved):
+            np.copyto(a, s)
+        if t is not None:
+            optimizer.t = t
         return value, 0.0, False
 
     def _compiled_step(self, xb, yb, wb, loss, optimizer, grad_buf, plan=None):
@@ -289,8 +300,9 @@ class Sequential:
 
     def train_step(self, X, y, loss=None, optimizer=None, *, sample_weight=None):
         """One gradient step on the batch (X, y); returns the batch loss (before the update).
-        Raises TrainingDiverged, leaving the weights unchanged, when the loss is NaN or
-        inf or the update would make a weight NaN or inf."""
+        Raises TrainingDiverged, leaving the weights and the optimizer state unchanged,
+        when the loss or a gradient is NaN or inf, or the update would make a weight or a
+        state NaN or inf."""
         loss = self._loss(loss)
         optimizer = self._optimizer(optimizer)
         X = self._inputs(X)
@@ -298,8 +310,7 @@ class Sequential:
         w = self._sample_weight(sample_weight, X.shape[0])
         if X.shape[0] == 0:
             raise ValueError("X is an empty batch")
-        value, _, ok = self._step(X, y, w, loss, optimizer, None,
-                                  [np.empty_like(p) for p in self.parameters()])
+        value, _, ok = self._step(X, y, w, loss, optimizer, None, [])
         if not ok:
             raise TrainingDiverged(f"{_divergence(value)}: the weights are unchanged")
         self.loss, self.optimizer = loss, optimizer
@@ -403,9 +414,7 @@ class Sequential:
         gbuf = np.empty((batch_size, self.n_outputs), self.dtype)
         plan = (self._plan(loss, optimizer, batch_size)
                 if self.backend == "compiled" and self._fused else None)
-        # the weights before each update, to undo one that overflows (the compiled
-        # plan keeps its own copy)
-        saved = None if plan is not None else [np.empty_like(p) for p in self.parameters()]
+        saved = []                     # _step's copies, allocated once per fit
         order = np.arange(n)
 
         fast = plan is not None and not callbacks and Xv is None
@@ -572,7 +581,7 @@ def _divergence(value):
     """What went wrong in a step that _step reported as diverged."""
     if not math.isfinite(value):
         return f"the loss became {value}"
-    return f"the update made the weights NaN or inf (the loss was {value:.3g})"
+    return f"a gradient or the update would be NaN or inf (the loss was {value:.3g})"
 
 
 def _accuracy(loss, out, y):

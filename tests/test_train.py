@@ -76,6 +76,75 @@ def test_non_finite_loss_updates_nothing():
         assert np.array_equal(p, q)
 
 
+class Noop(nn.callbacks.Callback):
+    """Any callback sends fit through the per-batch loop instead of whole epochs in C."""
+
+
+def one_weight(weight, dtype="float32", fused=True):
+    model = nn.Sequential([nn.Dense(1, 1)], dtype=dtype)
+    model.layers[0].weight[...] = weight
+    model._fused = fused
+    return model
+
+
+def state(model, opt):
+    """Copies of the parameters, the optimizer's state arrays and Adam's step count."""
+    arrays = [a for v in opt.state.values() for a in v]
+    return [p.copy() for p in model.parameters() + arrays], getattr(opt, "t", None)
+
+
+def assert_same_state(a, b):
+    assert a[1] == b[1]
+    assert len(a[0]) == len(b[0])
+    for p, q in zip(a[0], b[0]):
+        assert np.array_equal(p, q)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("opt", ["momentum", "adam"])
+def test_update_is_all_or_nothing(fused, opt):
+    model = one_weight(0.5, fused=fused)
+    optimizer = OPTIMIZERS[opt]()
+    model.train_step([[1.0]], [[1.0]], "mse", optimizer)      # a finite step: state != 0
+    # a gradient that is not finite while the loss is (it is summed in float64):
+    # out = 0.5e20, dw = out * x = 5e39 overflows float32
+    before = state(model, optimizer)
+    with pytest.raises(nn.TrainingDiverged, match="a gradient or the update would be NaN"):
+        model.train_step([[1e20]], [[0.0]], "mse", optimizer)
+    assert_same_state(state(model, optimizer), before)
+    # finite gradients, but the update overflows: with w = 3e38 and x = 1, SGD with
+    # lr 3 sends w to about -6e38; Adam with lr 1e39 (inf in float32) to -inf. The
+    # weight is set between calls, so the plan has to measure it again.
+    optimizer.lr = {"momentum": 3.0, "adam": 1e39}[opt]
+    model.layers[0].weight[...] = 3e38
+    before = state(model, optimizer)
+    with pytest.raises(nn.TrainingDiverged, match="a gradient or the update would be NaN"):
+        model.fit([[1.0]], [[0.0]], loss="mse", optimizer=optimizer, epochs=2)
+    assert_same_state(state(model, optimizer), before)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("callbacks", [[], [Noop()]], ids=["epochs", "batches"])
+def test_huge_weights_update_when_finite(opt, callbacks):
+    # |w| = 1e38 is above the bound under which the plan updates without looking
+    # (max float / 16): each update is first checked on copies, then applied.
+    # (No weight decay: Adam's (wd w)^2 would overflow, and rightly stop training.)
+    X = np.array([[1e-30], [2e-30], [-1e-30]])
+    y = np.array([[1.0], [0.0], [2.0]])
+    runs = []
+    for fused in (True, False):
+        model = one_weight(1e38, fused=fused)
+        optimizer = {"sgd": nn.optim.SGD(lr=0.1), "adam": nn.optim.Adam(lr=0.01),
+                     "momentum": nn.optim.SGD(lr=0.1, momentum=0.9, nesterov=True)}[opt]
+        model.fit(X, y, loss="mse", optimizer=optimizer, epochs=4, batch_size=2,
+                  shuffle=False, callbacks=callbacks)
+        runs.append(model.parameters())
+    assert runs[0][0][0, 0] == np.float32(1e38)             # w - tiny steps
+    assert runs[0][1][0] != 0                                # the bias did learn
+    for p, q in zip(*runs):
+        assert np.array_equal(p, q)
+
+
 def test_plan_checks_its_arrays():
     w = np.zeros((3, 2)); gw = np.zeros((3, 2)); gb = np.zeros(3)
     z = np.zeros((4, 3)); gz = np.zeros((4, 3)); gx = np.zeros((4, 2))
@@ -102,10 +171,6 @@ def test_plan_checks_its_arrays():
         plan.run_epochs(x, t, None, None, np.full((1, 4), 7, np.intp), 2, np.ones(1), 0, 1)
     status, value, acc, t_adam = plan.step(x, t, None, None, 0.1, 0, 1)
     assert status == 0 and value == 0.0                 # zero weights, zero targets
-
-
-class Noop(nn.callbacks.Callback):
-    """Any callback sends fit through the per-batch loop instead of whole epochs in C."""
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
