@@ -22,5 +22,8 @@ cdef enum:
     # (entering a parallel region costs ~1-5 us, and each thread packs its own
     # copy of the shared operand). From ~4 MFLOP two threads always won.
     PARALLEL_MIN_FLOPS = 1 << 22
+    # The same inside a parallel region that is already open (the fused
+    # training step): only the per-thread packing and a barrier are paid.
+    REGION_MIN_FLOPS = 1 << 19
     # Largest packed B (bytes) kept whole for a tall C (gemm_strip's resident order).
     RESIDENT_B_MAX = 1 << 20

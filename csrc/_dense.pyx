@@ -28,6 +28,8 @@ cdef enum:
     # Below this many elements of grad_z the first backward pass stays on one
     # thread (same reasoning as ELEMENTWISE_PARALLEL_MIN in _activations.pyx).
     BACKWARD_PARALLEL_MIN = 1 << 16
+    # The same inside a parallel region that is already open (the fused step).
+    BACKWARD_REGION_MIN = 1 << 13
     COLUMN_STRIP = 64
 
 
@@ -84,6 +86,30 @@ cdef inline void grad_z_strip(int code, real slope, const real* z, const real* a
         for j in range(c0, c1):
             grad_b[j] = 0
         colsum_add(grad_z + c0, cols, rows, c1 - c0, grad_b + c0)
+
+
+cdef int grad_z_part_threads(int code, Py_ssize_t rows, Py_ssize_t cols,
+                             int n_threads) noexcept nogil:
+    cdef Py_ssize_t n_strips = (cols + COLUMN_STRIP - 1) // COLUMN_STRIP
+    if (code == ACT_SOFTMAX or not NN_OPENMP_ENABLED or n_threads < 2
+            or rows * cols < BACKWARD_REGION_MIN):
+        return 1
+    return <int> min(<Py_ssize_t> n_threads, n_strips)
+
+
+cdef void grad_z_and_bias_part(int code, real slope, const real* z, const real* a,
+                               const real* grad_a, real* grad_z, real* grad_b,
+                               Py_ssize_t rows, Py_ssize_t cols, int t, int nt) noexcept nogil:
+    """Thread t of nt (from grad_z_part_threads) takes column strips
+    [t S / nt, (t + 1) S / nt) of the S strips; t >= nt does nothing."""
+    cdef Py_ssize_t s, n_strips = (cols + COLUMN_STRIP - 1) // COLUMN_STRIP
+    if t >= nt:
+        return
+    if nt == 1:
+        grad_z_and_bias(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, 1)
+        return
+    for s in range(t * n_strips // nt, (t + 1) * n_strips // nt):
+        grad_z_strip(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, s)
 
 
 def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
@@ -173,3 +199,17 @@ cdef void grad_z_and_bias_f64(int code, double slope, const double* z, const dou
                               const double* grad_a, double* grad_z, double* grad_b,
                               Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
     grad_z_and_bias(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, n_threads)
+
+
+cdef void grad_z_and_bias_part_f32(int code, float slope, const float* z, const float* a,
+                                   const float* grad_a, float* grad_z, float* grad_b,
+                                   Py_ssize_t rows, Py_ssize_t cols, int t,
+                                   int nt) noexcept nogil:
+    grad_z_and_bias_part(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, t, nt)
+
+
+cdef void grad_z_and_bias_part_f64(int code, double slope, const double* z, const double* a,
+                                   const double* grad_a, double* grad_z, double* grad_b,
+                                   Py_ssize_t rows, Py_ssize_t cols, int t,
+                                   int nt) noexcept nogil:
+    grad_z_and_bias_part(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, t, nt)

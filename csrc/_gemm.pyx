@@ -26,7 +26,7 @@ from cython.parallel cimport prange, threadid
 
 from _types cimport real
 from _blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32, NC_F64,
-                        PARALLEL_MIN_FLOPS, RESIDENT_B_MAX)
+                        PARALLEL_MIN_FLOPS, REGION_MIN_FLOPS, RESIDENT_B_MAX)
 from _activation_math cimport nn_epilogue_f32, nn_epilogue_f64
 from nncore._gemm cimport Epilogue
 
@@ -237,13 +237,68 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                              pc + kc == k, ep, row0 + ic, col0 + jc, abuf)
 
 
+cdef inline void layout(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t* a_size,
+                        Py_ssize_t* per_thread, bint* resident, real tag) noexcept nogil:
+    """Packing buffers of one thread: A block (a_size elements), then B; B is
+    packed whole (resident) when C is tall and all of B stays in L2/L3."""
+    cdef Py_ssize_t NR, MC, NC, b_size
+    if real is float:
+        NR = NR_F32; MC = MC_F32; NC = NC_F32
+    else:
+        NR = NR_F64; MC = MC_F64; NC = NC_F64
+    a_size[0] = min(MC, cdiv(m, MR) * MR) * min(<Py_ssize_t> KC, k)
+    b_size = min(<Py_ssize_t> KC, k) * min(NC, cdiv(n, NR) * NR)
+    resident[0] = (m > MC and k > KC and n <= NC
+                   and k * cdiv(n, NR) * NR * <Py_ssize_t> sizeof(real) <= RESIDENT_B_MAX)
+    if resident[0]:
+        b_size = k * cdiv(n, NR) * NR
+    per_thread[0] = cdiv(a_size[0] + b_size, 16) * 16
+
+
+cdef inline Py_ssize_t strip_parts(Py_ssize_t m, Py_ssize_t n, bint* split_rows,
+                                   real tag) noexcept nogil:
+    """Threads take strips of whole panels along the longer panel count."""
+    cdef Py_ssize_t pm = cdiv(m, MR), pn
+    if real is float:
+        pn = cdiv(n, NR_F32)
+    else:
+        pn = cdiv(n, NR_F64)
+    split_rows[0] = pm >= pn
+    return pm if split_rows[0] else pn
+
+
+cdef void gemm_thread(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
+                      const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                      const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                      real beta, real* c, Py_ssize_t ldc,
+                      const Epilogue* ep, int t, int nt, real* buf) noexcept nogil:
+    """Strip t of nt (nt <= strip_parts): rows or columns [lo, hi) of C."""
+    cdef Py_ssize_t a_size, per_thread, parts, lo, hi, NR
+    cdef bint resident, split_rows
+    layout(m, n, k, &a_size, &per_thread, &resident, alpha)
+    parts = strip_parts(m, n, &split_rows, alpha)
+    lo = t * parts // nt
+    hi = (t + 1) * parts // nt
+    if split_rows:
+        lo = lo * MR
+        hi = min(hi * MR, m)
+        gemm_strip(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta,
+                   c + lo * ldc, ldc, ep, lo, 0, buf, buf + a_size, resident)
+    else:
+        NR = NR_F32 if real is float else NR_F64
+        lo = lo * NR
+        hi = min(hi * NR, n)
+        gemm_strip(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta,
+                   c + lo, ldc, ep, 0, lo, buf, buf + a_size, resident)
+
+
 cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                    const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                    const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                    real beta, real* c, Py_ssize_t ldc,
                    const Epilogue* ep, int n_threads) noexcept nogil:
-    cdef Py_ssize_t NR, MC, NC, i, j, pm, pn, parts, t, lo, hi, tid
-    cdef Py_ssize_t a_size, b_size, per_thread
+    cdef Py_ssize_t i, j, parts, t, tid
+    cdef Py_ssize_t a_size, per_thread
     cdef bint split_rows, resident
     cdef int nt
     cdef char* raw
@@ -257,16 +312,8 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
         if ep != NULL:
             epilogue_tile(ep, c, ldc, m, n, 0, 0)
         return 0
-    if real is float:
-        NR = NR_F32; MC = MC_F32; NC = NC_F32
-    else:
-        NR = NR_F64; MC = MC_F64; NC = NC_F64
 
-    # Threads: strips of whole panels along the longer panel count.
-    pm = cdiv(m, MR)
-    pn = cdiv(n, NR)
-    split_rows = pm >= pn
-    parts = pm if split_rows else pn
+    parts = strip_parts(m, n, &split_rows, alpha)
     nt = n_threads if NN_OPENMP_ENABLED else 1
     if 2.0 * m * n * k < PARALLEL_MIN_FLOPS:
         nt = 1
@@ -275,44 +322,67 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
     if nt < 1:
         nt = 1
 
-    # Packing buffers, one pair per thread, 64-byte aligned. B is packed whole
-    # (resident) when C is tall and all of B is small enough to stay in L2/L3.
-    a_size = min(MC, cdiv(m, MR) * MR) * min(<Py_ssize_t> KC, k)
-    b_size = min(<Py_ssize_t> KC, k) * min(NC, cdiv(n, NR) * NR)
-    resident = (m > MC and k > KC and n <= NC
-                and k * cdiv(n, NR) * NR * <Py_ssize_t> sizeof(real) <= RESIDENT_B_MAX)
-    if resident:
-        b_size = k * cdiv(n, NR) * NR
-    per_thread = cdiv(a_size + b_size, 16) * 16
+    # Packing buffers, one per thread, 64-byte aligned.
+    layout(m, n, k, &a_size, &per_thread, &resident, alpha)
     raw = <char*> malloc(nt * per_thread * sizeof(real) + 64)
     if raw == NULL:
         return -1
     bufs = <real*> ((<uintptr_t> raw + 63) & ~(<uintptr_t> 63))
 
     if nt == 1:
-        gemm_strip(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc,
-                   ep, 0, 0, bufs, bufs + a_size, resident)
+        gemm_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, ep,
+                    0, 1, bufs)
     else:
         for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
             tid = threadid()
-            lo = t * parts // nt
-            hi = (t + 1) * parts // nt
-            if split_rows:
-                lo = lo * MR
-                hi = min(hi * MR, m)
-                gemm_strip(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a,
-                           b, rs_b, cs_b, beta, c + lo * ldc, ldc, ep, lo, 0,
-                           bufs + tid * per_thread,
-                           bufs + tid * per_thread + a_size, resident)
-            else:
-                lo = lo * NR
-                hi = min(hi * NR, n)
-                gemm_strip(m, hi - lo, k, alpha, a, rs_a, cs_a,
-                           b + lo * cs_b, rs_b, cs_b, beta, c + lo, ldc, ep, 0, lo,
-                           bufs + tid * per_thread,
-                           bufs + tid * per_thread + a_size, resident)
+            gemm_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, ep,
+                        <int> t, nt, bufs + tid * per_thread)
     free(raw)
     return 0
+
+
+# ---- one thread's part, for callers inside their own parallel region ----------
+
+cdef Py_ssize_t gemm_part_size(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                               bint f64) noexcept nogil:
+    cdef Py_ssize_t a_size, per_thread
+    cdef bint resident
+    if f64:
+        layout(m, n, k, &a_size, &per_thread, &resident, <double> 0)
+    else:
+        layout(m, n, k, &a_size, &per_thread, &resident, <float> 0)
+    return per_thread
+
+
+cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int n_threads,
+                           bint f64) noexcept nogil:
+    cdef Py_ssize_t parts
+    cdef bint split_rows
+    if not NN_OPENMP_ENABLED or n_threads < 2 or 2.0 * m * n * k < REGION_MIN_FLOPS:
+        return 1
+    if f64:
+        parts = strip_parts(m, n, &split_rows, <double> 0)
+    else:
+        parts = strip_parts(m, n, &split_rows, <float> 0)
+    return <int> min(<Py_ssize_t> n_threads, parts)
+
+
+cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                     const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                     float* c, Py_ssize_t ldc, const Epilogue* ep,
+                     int t, int nt, float* buf) noexcept nogil:
+    if t < nt:
+        gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, buf)
+
+
+cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                     const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                     double* c, Py_ssize_t ldc, const Epilogue* ep,
+                     int t, int nt, double* buf) noexcept nogil:
+    if t < nt:
+        gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, buf)
 
 
 cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,

@@ -20,23 +20,36 @@ Design:
   each 256-element stretch (dry_run, the same kernel) and only then applied.
   The bounds are measured exactly (exact_bounds) when a call starts, since
   Python may have changed the arrays between calls.
+- Threads: a step (StepPlan.step), or a whole run of epochs (run_epochs),
+  is one OpenMP parallel region. Every thread runs the same code (step_par)
+  and takes its part of each phase -- a strip of each GEMM (the strips the
+  threaded GEMM would cut), column strips of grad_z, 16-aligned stretches of
+  the gradient check and the updates -- and a barrier separates dependent
+  phases; the loss, the bounds and the bookkeeping run on thread 0. Each
+  output is computed by one thread in the serial order, so results are
+  bitwise the same for any thread count. Below STEP_REGION_MIN_FLOPS a step
+  never opens a region.
 - nncore.functional.train_plan validates the model once; StepPlan.step only
   checks the batch against the plan (O(1)).
 """
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport INFINITY, fmax, isfinite, pow, sqrt
+from libc.stdint cimport uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
+from cython.parallel cimport parallel, threadid
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
 
 import numpy as np
 
 from _types cimport real
 from _activation_math cimport ACT_SOFTMAX, softmax_row
-from nncore._gemm cimport Epilogue, sgemm, dgemm
+from nncore._gemm cimport (Epilogue, gemm_part_size, gemm_part_threads, sgemm_part,
+                           dgemm_part)
 from nncore._losses cimport loss_f32, loss_f64
 from nncore._optim cimport sgd_f32, sgd_f64, adam_f32, adam_f64
-from nncore._dense cimport grad_z_and_bias_f32, grad_z_and_bias_f64
+from nncore._dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
+                            grad_z_and_bias_part_f64)
 
 cdef extern from "vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
@@ -44,9 +57,19 @@ cdef extern from "vmath.h" nogil:
     double nn_absmax_f32(const float* p, Py_ssize_t n)
     double nn_absmax_f64(const double* p, Py_ssize_t n)
 
+cdef extern from "nn_openmp.h" nogil:
+    int NN_OPENMP_ENABLED
+    int nn_omp_num_threads()
+    void nn_barrier()
+
 cdef enum:
     OPT_SGD = 0
     OPT_ADAM = 1
+    # A step of fewer flops (forward + backward GEMMs) runs on one thread
+    # without opening a parallel region.
+    STEP_REGION_MIN_FLOPS = 1 << 20
+    # Elements per thread stretch of the gradient check and the updates.
+    STRETCH_ALIGN = 16
 
 
 cdef struct LayerPtrs:
@@ -72,36 +95,84 @@ cdef struct Bounds:
     double w, s1, s2 # >= max |w|, |state1|, |state2| over every layer (weights and biases)
 
 
+cdef struct Shared:
+    # What one thread of a region tells the others, read after a barrier.
+    int rc           # step status (thread 0 writes it)
+    int skip[2]      # batch b skipped (all weights 0): slot b % 2
+    double value     # the batch loss
+    double* tmax     # (threads,) each thread's max |gradient|
+    void* gbuf       # (threads, gbuf_size) GEMM packing buffers, 64-byte aligned
+    Py_ssize_t gbuf_size
+
+
 cdef struct Hyper:
     int optimizer, nesterov, loss
     double lr, momentum, weight_decay, l2
     double beta1, beta2, eps, step_size, bc2_sqrt
 
 
-cdef inline int gemm_r(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                       const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                       const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                       real* c, Py_ssize_t ldc, const Epilogue* ep, int nt) noexcept nogil:
+cdef inline void sync(int nt) noexcept nogil:
+    if nt > 1:
+        nn_barrier()
+
+
+cdef inline void stretch(Py_ssize_t size, int t, int nt, Py_ssize_t* lo,
+                         Py_ssize_t* hi) noexcept nogil:
+    """Thread t's stretch [lo, hi) of size elements: whole STRETCH_ALIGN blocks."""
+    cdef Py_ssize_t blocks = (size + STRETCH_ALIGN - 1) // STRETCH_ALIGN
+    lo[0] = min(t * blocks // nt * STRETCH_ALIGN, size)
+    hi[0] = min((t + 1) * blocks // nt * STRETCH_ALIGN, size)
+
+
+cdef inline void gemm_p(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                        const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                        const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                        real* c, Py_ssize_t ldc, const Epilogue* ep,
+                        int t, int nt, real* buf) noexcept nogil:
+    """Thread t's part of c = a @ b (all threads call it; see nncore/_gemm.pxd)."""
+    cdef int p = gemm_part_threads(m, n, k, nt, real is double)
     if real is float:
-        return sgemm(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, nt)
+        sgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, buf)
     else:
-        return dgemm(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, nt)
+        dgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, buf)
 
 
-cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
-                   const real* x, const real* t, const Py_ssize_t* y, const double* s,
-                   Py_ssize_t n, real* grad_out, double* value, int nt) noexcept nogil:
-    """One step; returns 0, 1 (loss not finite: nothing updated), 2 (a gradient,
-    or the update, would not be finite: nothing updated), or < 0 on error."""
-    cdef Py_ssize_t l, i, size
+cdef Py_ssize_t step_flops(const LayerPtrs* layers, int n_layers, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t l, f = 0
+    for l in range(n_layers):
+        f += 2 * n * layers[l].n_in * layers[l].n_out * (3 if l > 0 else 2)
+    return f
+
+
+cdef Py_ssize_t gemm_buffer_size(const LayerPtrs* layers, int n_layers, Py_ssize_t n,
+                                 bint f64) noexcept nogil:
+    """Elements of one thread's GEMM buffer: the largest any product of a step needs."""
+    cdef Py_ssize_t l, size = 0
+    cdef const LayerPtrs* L
+    for l in range(n_layers):
+        L = &layers[l]
+        size = max(size, gemm_part_size(n, L.n_out, L.n_in, f64))
+        size = max(size, gemm_part_size(L.n_out, L.n_in, n, f64))
+        size = max(size, gemm_part_size(n, L.n_in, L.n_out, f64))
+    return (size + 15) // 16 * 16
+
+
+cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
+                  const real* x, const real* t, const Py_ssize_t* y, const double* s,
+                  Py_ssize_t n, real* grad_out, Shared* sh, int tid, int nt) noexcept nogil:
+    """One step, run by every thread tid of nt (nt = 1: no region). Returns, in every
+    thread, 0, 1 (loss not finite), 2 (a gradient, or the update, would not be
+    finite), or < 0 on error; nothing is updated unless it is 0. sh.value: the loss."""
+    cdef Py_ssize_t l, i, size, lo, hi
     cdef LayerPtrs* L
     cdef const real* inp
     cdef real* g
     cdef real* w
     cdef real* gw
+    cdef real* buf = <real*> sh.gbuf + tid * sh.gbuf_size
     cdef Epilogue ep
-    cdef int rc
-    cdef double acc, penalty = 0, gmax = 0
+    cdef int rc, p
+    cdef double acc, penalty = 0, gmax = 0, value = 0
     cdef real zero = 0
     cdef Bounds nb
 
@@ -114,87 +185,113 @@ cdef int step_impl(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
         ep.slope = L.slope
         ep.ld_act = L.n_out
         ep.act_out = NULL if (L.act == ACT_SOFTMAX or L.a == L.z) else L.a
-        rc = gemm_r(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in,
-                    <real*> L.z, L.n_out, &ep, nt)
-        if rc != 0:
-            return rc
+        gemm_p(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in,
+               <real*> L.z, L.n_out, &ep, tid, nt, buf)
         if L.act == ACT_SOFTMAX:
-            for i in range(n):
+            sync(nt)
+            for i in range(tid * n // nt, (tid + 1) * n // nt):
                 softmax_row(<real*> L.z + i * L.n_out, <real*> L.a + i * L.n_out, L.n_out)
+        sync(nt)
         inp = <real*> L.a
 
-    # loss and penalty
-    L = &layers[n_layers - 1]
-    if real is float:
-        rc = loss_f32(h.loss, n, L.n_out, <float*> L.a, t, y, s, grad_out, value, nt)
-    else:
-        rc = loss_f64(h.loss, n, L.n_out, <double*> L.a, t, y, s, grad_out, value, nt)
+    # loss and penalty (thread 0)
+    if tid == 0:
+        L = &layers[n_layers - 1]
+        if real is float:
+            rc = loss_f32(h.loss, n, L.n_out, <float*> L.a, t, y, s, grad_out, &value, 1)
+        else:
+            rc = loss_f64(h.loss, n, L.n_out, <double*> L.a, t, y, s, grad_out, &value, 1)
+        if rc == 0 and h.l2 != 0:
+            for l in range(n_layers):
+                w = <real*> layers[l].w
+                size = layers[l].n_in * layers[l].n_out
+                acc = 0
+                for i in range(size):
+                    acc += <double> w[i] * <double> w[i]
+                penalty += 0.5 * h.l2 * acc
+            value = value + penalty
+        sh.value = value
+        sh.rc = -10 + rc if rc != 0 else (0 if isfinite(value) else 1)
+    sync(nt)
+    rc = sh.rc
     if rc != 0:
-        return -10 + rc
-    if h.l2 != 0:
-        for l in range(n_layers):
-            w = <real*> layers[l].w
-            size = layers[l].n_in * layers[l].n_out
-            acc = 0
-            for i in range(size):
-                acc += <double> w[i] * <double> w[i]
-            penalty += 0.5 * h.l2 * acc
-        value[0] = value[0] + penalty
-    if not isfinite(value[0]):
-        return 1
+        return rc
 
     # backward
     g = grad_out
     for l in range(n_layers - 1, -1, -1):
         L = &layers[l]
         inp = x if l == 0 else <real*> layers[l - 1].a
+        p = grad_z_part_threads(L.act, n, L.n_out, nt)
         if real is float:
-            grad_z_and_bias_f32(L.act, <float> L.slope, <float*> L.z, <float*> L.a, g,
-                                <float*> L.gz, <float*> L.gb, n, L.n_out, nt)
+            grad_z_and_bias_part_f32(L.act, <float> L.slope, <float*> L.z, <float*> L.a, g,
+                                     <float*> L.gz, <float*> L.gb, n, L.n_out, tid, p)
         else:
-            grad_z_and_bias_f64(L.act, L.slope, <double*> L.z, <double*> L.a, g,
-                                <double*> L.gz, <double*> L.gb, n, L.n_out, nt)
-        rc = gemm_r(L.n_out, L.n_in, n, <real*> L.gz, 1, L.n_out, inp, L.n_in, 1,
-                    <real*> L.gw, L.n_in, NULL, nt)
-        if rc != 0:
-            return rc
+            grad_z_and_bias_part_f64(L.act, L.slope, <double*> L.z, <double*> L.a, g,
+                                     <double*> L.gz, <double*> L.gb, n, L.n_out, tid, p)
+        sync(nt)
+        gemm_p(L.n_out, L.n_in, n, <real*> L.gz, 1, L.n_out, inp, L.n_in, 1,
+               <real*> L.gw, L.n_in, NULL, tid, nt, buf)
         if l > 0:
-            rc = gemm_r(n, L.n_in, L.n_out, <real*> L.gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
-                        <real*> L.gx, L.n_in, NULL, nt)
-            if rc != 0:
-                return rc
+            gemm_p(n, L.n_in, L.n_out, <real*> L.gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
+                   <real*> L.gx, L.n_in, NULL, tid, nt, buf)
             g = <real*> L.gx
+        sync(nt)
 
-    # l2 gradient; G = max |gradient|
+    # l2 gradient; G = max |gradient| (each thread its stretch of every array)
     for l in range(n_layers):
         L = &layers[l]
+        stretch(L.n_in * L.n_out, tid, nt, &lo, &hi)
         w = <real*> L.w
         gw = <real*> L.gw
-        size = L.n_in * L.n_out
         if h.l2 != 0:
-            for i in range(size):
+            for i in range(lo, hi):
                 gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
-        gmax = fmax(gmax, absmax(gw, size))
+        gmax = fmax(gmax, absmax(gw + lo, hi - lo))
         if L.b != NULL:
-            gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
-    if not isfinite(gmax):
-        return 2
+            stretch(L.n_out, tid, nt, &lo, &hi)
+            gmax = fmax(gmax, absmax(<real*> L.gb + lo, hi - lo))
+    sh.tmax[tid] = gmax
 
-    # the updates (weights decay, biases do not), all or nothing
-    if not bnd.known:
-        exact_bounds(layers, n_layers, bnd, zero)
-    if next_bounds(h, gmax, bnd, &nb, zero):
-        bnd[0] = nb
-    elif dry_run(layers, n_layers, h, zero):
-        bnd.known = False
-    else:
-        return 2
+    # the updates (weights decay, biases do not), all or nothing (thread 0 decides)
+    sync(nt)
+    if tid == 0:
+        for i in range(1, nt):
+            gmax = fmax(gmax, sh.tmax[i])
+        if not isfinite(gmax):
+            sh.rc = 2
+        else:
+            if not bnd.known:
+                exact_bounds(layers, n_layers, bnd, zero)
+            if next_bounds(h, gmax, bnd, &nb, zero):
+                bnd[0] = nb
+                sh.rc = 0
+            elif dry_run(layers, n_layers, h, zero):
+                bnd.known = False
+                sh.rc = 0
+            else:
+                sh.rc = 2
+    sync(nt)
+    rc = sh.rc
+    if rc != 0:
+        return rc
     for l in range(n_layers):
         L = &layers[l]
-        update(L.w, L.gw, L.s1w, L.s2w, L.n_in * L.n_out, h, h.weight_decay, nt, zero)
+        stretch(L.n_in * L.n_out, tid, nt, &lo, &hi)
+        update_stretch(L.w, L.gw, L.s1w, L.s2w, lo, hi, h, h.weight_decay, zero)
         if L.b != NULL:
-            update(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, nt, zero)
+            stretch(L.n_out, tid, nt, &lo, &hi)
+            update_stretch(L.b, L.gb, L.s1b, L.s2b, lo, hi, h, 0.0, zero)
     return 0
+
+
+cdef inline void update_stretch(void* p, void* g, void* s1, void* s2, Py_ssize_t lo,
+                                Py_ssize_t hi, const Hyper* h, double weight_decay,
+                                real tag) noexcept nogil:
+    """update() on elements [lo, hi) of one parameter, on this thread."""
+    if hi > lo:
+        update(<real*> p + lo, <real*> g + lo, <real*> s1 + lo if s1 != NULL else NULL,
+               <real*> s2 + lo if s2 != NULL else NULL, hi - lo, h, weight_decay, 1, tag)
 
 
 cdef inline double absmax(const real* p, Py_ssize_t size) noexcept nogil:
@@ -365,19 +462,35 @@ cdef struct Batches:
     bint accuracy
 
 
-cdef int batch_impl(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
-                    const Py_ssize_t* order, Py_ssize_t start, Py_ssize_t nb,
-                    long* t_adam, int nt, double* value, double* frac,
-                    real tag) noexcept nogil:
-    """Rows order[start:start + nb] (or start.. in order) -> one step. Returns step_impl's
-    status, or 3 when every sample weight of the batch is 0 (skipped)."""
-    cdef Py_ssize_t i, r
+cdef struct Epochs:
+    # A run of epochs (run_epochs); thread 0 fills the results.
+    Py_ssize_t E, n, batch_size
+    const Py_ssize_t* orders     # (E, n) or NULL: rows in order
+    const double* lrs            # (E,)
+    double* totals               # (E,) sum of loss * rows
+    double* seen                 # (E,) rows
+    double* correct              # (E,) sum of accuracy * rows
+    Py_ssize_t done, stop_batch
+    int rc
+    double value                 # the loss of the last step
+    double frac                  # and its accuracy
+
+
+cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
+                   const Py_ssize_t* order, Py_ssize_t start, Py_ssize_t nb, Py_ssize_t b,
+                   long* t_adam, Shared* sh, double* frac, int tid, int nt,
+                   real tag) noexcept nogil:
+    """Rows order[start:start + nb] (or start.. in order) -> one step, run by every
+    thread (b numbers the batch). Returns step_par's status, or 3 when every sample
+    weight of the batch is 0 (skipped). t_adam, frac (accuracy): thread 0."""
+    cdef Py_ssize_t i, r, lo, hi
     cdef const real* x
     cdef const real* t = NULL
     cdef const Py_ssize_t* y = NULL
     cdef const double* w = NULL
     cdef double wsum = 0
     cdef int rc
+    sync(nt)                                         # the last step is done everywhere
     if order == NULL:                                # rows in order: no copy
         x = <const real*> d.X + start * d.n_in
         if d.T != NULL:
@@ -387,7 +500,9 @@ cdef int batch_impl(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batc
         if d.W != NULL:
             w = d.W + start
     else:                                            # gather the shuffled rows
-        for i in range(nb):
+        lo = tid * nb // nt
+        hi = (tid + 1) * nb // nt
+        for i in range(lo, hi):
             r = order[start + i]
             memcpy(<real*> d.xbuf + i * d.n_in, <const real*> d.X + r * d.n_in,
                    d.n_in * sizeof(real))
@@ -402,27 +517,71 @@ cdef int batch_impl(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batc
         t = <const real*> d.tbuf if d.T != NULL else NULL
         y = d.ybuf if d.Y != NULL else NULL
         w = d.wbuf if d.W != NULL else NULL
-    if w != NULL:                                    # s_i = w_i / sum(w), summed in order
-        for i in range(nb):
-            wsum += w[i]
-        if wsum == 0:
-            return 3
-        for i in range(nb):
-            d.scale[i] = w[i] / wsum
-    else:
-        for i in range(nb):
-            d.scale[i] = 1.0 / nb
-    if h.optimizer == OPT_ADAM:                      # bias corrections of step t
-        t_adam[0] += 1
-        h.step_size = h.lr / (1 - pow(h.beta1, <double> t_adam[0]))
-        h.bc2_sqrt = sqrt(1 - pow(h.beta2, <double> t_adam[0]))
-    rc = step_impl(layers, n_layers, h, bnd, x, t, y, d.scale, nb, <real*> d.grad_out,
-                   value, nt)
-    if rc != 0 and h.optimizer == OPT_ADAM:
-        t_adam[0] -= 1                               # nothing was updated
-    if rc == 0 and d.accuracy:
-        frac[0] = accuracy_frac(<const real*> layers[n_layers - 1].a, t, y, nb, d.k)
+        sync(nt)
+    if tid == 0:
+        sh.skip[b & 1] = False
+        if w != NULL:                                # s_i = w_i / sum(w), summed in order
+            for i in range(nb):
+                wsum += w[i]
+            sh.skip[b & 1] = wsum == 0
+            if wsum != 0:
+                for i in range(nb):
+                    d.scale[i] = w[i] / wsum
+        else:
+            for i in range(nb):
+                d.scale[i] = 1.0 / nb
+        if not sh.skip[b & 1] and h.optimizer == OPT_ADAM:   # bias corrections of step t
+            t_adam[0] += 1
+            h.step_size = h.lr / (1 - pow(h.beta1, <double> t_adam[0]))
+            h.bc2_sqrt = sqrt(1 - pow(h.beta2, <double> t_adam[0]))
+    sync(nt)
+    if sh.skip[b & 1]:
+        return 3
+    rc = step_par(layers, n_layers, h, bnd, x, t, y, d.scale, nb, <real*> d.grad_out,
+                  sh, tid, nt)
+    if tid == 0:
+        if rc != 0 and h.optimizer == OPT_ADAM:
+            t_adam[0] -= 1                           # nothing was updated
+        if rc == 0 and d.accuracy:
+            frac[0] = accuracy_frac(<const real*> layers[n_layers - 1].a, t, y, nb, d.k)
     return rc
+
+
+cdef void epochs_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
+                     Epochs* run, long* t_adam, Shared* sh, int tid, int nt,
+                     real tag) noexcept nogil:
+    """run_epochs' loop, run by every thread; thread 0 keeps the books."""
+    cdef Py_ssize_t e, b, nb, n_batches = (run.n + run.batch_size - 1) // run.batch_size
+    cdef const Py_ssize_t* order
+    cdef double frac = 0
+    cdef int rc = 0
+    for e in range(run.E):
+        sync(nt)                                     # (the last update read h.lr)
+        if tid == 0:
+            h.lr = run.lrs[e]
+        order = run.orders + e * run.n if run.orders != NULL else NULL
+        for b in range(n_batches):
+            nb = min(run.batch_size, run.n - b * run.batch_size)
+            rc = batch_par(layers, n_layers, h, bnd, d, order, b * run.batch_size, nb,
+                           b, t_adam, sh, &frac, tid, nt, tag)
+            if rc == 3:
+                continue
+            if rc != 0:
+                if tid == 0:
+                    run.stop_batch = b
+                break
+            if tid == 0:
+                run.totals[e] += sh.value * nb
+                run.seen[e] += nb
+                run.correct[e] += frac * nb
+        if rc != 0 and rc != 3:
+            break
+        if tid == 0:
+            run.done += 1
+    if tid == 0:
+        run.rc = rc
+        run.value = sh.value
+        run.frac = frac
 
 
 cdef void* ptr(object arr) except? NULL:
@@ -526,6 +685,54 @@ cdef class StepPlan:
         if rc < 0:
             raise MemoryError("nncore: the loss kernel could not allocate its buffers")
 
+    cdef int drive(self, Batches* d, Epochs* run, long* t_adam, int n_threads) except -1:
+        """Run `run` on n_threads threads in one parallel region, or on this thread
+        when the step is small (STEP_REGION_MIN_FLOPS) or OpenMP is absent."""
+        cdef Shared sh
+        cdef Py_ssize_t rows = min(run.batch_size, run.n)
+        cdef Py_ssize_t itemsize = sizeof(double) if self.f64 else sizeof(float)
+        cdef int nt = n_threads if NN_OPENMP_ENABLED else 1
+        cdef int tid, team
+        cdef bint f64 = self.f64
+        cdef LayerPtrs* layers = self.layers
+        cdef int n_layers = self.n_layers
+        cdef Hyper* h = &self.h
+        cdef Bounds* bnd = &self.bnd
+        cdef char* raw
+        if nt < 1 or step_flops(layers, n_layers, rows) < STEP_REGION_MIN_FLOPS:
+            nt = 1
+        sh.gbuf_size = gemm_buffer_size(layers, n_layers, rows, f64)
+        raw = <char*> malloc(nt * sh.gbuf_size * itemsize + nt * sizeof(double) + 64)
+        if raw == NULL:
+            raise MemoryError("nncore: cannot allocate GEMM packing buffers")
+        sh.gbuf = <void*> ((<uintptr_t> raw + 63) & ~(<uintptr_t> 63))
+        sh.tmax = <double*> (<char*> sh.gbuf + nt * sh.gbuf_size * itemsize)
+        sh.rc = 0
+        sh.skip[0] = sh.skip[1] = False
+        sh.value = 0
+        bnd.known = False                          # Python may have changed the arrays
+        with nogil:
+            if nt == 1:
+                if f64:
+                    epochs_par(layers, n_layers, h, bnd, d, run, t_adam, &sh, 0, 1,
+                               <double> 0)
+                else:
+                    epochs_par(layers, n_layers, h, bnd, d, run, t_adam, &sh, 0, 1,
+                               <float> 0)
+            else:
+                with parallel(num_threads=nt):
+                    tid = threadid()
+                    team = nn_omp_num_threads()     # may be fewer than asked
+                    if f64:
+                        epochs_par(layers, n_layers, h, bnd, d, run, t_adam, &sh, tid,
+                                   team, <double> 0)
+                    else:
+                        epochs_par(layers, n_layers, h, bnd, d, run, t_adam, &sh, tid,
+                                   team, <float> 0)
+        free(raw)
+        self.raise_for(run.rc)
+        return 0
+
     def step(self, X, t, y, w, double lr, long t_adam, int n_threads):
         """One training step on all rows of X (n <= batch_max, in order): float
         targets t (n, n_outputs) or labels y (n,) intp, sample weights w (n,) or None.
@@ -533,27 +740,23 @@ cdef class StepPlan:
         Returns (status, loss, accuracy, t_adam): status 0 updated; 1 loss not
         finite; 2 a gradient, or the update, would make a parameter or an
         optimizer state NaN or inf; 3 all sample weights 0 (skipped). Nothing is
-        updated unless the status is 0. accuracy is the fraction
-        right (0 for mse); t_adam the Adam step count after the step.
+        updated unless the status is 0. accuracy is the fraction right (0 for
+        mse); t_adam the Adam step count after the step.
         """
         cdef Batches d
-        cdef double value = 0, frac = 0
+        cdef Epochs run
+        cdef double total = 0, seen = 0, correct = 0
         cdef Py_ssize_t n = X.shape[0]
-        cdef int rc
         if n < 1 or n > self.batch_max:
             raise ValueError(f"StepPlan.step: n = {n} outside [1, {self.batch_max}]")
         self.data(&d, X, t, y, w)
-        self.h.lr = lr
-        self.bnd.known = False                    # Python may have changed the arrays
-        with nogil:
-            if self.f64:
-                rc = batch_impl(self.layers, self.n_layers, &self.h, &self.bnd, &d, NULL, 0,
-                                n, &t_adam, n_threads, &value, &frac, <double> 0)
-            else:
-                rc = batch_impl(self.layers, self.n_layers, &self.h, &self.bnd, &d, NULL, 0,
-                                n, &t_adam, n_threads, &value, &frac, <float> 0)
-        self.raise_for(rc)
-        return rc, value, frac, t_adam
+        run.E, run.n, run.batch_size, run.orders, run.lrs = 1, n, n, NULL, &lr
+        run.totals, run.seen, run.correct = &total, &seen, &correct
+        run.done = run.stop_batch = 0
+        run.rc = 0
+        run.value = run.frac = 0
+        self.drive(&d, &run, &t_adam, n_threads)
+        return run.rc, run.value, run.frac if run.rc == 0 else 0.0, t_adam
 
     def run_epochs(self, X, t, y, w, orders, Py_ssize_t batch_size, double[::1] lrs,
                    long t_adam, int n_threads):
@@ -567,54 +770,32 @@ cdef class StepPlan:
         diverged (status 1 or 2, as in step) -- training stops there.
         """
         cdef Batches d
-        cdef Py_ssize_t E = lrs.shape[0], n = X.shape[0], e, b, nb, n_batches
-        cdef const Py_ssize_t* po = NULL
-        cdef const Py_ssize_t* order
-        cdef double value = 0, frac = 0
-        cdef int rc = 0
-        cdef Py_ssize_t done = 0, stop_batch = 0
+        cdef Epochs run
+        cdef Py_ssize_t E = lrs.shape[0], n = X.shape[0]
         if batch_size < 1 or batch_size > self.batch_max:
             raise ValueError(f"StepPlan.run_epochs: batch_size {batch_size} outside "
                              f"[1, {self.batch_max}]")
         self.data(&d, X, t, y, w)
+        run.orders = NULL
         if orders is not None:
             if (orders.dtype.kind != "i" or orders.dtype.itemsize != sizeof(Py_ssize_t)
                     or orders.ndim != 2 or orders.shape[0] != E or orders.shape[1] != n):
                 raise TypeError(f"StepPlan.run_epochs: orders must be ({E}, {n}) intp")
             if n and (orders.min() < 0 or orders.max() >= n):
                 raise ValueError("StepPlan.run_epochs: orders holds a row outside [0, n)")
-            po = <const Py_ssize_t*> ptr(orders)
+            run.orders = <const Py_ssize_t*> ptr(orders)
         totals = np.zeros(E)
         seen = np.zeros(E)
         correct = np.zeros(E)
         cdef double[::1] tot_v = totals, seen_v = seen, cor_v = correct
-        n_batches = (n + batch_size - 1) // batch_size
-        self.bnd.known = False
-        with nogil:
-            for e in range(E):
-                self.h.lr = lrs[e]
-                order = po + e * n if po != NULL else NULL
-                for b in range(n_batches):
-                    nb = min(batch_size, n - b * batch_size)
-                    if self.f64:
-                        rc = batch_impl(self.layers, self.n_layers, &self.h, &self.bnd, &d, order,
-                                        b * batch_size, nb, &t_adam, n_threads, &value,
-                                        &frac, <double> 0)
-                    else:
-                        rc = batch_impl(self.layers, self.n_layers, &self.h, &self.bnd, &d, order,
-                                        b * batch_size, nb, &t_adam, n_threads, &value,
-                                        &frac, <float> 0)
-                    if rc == 3:
-                        continue
-                    if rc != 0:
-                        stop_batch = b
-                        break
-                    tot_v[e] += value * nb
-                    seen_v[e] += nb
-                    cor_v[e] += frac * nb
-                if rc != 0 and rc != 3:
-                    break
-                done += 1
-        self.raise_for(rc)
-        stop = (done, stop_batch, rc, value) if rc not in (0, 3) else None
-        return done, totals, seen, correct, stop, t_adam
+        if E == 0:
+            return 0, totals, seen, correct, None, t_adam
+        run.E, run.n, run.batch_size, run.lrs = E, n, batch_size, &lrs[0]
+        run.totals, run.seen, run.correct = &tot_v[0], &seen_v[0], &cor_v[0]
+        run.done = run.stop_batch = 0
+        run.rc = 0
+        run.value = run.frac = 0
+        self.drive(&d, &run, &t_adam, n_threads)
+        stop = ((run.done, run.stop_batch, run.rc, run.value)
+                if run.rc not in (0, 3) else None)
+        return run.done, totals, seen, correct, stop, t_adam

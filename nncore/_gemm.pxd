@@ -29,3 +29,24 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                double beta, double* c, Py_ssize_t ldc,
                const Epilogue* ep, int n_threads) noexcept nogil
+
+# One thread's share of C = op(A) @ op(B) (alpha 1, beta 0), for a caller that
+# runs its own parallel region (the fused training step): thread t of nt
+# computes the strip gemm would give it, so the result is the same for any nt.
+# nt = gemm_part_threads(...) (1 for a product too small to split); threads
+# t >= nt do nothing. buf: gemm_part_size(...) elements of the dtype, 64-byte
+# aligned, one per thread.
+cdef Py_ssize_t gemm_part_size(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                               bint f64) noexcept nogil
+cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int n_threads,
+                           bint f64) noexcept nogil
+cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                     const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                     float* c, Py_ssize_t ldc, const Epilogue* ep,
+                     int t, int nt, float* buf) noexcept nogil
+cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                     const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                     double* c, Py_ssize_t ldc, const Epilogue* ep,
+                     int t, int nt, double* buf) noexcept nogil
