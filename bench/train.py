@@ -29,6 +29,11 @@ starts after 0.2 s of sleep so the other libraries' spinning worker threads give
 back (KERNEL-NOTES). A warm-up round (untimed) builds plans and caches and sizes the blocks;
 each figure is the median over all timed calls.
 
+Default threads: one more process, with no thread settings and only nncore, alternates
+nncore at its default thread count (one per core) with nncore at 1 thread on every workload:
+the default must never be slower. (In the processes above, the other libraries' thread pools
+share the cores, which also slows nncore's one-thread code paths.)
+
 Peak RSS: one fresh process per tool and workload, at 1 thread, builds the model and runs one
 timed unit (an epoch, or the forward pass). We report resource.getrusage(RUSAGE_SELF).ru_maxrss
 after it minus ru_maxrss after the imports and the data creation (the data is created directly
@@ -324,6 +329,27 @@ def worker(threads, tools, workloads, quick, repeats):
                 nncore_config=nncore.config(), rows=rows)
 
 
+def self_worker(workloads, quick, repeats):
+    """nncore at its default thread count against itself at 1 thread: one process with
+    no thread settings and no other library, the two alternating in blocks."""
+    import nncore
+    default = nncore.get_num_threads()
+    rows = []
+    for wname in workloads:
+        run, work = build("nncore", wname, quick)
+
+        def at(n, run=run):
+            def unit():
+                with nncore.threads(n):
+                    run()
+            return unit
+        med = alternate({"1": at(1), "default": at(default)}, repeats, 0.0,
+                        0.1 if quick else 0.3)
+        rows.append(dict(workload=wname, default_threads=default,
+                         rate_1=work / med["1"][0], rate_default=work / med["default"][0]))
+    return rows
+
+
 def rss_worker(tool, wname, quick):
     """Peak RSS growth (KiB) of building the model and running one unit, in this fresh process:
     from the first use of the library on, and after a warm-up run of a tiny net (4-3-k)."""
@@ -347,8 +373,13 @@ def rss_worker(tool, wname, quick):
 # ---- driver -------------------------------------------------------------------------------
 
 def thread_env(threads):
+    """The environment of a child at `threads` threads (None: no thread settings)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    if threads is None:
+        return env
     t = str(threads)
-    return dict(os.environ, OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t)
+    return dict(env, OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t)
 
 
 def run_child(args, threads):
@@ -394,13 +425,34 @@ def table(results, tools):
                     + [label for _, label in ratios], rows)
 
 
-def rss_table(rss, tools):
-    """MiB, 'first run / after a warm-up', per workload and tool."""
+def self_table(rows):
+    """nncore at the default thread count against 1 thread."""
+    return md_table(["workload", "1 thread", "default", "default / 1"],
+                    [[r["workload"], fmt(r["rate_1"]), f"{fmt(r['rate_default'])} "
+                      f"({r['default_threads']} threads)",
+                      f"{r['rate_default'] / r['rate_1']:.2f}×"
+                      + (" (slower)" if r["rate_default"] < r["rate_1"] else "")]
+                     for r in rows])
+
+
+def memory_bound_mib(w, quick):
+    """The bound on a run's memory beyond the data, float32: the parameters x4 (weights,
+    gradients, two optimizer moments) and one batch of activations per layer; for
+    inference, the parameters and one batch of activations."""
+    params = sum(a * b + b for a, b in zip(w.sizes[:-1], w.sizes[1:]))
+    acts = min(w.batch, size(w, quick)[0]) * sum(w.sizes[1:])
+    return 4 * ((4 if w.loss else 1) * params + acts) / 2**20
+
+
+def rss_table(rss, tools, quick):
+    """MiB, 'first run / after a warm-up', per workload and tool, and the bound."""
     cell = {(r["workload"], r["tool"]): f"{r['growth_kib'] / 1024:.1f} / "
                                         f"{r['after_warmup_kib'] / 1024:.1f}" for r in rss}
     rows = [[wname] + [cell.get((wname, t), "—") for t in tools]
+            + [f"{memory_bound_mib(WORKLOADS[wname], quick):.1f}"]
             for wname in WORKLOADS if any((wname, t) in cell for t in tools)]
-    return md_table(["workload"] + [TOOLS[t].label for t in tools], rows)
+    return md_table(["workload"] + [TOOLS[t].label for t in tools]
+                    + ["bound: params ×4 + 1 batch of activations"], rows)
 
 
 def main():
@@ -414,6 +466,7 @@ def main():
     p.add_argument("--note", default="", help="a line about the machine, kept in the results")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--rss-worker", help=argparse.SUPPRESS)
+    p.add_argument("--self-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tools", help=argparse.SUPPRESS)
     args = p.parse_args()
     workloads = args.workloads.split(",")
@@ -424,6 +477,9 @@ def main():
         return
     if args.rss_worker:
         print(json.dumps(rss_worker(*args.rss_worker.split(":"), args.quick)))
+        return
+    if args.self_worker:
+        print(json.dumps(self_worker(workloads, args.quick, repeats)))
         return
 
     tools = [t for t in TOOLS if available(t)]
@@ -439,6 +495,8 @@ def main():
     for th in threads:
         print(f"timing {threads} threads: {th} ...", file=sys.stderr)
         results.append(run_child(["--worker", str(th), "--repeats", str(repeats)] + common, th))
+    print("nncore: default threads against 1 thread ...", file=sys.stderr)
+    selfrows = run_child(["--self-worker", "--repeats", str(repeats)] + common, None)
     rss = []
     if not args.no_rss:
         print("peak RSS, one process per tool and workload ...", file=sys.stderr)
@@ -469,6 +527,11 @@ def main():
           f"nncore.set_num_threads set per process; median of {repeats} rounds after a warm-up.",
           "Rates: higher is better; ratios: nncore f32 speed / other speed (> 1: nncore faster).",
           *[f"Note: {note}." for note in skipped], "", table(results, tools), ""]
+    if selfrows:
+        md += ["nncore against itself: at its default thread count (one per core, no "
+               "thread settings) and at 1 thread, alternating in one process with no other "
+               "library, so no other thread pool competes for the cores.", "",
+               self_table(selfrows), ""]
     for res in results:
         if res["load"]:
             md.append(f"- {res['threads']} thread(s): the run took {res['load']['wall_s']} s; "
@@ -480,7 +543,9 @@ def main():
         md += ["", "Peak RSS growth of one training run, MiB (W5: one forward pass): "
                "ru_maxrss after model creation and one epoch minus ru_maxrss after the imports "
                "and the data, in a fresh process at 1 thread; first run / after a warm-up run "
-               "of a tiny 4-3-k net (without the library's one-time first-use memory).", "", rss_table(rss, tools)]
+               "of a tiny 4-3-k net (without the library's one-time first-use memory). The "
+               "bound (float32) leaves out the data, which the baseline holds.", "",
+               rss_table(rss, tools, args.quick)]
     md = "\n".join(md) + "\n"
     print(md)
 
@@ -489,8 +554,8 @@ def main():
     stem = (f"train-{now:%Y-%m-%d}-{slug}-{meta['cores']}c-t{'-'.join(map(str, threads))}"
             + ("-quick" if args.quick else ""))
     with open(os.path.join(args.out, stem + ".json"), "w") as f:
-        json.dump(dict(meta=meta, results=[r for res in results for r in res["rows"]], rss=rss),
-                  f, indent=1)
+        json.dump(dict(meta=meta, results=[r for res in results for r in res["rows"]],
+                       default_vs_1=selfrows, rss=rss), f, indent=1)
         f.write("\n")
     with open(os.path.join(args.out, stem + ".md"), "w") as f:
         f.write(md)
