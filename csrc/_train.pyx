@@ -80,9 +80,9 @@ cdef struct LayerPtrs:
     void* b          # NULL: no bias
     void* gw
     void* gb
-    void* z          # (batch_max, n_out) workspaces; a == z for identity
-    void* a
-    void* gz
+    void* z          # (batch_max, n_out) workspaces; z == a when f' follows from a
+    void* a          #   (the epilogue then writes f(z) over z)
+    void* gz         # NULL: formed in place of dL/da
     void* gx         # (batch_max, n_in); unused for layer 1
     void* s1w        # optimizer state: SGD velocity / Adam m (NULL: none)
     void* s1b
@@ -167,6 +167,7 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
     cdef LayerPtrs* L
     cdef const real* inp
     cdef real* g
+    cdef real* gz
     cdef real* w
     cdef real* gw
     cdef real* buf = <real*> sh.gbuf + tid * sh.gbuf_size
@@ -184,7 +185,7 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
         ep.activation = L.act
         ep.slope = L.slope
         ep.ld_act = L.n_out
-        ep.act_out = NULL if (L.act == ACT_SOFTMAX or L.a == L.z) else L.a
+        ep.act_out = NULL if L.act == ACT_SOFTMAX else L.a
         gemm_p(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in,
                <real*> L.z, L.n_out, &ep, tid, nt, buf)
         if L.act == ACT_SOFTMAX:
@@ -222,18 +223,19 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
     for l in range(n_layers - 1, -1, -1):
         L = &layers[l]
         inp = x if l == 0 else <real*> layers[l - 1].a
+        gz = <real*> L.gz if L.gz != NULL else g
         p = grad_z_part_threads(L.act, n, L.n_out, nt)
         if real is float:
             grad_z_and_bias_part_f32(L.act, <float> L.slope, <float*> L.z, <float*> L.a, g,
-                                     <float*> L.gz, <float*> L.gb, n, L.n_out, tid, p)
+                                     gz, <float*> L.gb, n, L.n_out, tid, p)
         else:
             grad_z_and_bias_part_f64(L.act, L.slope, <double*> L.z, <double*> L.a, g,
-                                     <double*> L.gz, <double*> L.gb, n, L.n_out, tid, p)
+                                     gz, <double*> L.gb, n, L.n_out, tid, p)
         sync(nt)
-        gemm_p(L.n_out, L.n_in, n, <real*> L.gz, 1, L.n_out, inp, L.n_in, 1,
+        gemm_p(L.n_out, L.n_in, n, gz, 1, L.n_out, inp, L.n_in, 1,
                <real*> L.gw, L.n_in, NULL, tid, nt, buf)
         if l > 0:
-            gemm_p(n, L.n_in, L.n_out, <real*> L.gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
+            gemm_p(n, L.n_in, L.n_out, gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
                    <real*> L.gx, L.n_in, NULL, tid, nt, buf)
             g = <real*> L.gx
         sync(nt)

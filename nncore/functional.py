@@ -566,6 +566,14 @@ def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
 # ---- the fused training step ----------------------------------------------------
 
 _PLAN_ARRAYS = ("weight", "bias", "grad_weight", "grad_bias", "z", "a", "grad_z", "grad_x")
+# Activations whose derivative the backward kernels can take from a alone: they read
+# z only through its sign (relu; leaky_relu with slope >= 0), or not at all.
+A_DERIVABLE = ("identity", "step", "sigmoid", "tanh", "relu", "leaky_relu")
+
+
+def a_derivable(activation, slope=0.0):
+    """True when f'(z) follows from a = f(z), so a can overwrite z."""
+    return activation in A_DERIVABLE and (activation != "leaky_relu" or slope >= 0)
 
 
 def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nesterov=False,
@@ -584,10 +592,14 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
     ----------
     layers : list of dicts, one per layer, with n_in, n_out, activation, slope and
         the arrays weight (n_out, n_in), bias (n_out,) or None, grad_weight,
-        grad_bias (n_out,), workspaces z, a (batch_max, n_out) (a may be z for
-        identity), grad_z (batch_max, n_out), grad_x (batch_max, n_in), and the
+        grad_bias (n_out,), workspaces z, a (batch_max, n_out), grad_z
+        (batch_max, n_out) or None (then grad_z is formed in place of dL/da),
+        grad_x (batch_max, n_in), and the
         optimizer state state1 = (for weight, for bias) and state2 (Adam's v),
         None where there is none. Arrays share one dtype, C-contiguous, writeable.
+        z may be a when f' follows from a alone (A_DERIVABLE: identity, step,
+        sigmoid, tanh, relu, leaky_relu with slope >= 0): the step then keeps one
+        buffer, a = f(z) written over z.
     loss : str, one of LOSSES
     batch_max : int, the most rows a step takes
     optimizer : "sgd" or "adam"; momentum, nesterov, weight_decay, betas, eps as in
@@ -618,13 +630,16 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
                   "grad_z": (batch_max, n_out), "grad_x": (batch_max, n_in)}
         s1w, s1b = d.get("state1") or (None, None)
         s2w, s2b = d.get("state2") or (None, None)
-        arrays = dict((k, d[k]) for k in _PLAN_ARRAYS)
+        arrays = dict((k, d.get(k)) for k in _PLAN_ARRAYS)
         arrays.update(s1w=s1w, s1b=s1b, s2w=s2w, s2b=s2b)
         shapes.update(s1w=shapes["weight"], s1b=shapes["bias"], s2w=shapes["weight"],
                       s2b=shapes["bias"])
+        if arrays["z"] is arrays["a"] and not a_derivable(d["activation"], d["slope"]):
+            raise ValueError(f"layers[{i}]: z is a, but {d['activation']}' needs z "
+                             f"(only {', '.join(A_DERIVABLE)} may share it)")
         for name, arr in arrays.items():
             if arr is None:
-                if name in ("bias", "s1b", "s2b", "s1w", "s2w"):
+                if name in ("bias", "s1b", "s2b", "s1w", "s2w", "grad_z"):
                     continue
                 raise ValueError(f"layers[{i}]['{name}'] is missing")
             _checks.out_array(arr, f"layers[{i}]['{name}']", shapes[name], dtype)

@@ -159,6 +159,14 @@ def test_plan_checks_its_arrays():
         F.train_plan([spec], loss="mse", batch_max=4, optimizer="adam")
     with pytest.raises(ValueError, match=r"loss must be one of"):
         F.train_plan([spec], loss="l1", batch_max=4)
+    # one buffer for z and a only where f' follows from a
+    shared = dict(spec, a=z, grad_z=None)
+    F.train_plan([shared], loss="mse", batch_max=4)
+    F.train_plan([dict(shared, activation="leaky_relu", slope=0.1)], loss="mse", batch_max=4)
+    for act, slope in (("softplus", 0.0), ("softmax", 0.0), ("leaky_relu", -0.5)):
+        with pytest.raises(ValueError, match=rf"z is a, but {act}' needs z"):
+            F.train_plan([dict(shared, activation=act, slope=slope)], loss="mse",
+                         batch_max=4)
     plan = F.train_plan([spec], loss="mse", batch_max=4)
     x = np.zeros((4, 2)); t = np.zeros((4, 3))
     with pytest.raises(ValueError, match=r"outside \[1, 4\]"):
