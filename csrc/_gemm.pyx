@@ -273,23 +273,26 @@ cdef void gemm_thread(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                       real beta, real* c, Py_ssize_t ldc,
                       const Epilogue* ep, int t, int nt, real* buf) noexcept nogil:
     """Strip t of nt (nt <= strip_parts): rows or columns [lo, hi) of C."""
-    cdef Py_ssize_t a_size, per_thread, parts, lo, hi, NR
-    cdef bint resident, split_rows
+    cdef Py_ssize_t a_size, per_thread, lo, hi
+    cdef bint resident
     layout(m, n, k, &a_size, &per_thread, &resident, alpha)
-    parts = strip_parts(m, n, &split_rows, alpha)
-    lo = t * parts // nt
-    hi = (t + 1) * parts // nt
-    if split_rows:
-        lo = lo * MR
-        hi = min(hi * MR, m)
+    if strip_of(m, n, t, nt, &lo, &hi, alpha):
         gemm_strip(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta,
                    c + lo * ldc, ldc, ep, lo, 0, buf, buf + a_size, resident)
     else:
-        NR = NR_F32 if real is float else NR_F64
-        lo = lo * NR
-        hi = min(hi * NR, n)
         gemm_strip(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta,
                    c + lo, ldc, ep, 0, lo, buf, buf + a_size, resident)
+
+
+cdef inline bint strip_of(Py_ssize_t m, Py_ssize_t n, int t, int nt, Py_ssize_t* lo,
+                          Py_ssize_t* hi, real tag) noexcept nogil:
+    """Thread t's strip of C for nt threads: rows [lo, hi) (True) or columns (False)."""
+    cdef bint split_rows
+    cdef Py_ssize_t parts = strip_parts(m, n, &split_rows, tag)
+    cdef Py_ssize_t width = MR if split_rows else (NR_F32 if real is float else NR_F64)
+    lo[0] = min(t * parts // nt * width, m if split_rows else n)
+    hi[0] = min((t + 1) * parts // nt * width, m if split_rows else n)
+    return split_rows
 
 
 cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
@@ -365,6 +368,13 @@ cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int n_threa
     else:
         parts = strip_parts(m, n, &split_rows, <float> 0)
     return <int> min(<Py_ssize_t> n_threads, parts)
+
+
+cdef bint gemm_part_strip(Py_ssize_t m, Py_ssize_t n, int t, int nt, bint f64,
+                         Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    if f64:
+        return strip_of(m, n, t, nt, lo, hi, <double> 0)
+    return strip_of(m, n, t, nt, lo, hi, <float> 0)
 
 
 cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

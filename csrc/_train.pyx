@@ -23,9 +23,10 @@ Design:
 - Threads: a step (StepPlan.step), or a whole run of epochs (run_epochs),
   is one OpenMP parallel region. Every thread runs the same code (step_par)
   and takes its part of each phase -- a strip of each GEMM (the strips the
-  threaded GEMM would cut), column strips of grad_z, 16-aligned stretches of
-  the gradient check and the updates -- and a barrier separates dependent
-  phases; the loss, the bounds and the bookkeeping run on thread 0. Each
+  threaded GEMM would cut), column strips of grad_z, and in the gradient
+  check and the updates the block of each weight gradient it computed (still
+  in its cache) -- and a barrier separates dependent phases; the loss, the
+  bounds, the biases and the bookkeeping run on thread 0. Each
   output is computed by one thread in the serial order, so results are
   bitwise the same for any thread count. Below STEP_REGION_MIN_FLOPS a step
   never opens a region.
@@ -44,8 +45,8 @@ import numpy as np
 
 from _types cimport real
 from _activation_math cimport ACT_SOFTMAX, softmax_row
-from nncore._gemm cimport (Epilogue, gemm_part_size, gemm_part_threads, sgemm_part,
-                           dgemm_part)
+from nncore._gemm cimport (Epilogue, gemm_part_size, gemm_part_strip, gemm_part_threads,
+                           sgemm_part, dgemm_part)
 from nncore._losses cimport loss_f32, loss_f64
 from nncore._optim cimport sgd_f32, sgd_f64, adam_f32, adam_f64
 from nncore._dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
@@ -68,8 +69,6 @@ cdef enum:
     # A step of fewer flops (forward + backward GEMMs) runs on one thread
     # without opening a parallel region.
     STEP_REGION_MIN_FLOPS = 1 << 20
-    # Elements per thread stretch of the gradient check and the updates.
-    STRETCH_ALIGN = 16
 
 
 cdef struct LayerPtrs:
@@ -116,14 +115,6 @@ cdef inline void sync(int nt) noexcept nogil:
         nn_barrier()
 
 
-cdef inline void stretch(Py_ssize_t size, int t, int nt, Py_ssize_t* lo,
-                         Py_ssize_t* hi) noexcept nogil:
-    """Thread t's stretch [lo, hi) of size elements: whole STRETCH_ALIGN blocks."""
-    cdef Py_ssize_t blocks = (size + STRETCH_ALIGN - 1) // STRETCH_ALIGN
-    lo[0] = min(t * blocks // nt * STRETCH_ALIGN, size)
-    hi[0] = min((t + 1) * blocks // nt * STRETCH_ALIGN, size)
-
-
 cdef inline void gemm_p(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                         const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                         const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
@@ -163,7 +154,7 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
     """One step, run by every thread tid of nt (nt = 1: no region). Returns, in every
     thread, 0, 1 (loss not finite), 2 (a gradient, or the update, would not be
     finite), or < 0 on error; nothing is updated unless it is 0. sh.value: the loss."""
-    cdef Py_ssize_t l, i, size, lo, hi
+    cdef Py_ssize_t l, i, size, lo, hi, r, r0, r1, c0, c1
     cdef LayerPtrs* L
     cdef const real* inp
     cdef real* g
@@ -240,19 +231,22 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
             g = <real*> L.gx
         sync(nt)
 
-    # l2 gradient; G = max |gradient| (each thread its stretch of every array)
+    # l2 gradient; G = max |gradient|. Each thread takes the block of each weight
+    # gradient it computed (still in its cache), thread 0 the biases.
     for l in range(n_layers):
         L = &layers[l]
-        stretch(L.n_in * L.n_out, tid, nt, &lo, &hi)
+        weight_block(L, n, tid, nt, &r0, &r1, &c0, &c1, zero)
         w = <real*> L.w
         gw = <real*> L.gw
-        if h.l2 != 0:
-            for i in range(lo, hi):
-                gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
-        gmax = fmax(gmax, absmax(gw + lo, hi - lo))
-        if L.b != NULL:
-            stretch(L.n_out, tid, nt, &lo, &hi)
-            gmax = fmax(gmax, absmax(<real*> L.gb + lo, hi - lo))
+        for r in range(r0, r1):
+            lo = r * L.n_in + c0
+            hi = r * L.n_in + c1
+            if h.l2 != 0:
+                for i in range(lo, hi):
+                    gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
+            gmax = fmax(gmax, absmax(gw + lo, hi - lo))
+        if L.b != NULL and tid == 0:
+            gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
     sh.tmax[tid] = gmax
 
     # the updates (weights decay, biases do not), all or nothing (thread 0 decides)
@@ -279,12 +273,41 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
         return rc
     for l in range(n_layers):
         L = &layers[l]
-        stretch(L.n_in * L.n_out, tid, nt, &lo, &hi)
-        update_stretch(L.w, L.gw, L.s1w, L.s2w, lo, hi, h, h.weight_decay, zero)
-        if L.b != NULL:
-            stretch(L.n_out, tid, nt, &lo, &hi)
-            update_stretch(L.b, L.gb, L.s1b, L.s2b, lo, hi, h, 0.0, zero)
+        weight_block(L, n, tid, nt, &r0, &r1, &c0, &c1, zero)
+        if c0 == 0 and c1 == L.n_in:                 # whole rows: one stretch
+            update_stretch(L.w, L.gw, L.s1w, L.s2w, r0 * L.n_in, r1 * L.n_in, h,
+                           h.weight_decay, zero)
+        else:
+            for r in range(r0, r1):
+                update_stretch(L.w, L.gw, L.s1w, L.s2w, r * L.n_in + c0, r * L.n_in + c1,
+                               h, h.weight_decay, zero)
+        if L.b != NULL and tid == 0:
+            update_stretch(L.b, L.gb, L.s1b, L.s2b, 0, L.n_out, h, 0.0, zero)
     return 0
+
+
+cdef inline void weight_block(const LayerPtrs* L, Py_ssize_t n, int tid, int nt,
+                              Py_ssize_t* r0, Py_ssize_t* r1, Py_ssize_t* c0,
+                              Py_ssize_t* c1, real tag) noexcept nogil:
+    """Rows [r0, r1) x columns [c0, c1) of layer L's weight gradient: the strip thread
+    tid computed in the dW GEMM (n_out x n_in, k = n rows); all of it for thread 0
+    when that product ran on one thread; nothing for the threads it left idle."""
+    cdef int p = gemm_part_threads(L.n_out, L.n_in, n, nt, real is double)
+    cdef Py_ssize_t lo, hi
+    r0[0] = r1[0] = c0[0] = c1[0] = 0
+    if tid >= p:
+        return
+    if p == 1:
+        r1[0] = L.n_out
+        c1[0] = L.n_in
+    elif gemm_part_strip(L.n_out, L.n_in, tid, p, real is double, &lo, &hi):
+        r0[0] = lo
+        r1[0] = hi
+        c1[0] = L.n_in
+    else:
+        r1[0] = L.n_out
+        c0[0] = lo
+        c1[0] = hi
 
 
 cdef inline void update_stretch(void* p, void* g, void* s1, void* s2, Py_ssize_t lo,

@@ -40,6 +40,9 @@ cdef Py_ssize_t gemm_part_size(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                bint f64) noexcept nogil
 cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int n_threads,
                            bint f64) noexcept nogil
+# Thread t's strip of C there (t < nt): rows [lo, hi) (returns True) or columns.
+cdef bint gemm_part_strip(Py_ssize_t m, Py_ssize_t n, int t, int nt, bint f64,
+                         Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil
 cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
