@@ -27,3 +27,6 @@ cdef enum:
     REGION_MIN_FLOPS = 1 << 19
     # Largest packed B (bytes) kept whole for a tall C (gemm_strip's resident order).
     RESIDENT_B_MAX = 1 << 20
+    # Largest A (bytes) read in place that threads splitting C by columns share
+    # from cache instead of each streaming it from memory (strip_parts).
+    SHARED_A_MAX = 1 << 20

@@ -26,9 +26,9 @@ from cython.parallel cimport prange, threadid
 
 from _types cimport real
 from _blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32, NC_F64,
-                        PARALLEL_MIN_FLOPS, REGION_MIN_FLOPS, RESIDENT_B_MAX)
+                        PARALLEL_MIN_FLOPS, REGION_MIN_FLOPS, RESIDENT_B_MAX, SHARED_A_MAX)
 from _activation_math cimport nn_epilogue_f32, nn_epilogue_f64
-from nncore._gemm cimport Epilogue
+from nncore._gemm cimport Epilogue, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS
 
 cdef extern from "microkernel.h" nogil:
     void nn_sgemm_ukr(Py_ssize_t k, const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
@@ -255,15 +255,35 @@ cdef inline void layout(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t* a_
     per_thread[0] = cdiv(a_size[0] + b_size, 16) * 16
 
 
-cdef inline Py_ssize_t strip_parts(Py_ssize_t m, Py_ssize_t n, bint* split_rows,
-                                   real tag) noexcept nogil:
-    """Threads take strips of whole panels along the longer panel count."""
+cdef inline Py_ssize_t strip_parts(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                   Py_ssize_t rs_a, Py_ssize_t cs_a, int nt, int orient,
+                                   bint* split_rows, real tag) noexcept nogil:
+    """Threads take strips of whole panels: of rows of C, each thread then packing
+    all of B (k n), or of columns, each packing all of A (m k) -- nothing when A is
+    read in place and small enough (SHARED_A_MAX) to share from cache. Columns when
+    they give every thread a panel and duplicate less packing; else whichever gives
+    every thread a panel; else the longer count. orient (SPLIT_ROWS, SPLIT_COLUMNS)
+    asks for one cut where it gives every thread a panel. (Where strips fall
+    changes no result: each C element is the same sum.)"""
     cdef Py_ssize_t pm = cdiv(m, MR), pn
+    cdef double cost_a = <double> m * k, cost_b = <double> k * n
     if real is float:
         pn = cdiv(n, NR_F32)
     else:
         pn = cdiv(n, NR_F64)
-    split_rows[0] = pm >= pn
+    if (a_in_place(rs_a, cs_a, n, sizeof(real))
+            and m * k * <Py_ssize_t> sizeof(real) <= SHARED_A_MAX):
+        cost_a = 0
+    if orient == SPLIT_ROWS and pm >= nt:
+        split_rows[0] = True
+    elif orient == SPLIT_COLUMNS and pn >= nt:
+        split_rows[0] = False
+    elif pn >= nt and (cost_a < cost_b or pm < nt):
+        split_rows[0] = False
+    elif pm >= nt:
+        split_rows[0] = True
+    else:
+        split_rows[0] = pm >= pn
     return pm if split_rows[0] else pn
 
 
@@ -271,12 +291,13 @@ cdef void gemm_thread(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                       const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                       const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                       real beta, real* c, Py_ssize_t ldc,
-                      const Epilogue* ep, int t, int nt, real* buf) noexcept nogil:
+                      const Epilogue* ep, int t, int nt, int orient,
+                      real* buf) noexcept nogil:
     """Strip t of nt (nt <= strip_parts): rows or columns [lo, hi) of C."""
     cdef Py_ssize_t a_size, per_thread, lo, hi
     cdef bint resident
     layout(m, n, k, &a_size, &per_thread, &resident, alpha)
-    if strip_of(m, n, t, nt, &lo, &hi, alpha):
+    if strip_of(m, n, k, rs_a, cs_a, t, nt, orient, &lo, &hi, alpha):
         gemm_strip(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta,
                    c + lo * ldc, ldc, ep, lo, 0, buf, buf + a_size, resident)
     else:
@@ -284,11 +305,12 @@ cdef void gemm_thread(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                    c + lo, ldc, ep, 0, lo, buf, buf + a_size, resident)
 
 
-cdef inline bint strip_of(Py_ssize_t m, Py_ssize_t n, int t, int nt, Py_ssize_t* lo,
+cdef inline bint strip_of(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t rs_a,
+                          Py_ssize_t cs_a, int t, int nt, int orient, Py_ssize_t* lo,
                           Py_ssize_t* hi, real tag) noexcept nogil:
     """Thread t's strip of C for nt threads: rows [lo, hi) (True) or columns (False)."""
     cdef bint split_rows
-    cdef Py_ssize_t parts = strip_parts(m, n, &split_rows, tag)
+    cdef Py_ssize_t parts = strip_parts(m, n, k, rs_a, cs_a, nt, orient, &split_rows, tag)
     cdef Py_ssize_t width = MR if split_rows else (NR_F32 if real is float else NR_F64)
     lo[0] = min(t * parts // nt * width, m if split_rows else n)
     hi[0] = min((t + 1) * parts // nt * width, m if split_rows else n)
@@ -316,10 +338,10 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
             epilogue_tile(ep, c, ldc, m, n, 0, 0)
         return 0
 
-    parts = strip_parts(m, n, &split_rows, alpha)
     nt = n_threads if NN_OPENMP_ENABLED else 1
     if 2.0 * m * n * k < PARALLEL_MIN_FLOPS:
         nt = 1
+    parts = strip_parts(m, n, k, rs_a, cs_a, max(nt, 1), SPLIT_AUTO, &split_rows, alpha)
     if nt > parts:
         nt = <int> parts
     if nt < 1:
@@ -334,12 +356,12 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
 
     if nt == 1:
         gemm_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, ep,
-                    0, 1, bufs)
+                    0, 1, SPLIT_AUTO, bufs)
     else:
         for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
             tid = threadid()
             gemm_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, ep,
-                        <int> t, nt, bufs + tid * per_thread)
+                        <int> t, nt, SPLIT_AUTO, bufs + tid * per_thread)
     free(raw)
     return 0
 
@@ -357,42 +379,46 @@ cdef Py_ssize_t gemm_part_size(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     return per_thread
 
 
-cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int n_threads,
+cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           Py_ssize_t rs_a, Py_ssize_t cs_a, int n_threads, int orient,
                            bint f64) noexcept nogil:
     cdef Py_ssize_t parts
     cdef bint split_rows
     if not NN_OPENMP_ENABLED or n_threads < 2 or 2.0 * m * n * k < REGION_MIN_FLOPS:
         return 1
     if f64:
-        parts = strip_parts(m, n, &split_rows, <double> 0)
+        parts = strip_parts(m, n, k, rs_a, cs_a, n_threads, orient, &split_rows, <double> 0)
     else:
-        parts = strip_parts(m, n, &split_rows, <float> 0)
+        parts = strip_parts(m, n, k, rs_a, cs_a, n_threads, orient, &split_rows, <float> 0)
     return <int> min(<Py_ssize_t> n_threads, parts)
 
 
-cdef bint gemm_part_strip(Py_ssize_t m, Py_ssize_t n, int t, int nt, bint f64,
+cdef bint gemm_part_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t rs_a,
+                         Py_ssize_t cs_a, int t, int nt, int orient, bint f64,
                          Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
     if f64:
-        return strip_of(m, n, t, nt, lo, hi, <double> 0)
-    return strip_of(m, n, t, nt, lo, hi, <float> 0)
+        return strip_of(m, n, k, rs_a, cs_a, t, nt, orient, lo, hi, <double> 0)
+    return strip_of(m, n, k, rs_a, cs_a, t, nt, orient, lo, hi, <float> 0)
 
 
 cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      float* c, Py_ssize_t ldc, const Epilogue* ep,
-                     int t, int nt, float* buf) noexcept nogil:
+                     int t, int nt, int orient, float* buf) noexcept nogil:
     if t < nt:
-        gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, buf)
+        gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, orient,
+                    buf)
 
 
 cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      double* c, Py_ssize_t ldc, const Epilogue* ep,
-                     int t, int nt, double* buf) noexcept nogil:
+                     int t, int nt, int orient, double* buf) noexcept nogil:
     if t < nt:
-        gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, buf)
+        gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, orient,
+                    buf)
 
 
 cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,

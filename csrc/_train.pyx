@@ -46,7 +46,7 @@ import numpy as np
 from _types cimport real
 from _activation_math cimport ACT_SOFTMAX, softmax_row
 from nncore._gemm cimport (Epilogue, gemm_part_size, gemm_part_strip, gemm_part_threads,
-                           sgemm_part, dgemm_part)
+                           sgemm_part, dgemm_part, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS)
 from nncore._losses cimport loss_f32, loss_f64
 from nncore._optim cimport sgd_f32, sgd_f64, adam_f32, adam_f64
 from nncore._dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
@@ -119,13 +119,13 @@ cdef inline void gemm_p(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                         const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                         const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                         real* c, Py_ssize_t ldc, const Epilogue* ep,
-                        int t, int nt, real* buf) noexcept nogil:
+                        int t, int nt, int orient, real* buf) noexcept nogil:
     """Thread t's part of c = a @ b (all threads call it; see nncore/_gemm.pxd)."""
-    cdef int p = gemm_part_threads(m, n, k, nt, real is double)
+    cdef int p = gemm_part_threads(m, n, k, rs_a, cs_a, nt, orient, real is double)
     if real is float:
-        sgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, buf)
+        sgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, orient, buf)
     else:
-        dgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, buf)
+        dgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, orient, buf)
 
 
 cdef Py_ssize_t step_flops(const LayerPtrs* layers, int n_layers, Py_ssize_t n) noexcept nogil:
@@ -178,7 +178,7 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
         ep.ld_act = L.n_out
         ep.act_out = NULL if L.act == ACT_SOFTMAX else L.a
         gemm_p(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in,
-               <real*> L.z, L.n_out, &ep, tid, nt, buf)
+               <real*> L.z, L.n_out, &ep, tid, nt, SPLIT_COLUMNS, buf)
         if L.act == ACT_SOFTMAX:
             sync(nt)
             for i in range(tid * n // nt, (tid + 1) * n // nt):
@@ -224,10 +224,10 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
                                      gz, <double*> L.gb, n, L.n_out, tid, p)
         sync(nt)
         gemm_p(L.n_out, L.n_in, n, gz, 1, L.n_out, inp, L.n_in, 1,
-               <real*> L.gw, L.n_in, NULL, tid, nt, buf)
+               <real*> L.gw, L.n_in, NULL, tid, nt, SPLIT_ROWS, buf)
         if l > 0:
             gemm_p(n, L.n_in, L.n_out, gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
-                   <real*> L.gx, L.n_in, NULL, tid, nt, buf)
+                   <real*> L.gx, L.n_in, NULL, tid, nt, SPLIT_AUTO, buf)
             g = <real*> L.gx
         sync(nt)
 
@@ -292,7 +292,8 @@ cdef inline void weight_block(const LayerPtrs* L, Py_ssize_t n, int tid, int nt,
     """Rows [r0, r1) x columns [c0, c1) of layer L's weight gradient: the strip thread
     tid computed in the dW GEMM (n_out x n_in, k = n rows); all of it for thread 0
     when that product ran on one thread; nothing for the threads it left idle."""
-    cdef int p = gemm_part_threads(L.n_out, L.n_in, n, nt, real is double)
+    cdef int p = gemm_part_threads(L.n_out, L.n_in, n, 1, L.n_out, nt, SPLIT_ROWS,
+                                   real is double)
     cdef Py_ssize_t lo, hi
     r0[0] = r1[0] = c0[0] = c1[0] = 0
     if tid >= p:
@@ -300,7 +301,8 @@ cdef inline void weight_block(const LayerPtrs* L, Py_ssize_t n, int tid, int nt,
     if p == 1:
         r1[0] = L.n_out
         c1[0] = L.n_in
-    elif gemm_part_strip(L.n_out, L.n_in, tid, p, real is double, &lo, &hi):
+    elif gemm_part_strip(L.n_out, L.n_in, n, 1, L.n_out, tid, p, SPLIT_ROWS, real is double,
+                         &lo, &hi):
         r0[0] = lo
         r1[0] = hi
         c1[0] = L.n_in

@@ -30,6 +30,13 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                double beta, double* c, Py_ssize_t ldc,
                const Epilogue* ep, int n_threads) noexcept nogil
 
+# How gemm_part cuts C over threads: SPLIT_AUTO (least duplicated packing), or
+# by rows / columns of C where that gives every thread a panel.
+cdef enum:
+    SPLIT_AUTO = 0
+    SPLIT_ROWS = 1
+    SPLIT_COLUMNS = 2
+
 # One thread's share of C = op(A) @ op(B) (alpha 1, beta 0), for a caller that
 # runs its own parallel region (the fused training step): thread t of nt
 # computes the strip gemm would give it, so the result is the same for any nt.
@@ -38,18 +45,20 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
 # aligned, one per thread.
 cdef Py_ssize_t gemm_part_size(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                bint f64) noexcept nogil
-cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int n_threads,
+cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                           Py_ssize_t rs_a, Py_ssize_t cs_a, int n_threads, int orient,
                            bint f64) noexcept nogil
 # Thread t's strip of C there (t < nt): rows [lo, hi) (returns True) or columns.
-cdef bint gemm_part_strip(Py_ssize_t m, Py_ssize_t n, int t, int nt, bint f64,
+cdef bint gemm_part_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t rs_a,
+                         Py_ssize_t cs_a, int t, int nt, int orient, bint f64,
                          Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil
 cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      float* c, Py_ssize_t ldc, const Epilogue* ep,
-                     int t, int nt, float* buf) noexcept nogil
+                     int t, int nt, int orient, float* buf) noexcept nogil
 cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      double* c, Py_ssize_t ldc, const Epilogue* ep,
-                     int t, int nt, double* buf) noexcept nogil
+                     int t, int nt, int orient, double* buf) noexcept nogil
