@@ -21,6 +21,9 @@ cdef enum:
     #   3.2-4.2    1.09-1.95     8.4        1.44-1.66
     # (entering a parallel region costs ~1-5 us, and each thread packs its own
     # copy of the shared operand). From ~4 MFLOP two threads always won.
+    # Above it, a GEMM takes one thread per PARALLEL_MIN_FLOPS / 2 at most
+    # (2 threads from 4 MFLOP, 16 from 32): a share below ~2 MFLOP did not pay
+    # here, and more threads would only split it finer.
     PARALLEL_MIN_FLOPS = 1 << 22
     # The same inside a parallel region that is already open (the fused
     # training step): only the per-thread packing and a barrier are paid.

@@ -130,7 +130,7 @@ def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
     ep.activation = code
     ep.slope = slope
     ep.ld_act = n_out
-    ep.act_out = NULL if (code == ACT_SOFTMAX or &a[0, 0] == &z[0, 0]) else &a[0, 0]
+    ep.act_out = NULL if code == ACT_SOFTMAX else &a[0, 0]    # may be z: in place
     with nogil:
         rc = gemm_any(n, n_out, n_in,
                       &x[0, 0] if n_in > 0 else NULL, x.strides[0] // isz, x.strides[1] // isz,

@@ -14,7 +14,8 @@ Design:
   is the same fixed-order sum whatever the thread count: bitwise equal
   results for 1, 2 or 16 threads.
 - Below PARALLEL_MIN_FLOPS the call stays on one thread and never enters a
-  parallel region.
+  parallel region; above, it takes one thread per PARALLEL_MIN_FLOPS / 2 at
+  most, and the cut (rows or columns of C) that duplicates less packing.
 - An optional epilogue (bias add, elementwise activation into a second
   output) runs on each tile right after its last k block, while it is in L1.
 - Python sees `gemm(a, b, c, alpha, beta, n_threads)` on memoryviews;
@@ -339,7 +340,8 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
         return 0
 
     nt = n_threads if NN_OPENMP_ENABLED else 1
-    if 2.0 * m * n * k < PARALLEL_MIN_FLOPS:
+    nt = <int> min(<double> nt, 2.0 * m * n * k / (PARALLEL_MIN_FLOPS // 2))
+    if nt < 2:                                       # below PARALLEL_MIN_FLOPS
         nt = 1
     parts = strip_parts(m, n, k, rs_a, cs_a, max(nt, 1), SPLIT_AUTO, &split_rows, alpha)
     if nt > parts:
@@ -384,7 +386,8 @@ cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                            bint f64) noexcept nogil:
     cdef Py_ssize_t parts
     cdef bint split_rows
-    if not NN_OPENMP_ENABLED or n_threads < 2 or 2.0 * m * n * k < REGION_MIN_FLOPS:
+    n_threads = <int> min(<double> n_threads, 2.0 * m * n * k / (REGION_MIN_FLOPS // 2))
+    if not NN_OPENMP_ENABLED or n_threads < 2:       # below REGION_MIN_FLOPS
         return 1
     if f64:
         parts = strip_parts(m, n, k, rs_a, cs_a, n_threads, orient, &split_rows, <double> 0)

@@ -28,7 +28,7 @@ Design:
   in its cache) -- and a barrier separates dependent phases; the loss, the
   bounds, the biases and the bookkeeping run on thread 0. Each
   output is computed by one thread in the serial order, so results are
-  bitwise the same for any thread count. Below STEP_REGION_MIN_FLOPS a step
+  bitwise the same for any thread count. Below 2 STEP_FLOPS_PER_THREAD a step
   never opens a region.
 - nncore.functional.train_plan validates the model once; StepPlan.step only
   checks the batch against the plan (O(1)).
@@ -66,9 +66,14 @@ cdef extern from "nn_openmp.h" nogil:
 cdef enum:
     OPT_SGD = 0
     OPT_ADAM = 1
-    # A step of fewer flops (forward + backward GEMMs) runs on one thread
-    # without opening a parallel region.
-    STEP_REGION_MIN_FLOPS = 1 << 20
+    # Flops (forward + backward GEMMs) a step needs per thread: up to this a
+    # step runs on one thread without opening a parallel region; above, on at
+    # most ceil(flops / this) threads, so a small net on many cores does not
+    # spend its step in barriers. On the 2-core VM, W2 (1.7 MFLOP a step) on 2
+    # threads gave 1.25-1.35x (best of 15) but 0.96x (median, alternating with
+    # 1 thread): a step of ~60 us is too short to risk 14 barriers on shared
+    # cores, so it stays on one thread. Not measured beyond 2 cores.
+    STEP_FLOPS_PER_THREAD = 1 << 21
 
 
 cdef struct LayerPtrs:
@@ -713,8 +718,9 @@ cdef class StepPlan:
             raise MemoryError("nncore: the loss kernel could not allocate its buffers")
 
     cdef int drive(self, Batches* d, Epochs* run, long* t_adam, int n_threads) except -1:
-        """Run `run` on n_threads threads in one parallel region, or on this thread
-        when the step is small (STEP_REGION_MIN_FLOPS) or OpenMP is absent."""
+        """Run `run` in one parallel region of up to n_threads threads (one per
+        STEP_FLOPS_PER_THREAD of a step), or on this thread when the step is small
+        or OpenMP is absent."""
         cdef Shared sh
         cdef Py_ssize_t rows = min(run.batch_size, run.n)
         cdef Py_ssize_t itemsize = sizeof(double) if self.f64 else sizeof(float)
@@ -726,8 +732,12 @@ cdef class StepPlan:
         cdef Hyper* h = &self.h
         cdef Bounds* bnd = &self.bnd
         cdef char* raw
-        if nt < 1 or step_flops(layers, n_layers, rows) < STEP_REGION_MIN_FLOPS:
+        cdef Py_ssize_t quanta = (step_flops(layers, n_layers, rows)
+                                  + STEP_FLOPS_PER_THREAD - 1) // STEP_FLOPS_PER_THREAD
+        if nt < 1 or quanta < 2:
             nt = 1
+        elif nt > quanta:
+            nt = <int> quanta
         sh.gbuf_size = gemm_buffer_size(layers, n_layers, rows, f64)
         raw = <char*> malloc(nt * sh.gbuf_size * itemsize + nt * sizeof(double) + 64)
         if raw == NULL:

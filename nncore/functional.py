@@ -178,7 +178,8 @@ def dense_forward(x, weight, bias, activation, *, z_out=None, a_out=None, slope=
     bias : ndarray (n_out,) or None
     activation : str, one of ACTIVATIONS
     z_out, a_out : ndarray (n, n_out), optional. With activation "identity"
-        and no a_out, a is z.
+        and no a_out, a is z. a_out may be z_out when f' follows from a alone
+        (A_DERIVABLE): a = f(z) is then written over z.
 
     Returns
     -------
@@ -197,11 +198,12 @@ def dense_forward(x, weight, bias, activation, *, z_out=None, a_out=None, slope=
         a = z
     else:
         a = _checks.out_array(a_out, "a_out", (n, n_out), x.dtype)
-        if a is z and activation != "identity":
-            raise ValueError(f"a_out is z_out: {activation} needs both z and a kept")
+        if a is z and not a_derivable(activation, slope):
+            raise ValueError(f"a_out is z_out: {activation}' needs z kept (only "
+                             f"{', '.join(A_DERIVABLE)} with slope >= 0 may share it)")
     if backend == "numpy":
-        return reference.dense_forward(x, weight, bias, activation, z_out=z,
-                                       a_out=None if a is z else a, slope=slope)
+        return reference.dense_forward(x, weight, bias, activation, z_out=z, a_out=a,
+                                       slope=slope)
     if z_out is not None or a_out is not None:      # outputs we allocated alias nothing
         x = _checks.unaliased(x, z, a)
         weight = _checks.unaliased(weight, z, a)
@@ -635,8 +637,8 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
         shapes.update(s1w=shapes["weight"], s1b=shapes["bias"], s2w=shapes["weight"],
                       s2b=shapes["bias"])
         if arrays["z"] is arrays["a"] and not a_derivable(d["activation"], d["slope"]):
-            raise ValueError(f"layers[{i}]: z is a, but {d['activation']}' needs z "
-                             f"(only {', '.join(A_DERIVABLE)} may share it)")
+            raise ValueError(f"layers[{i}]: z is a, but {d['activation']}' needs z kept "
+                             f"(only {', '.join(A_DERIVABLE)} with slope >= 0 may share it)")
         for name, arr in arrays.items():
             if arr is None:
                 if name in ("bias", "s1b", "s2b", "s1w", "s2w", "grad_z"):

@@ -73,11 +73,14 @@ class Dense:
         return [self.grad_weight, self.grad_bias] if self.use_bias else [self.grad_weight]
 
     def _workspace(self, n):
-        """Views of n rows of the z, a, grad_z and grad_x buffers (grown, never shrunk)."""
+        """Views of n rows of the z, a, grad_z and grad_x buffers (grown, never shrunk);
+        z is a where f' follows from a (nncore.functional.A_DERIVABLE)."""
         if n > self._rows:
             dt = self.weight.dtype
             self._zbuf = np.empty((n, self.n_out), dt)
-            self._abuf = self._zbuf if self.activation == "identity" else np.empty_like(self._zbuf)
+            # one buffer where f' follows from a: a = f(z) is written over z
+            self._abuf = (self._zbuf if F.a_derivable(self.activation, self.slope)
+                          else np.empty_like(self._zbuf))
             self._gzbuf = np.empty((n, self.n_out), dt)
             self._gxbuf = np.empty((n, self.n_in), dt)
             self._rows = n
@@ -93,8 +96,8 @@ class Dense:
         workspace, valid until the next forward."""
         self._require_built()
         z, a, _, _ = self._workspace(x.shape[0])
-        F.dense_forward(x, self.weight, self.bias, self.activation, z_out=z,
-                        a_out=None if a is z else a, slope=self.slope, backend=backend)
+        F.dense_forward(x, self.weight, self.bias, self.activation, z_out=z, a_out=a,
+                        slope=self.slope, backend=backend)
         self._x, self._z, self._a = x, z, a
         return a
 

@@ -226,16 +226,15 @@ class Sequential:
         s2 = state[2]
         specs, i = [], 0
         for layer in self.layers:
-            # the step keeps one batch of activations per layer where f' follows from
-            # a (a written over z), and forms grad_z in place of dL/da
+            # z is a where f' follows from a (one batch of activations per layer);
+            # grad_z is formed in place of dL/da
             z, a, _, gx = layer._workspace(batch_max)
             b = i + 1 if layer.use_bias else None
             specs.append(dict(
                 n_in=layer.n_in, n_out=layer.n_out, activation=layer.activation,
                 slope=layer.slope, weight=layer.weight, bias=layer.bias,
                 grad_weight=layer.grad_weight, grad_bias=layer.grad_bias,
-                z=a if F.a_derivable(layer.activation, layer.slope) else z, a=a,
-                grad_z=None, grad_x=gx,
+                z=z, a=a, grad_z=None, grad_x=gx,
                 state1=(s1[i], s1[b] if b else None) if s1 else None,
                 state2=(s2[i], s2[b] if b else None) if s2 else None))
             i += len(layer.parameters())
