@@ -343,8 +343,8 @@ def self_worker(workloads, quick, repeats):
                 with nncore.threads(n):
                     run()
             return unit
-        med = alternate({"1": at(1), "default": at(default)}, repeats, 0.0,
-                        0.1 if quick else 0.3)
+        # short blocks, many rounds: both settings see the same machine states
+        med = alternate({"1": at(1), "default": at(default)}, 4 * repeats, 0.0, 0.05)
         rows.append(dict(workload=wname, default_threads=default,
                          rate_1=work / med["1"][0], rate_default=work / med["default"][0]))
     return rows
@@ -425,7 +425,9 @@ def table(results, tools):
                     + [label for _, label in ratios], rows)
 
 
-SLOWER = 0.98   # default / 1 below this is flagged: medians of one code path move ~2%
+# default / 1 below this is flagged: W3 runs one single-thread code path at both
+# settings, and its ratio came out at 0.94-1.00 on the 2-core VM.
+SLOWER = 0.95
 
 
 def self_table(rows):
