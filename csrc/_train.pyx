@@ -34,7 +34,7 @@ Design:
   checks the batch against the plan (O(1)).
 """
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport INFINITY, fmax, isfinite, pow, sqrt
+from libc.math cimport fmax, isfinite, pow, sqrt
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
