@@ -1,4 +1,4 @@
-"""all_finite: does an array hold no NaN and no inf?
+"""all_finite: does an array hold no NaN and no inf? max_abs: max |x|, inf if not.
 
 Design:
 - One pass over the flat array; an element is non-finite when its exponent
@@ -7,6 +7,9 @@ Design:
   stretch per thread; the answer (a boolean AND) does not depend on the cut.
 - Used on every X and y given to fit/predict: a NumPy `np.isfinite(X).all()`
   would build a full-size boolean temporary (47 MB for 60,000 x 784).
+- max_abs is the fused training step's gradient check (nncore._train): an
+  integer max over the magnitude bits, which order like the values and put
+  inf/NaN above every finite one (vmath.h). One thread: the step splits it.
 """
 from cython.parallel cimport prange
 
@@ -15,6 +18,8 @@ from _types cimport real
 cdef extern from "vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
     bint nn_all_finite_f64(const double* p, Py_ssize_t n)
+    double nn_absmax_f32(const float* p, Py_ssize_t n)
+    double nn_absmax_f64(const double* p, Py_ssize_t n)
 
 cdef extern from "nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
@@ -49,3 +54,17 @@ def all_finite(const real[::1] x,     # IN (n,) the array, flattened
         if not finite_run(&x[lo], hi - lo):
             bad += 1                                   # a reduction: + is associative here
     return bad == 0
+
+
+def max_abs(const real[::1] x):    # IN (n,) the array, flattened
+    """max |x_i| (0 for no element), or inf when some x_i is NaN or inf."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef double m = 0
+    if n == 0:
+        return 0.0
+    with nogil:
+        if real is float:
+            m = nn_absmax_f32(&x[0], n)
+        else:
+            m = nn_absmax_f64(&x[0], n)
+    return m

@@ -323,7 +323,7 @@ cdef inline void update_stretch(void* p, void* g, void* s1, void* s2, Py_ssize_t
     """update() on elements [lo, hi) of one parameter, on this thread."""
     if hi > lo:
         update(<real*> p + lo, <real*> g + lo, <real*> s1 + lo if s1 != NULL else NULL,
-               <real*> s2 + lo if s2 != NULL else NULL, hi - lo, h, weight_decay, 1, tag)
+               <real*> s2 + lo if s2 != NULL else NULL, hi - lo, h, weight_decay, tag)
 
 
 cdef inline double absmax(const real* p, Py_ssize_t size) noexcept nogil:
@@ -426,7 +426,7 @@ cdef bint dry_run_array(const void* p, const void* g, const void* s1, const void
         if s2 != NULL:
             memcpy(s2c, <const real*> s2 + lo, m * sizeof(real))
         update(pc, <void*> (<const real*> g + lo), s1c if s1 != NULL else NULL,
-               s2c if s2 != NULL else NULL, m, h, weight_decay, 1, tag)
+               s2c if s2 != NULL else NULL, m, h, weight_decay, tag)
         if not (all_finite(pc, m) and (s1 == NULL or all_finite(s1c, m))
                 and (s2 == NULL or all_finite(s2c, m))):
             return False
@@ -441,24 +441,25 @@ cdef inline bint all_finite(const real* p, Py_ssize_t size) noexcept nogil:
 
 
 cdef inline void update(void* p, void* g, void* s1, void* s2, Py_ssize_t size,
-                        const Hyper* h, double weight_decay, int nt, real dtype_tag) noexcept nogil:
+                        const Hyper* h, double weight_decay, real dtype_tag) noexcept nogil:
+    """The optimizer update of size elements, on this thread (the caller splits)."""
     if h.optimizer == OPT_SGD:
         if real is float:
             sgd_f32(size, <float*> p, <float*> g, <float*> s1, <float> h.lr, <float> h.momentum,
-                    <float> weight_decay, h.nesterov, nt)
+                    <float> weight_decay, h.nesterov, 1)
         else:
             sgd_f64(size, <double*> p, <double*> g, <double*> s1, h.lr, h.momentum,
-                    weight_decay, h.nesterov, nt)
+                    weight_decay, h.nesterov, 1)
     else:
         if real is float:
             adam_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2,
                      <float> h.beta1, <float> (1.0 - h.beta1), <float> h.beta2,
                      <float> (1.0 - h.beta2), <float> h.step_size, <float> h.bc2_sqrt,
-                     <float> h.eps, <float> weight_decay, nt)
+                     <float> h.eps, <float> weight_decay, 1)
         else:
             adam_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2,
                      h.beta1, 1.0 - h.beta1, h.beta2, 1.0 - h.beta2, h.step_size,
-                     h.bc2_sqrt, h.eps, weight_decay, nt)
+                     h.bc2_sqrt, h.eps, weight_decay, 1)
 
 
 cdef inline double accuracy_frac(const real* o, const real* t, const Py_ssize_t* y,

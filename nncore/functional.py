@@ -685,3 +685,13 @@ def all_finite(x, *, backend="compiled", n_threads=None):
     if x.flags.c_contiguous:
         return bool(_typed(_finite.all_finite, x.dtype)(x.reshape(-1), n_threads))
     return _checks.all_finite(x)
+
+
+def max_abs(x, *, backend="compiled"):
+    """max |x_i| over x (any shape, float32 or float64; 0 when empty), or inf when x
+    holds a NaN or an inf: the gradient check of the fused training step."""
+    _checks.backend(backend)
+    x = _checks.float_array(x, "x")
+    if backend == "numpy":
+        return reference.max_abs(x)
+    return float(_typed(_finite.max_abs, x.dtype)(np.ascontiguousarray(x).reshape(-1)))

@@ -307,3 +307,10 @@ def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
 def all_finite(x):
     """True when x holds no NaN and no inf."""
     return bool(np.isfinite(x).all())
+
+
+def max_abs(x):
+    """max |x_i| (0 for no element), or inf when some x_i is NaN or inf."""
+    if not np.isfinite(x).all():
+        return float("inf")
+    return float(np.abs(x).max()) if x.size else 0.0

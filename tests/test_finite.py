@@ -1,4 +1,5 @@
-"""all_finite against its twin: every position of a NaN/inf, both dtypes, threads."""
+"""all_finite and max_abs against their twins: every position of a NaN/inf, both
+dtypes, threads, extremes."""
 import numpy as np
 import pytest
 
@@ -46,3 +47,25 @@ def test_layouts_and_bad_input():
     assert F.all_finite(np.zeros((0, 3)))
     with pytest.raises(TypeError, match="x must have dtype float32 or float64"):
         F.all_finite(np.ones(3, np.int64))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_abs_against_its_twin(dtype):
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(2)
+    for n in (1, 7, 64, 1001):
+        x = (rng.standard_normal(n) * 10.0 ** rng.integers(-30, 30, n)).astype(dtype)
+        m = F.max_abs(x)
+        assert m == F.max_abs(x, backend="numpy") == np.abs(x).max()   # exact: no rounding
+        for bad in (np.nan, np.inf, -np.inf):
+            for i in {0, n // 2, n - 1}:
+                y = x.copy()
+                y[i] = bad
+                assert F.max_abs(y) == F.max_abs(y, backend="numpy") == np.inf
+    extremes = np.array([-info.max, info.tiny, info.smallest_subnormal, -0.0], dtype)
+    assert F.max_abs(extremes) == float(info.max)
+    assert F.max_abs(extremes[1:]) == float(info.tiny)
+    assert F.max_abs(np.array([-0.0, 0.0], dtype)) == 0.0
+    assert F.max_abs(np.zeros((0, 3), dtype)) == F.max_abs(np.zeros(0), backend="numpy") == 0.0
+    assert F.max_abs(np.asfortranarray(rng.standard_normal((4, 3)).astype(dtype) * 0
+                                       + np.arange(12, dtype=dtype).reshape(4, 3))) == 11.0
