@@ -159,60 +159,138 @@ static int nn_vmath_avx2_ok(void)
 #define NN_VMATH_X86 0
 #endif
 
-/* 1 when every p[i] is finite: the exponent bits of inf/NaN are all ones. An
- * integer OR-reduction, which compilers vectorize (a floating-point sum would be
- * a serial chain). */
-static int nn_all_finite_f32(const float *p, ptrdiff_t n)
-{
-    unsigned int bad = 0, u;
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        memcpy(&u, p + i, sizeof(u));
-        bad |= (u & 0x7f800000u) == 0x7f800000u;
-    }
-    return !bad;
-}
-
-static int nn_all_finite_f64(const double *p, ptrdiff_t n)
-{
-    unsigned long long bad = 0, u;
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        memcpy(&u, p + i, sizeof(u));
-        bad |= (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
-    }
-    return !bad;
-}
-
-/* max |p[i]|, or +inf when some p[i] is inf or NaN. The magnitude bits
+/* 1 when every p[i] is finite: the exponent bits of inf/NaN are all ones.
+ * max |p[i]|, or +inf when some p[i] is inf or NaN: the magnitude bits
  * (p & ~sign) of non-negative IEEE values order like the values, and those of
- * inf/NaN lie above every finite one: an integer max-reduction the compiler
- * vectorizes, like nn_all_finite. */
-static double nn_absmax_f32(const float *p, ptrdiff_t n)
-{
-    int mx = 0, u;
-    float f;
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        memcpy(&u, p + i, sizeof(u));
-        u &= 0x7fffffff;
-        mx = u > mx ? u : mx;
+ * inf/NaN lie above every finite one.
+ * Both are integer OR / max reductions over the bits (a floating-point sum
+ * would be a serial chain); the answer does not depend on the order. The
+ * portable loops vectorize only to SSE2 (no 32-bit integer max there); the
+ * AVX2 loops keep four vectors in flight and stream at memory speed (one
+ * 60,000 x 784 float32 X: 20 -> 11 ms). */
+#define NN_FINITE_SCALAR(NAME, T, U, EXP)                                          \
+    static int NAME(const T *p, ptrdiff_t n)                                       \
+    {                                                                              \
+        U bad = 0, u;                                                              \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+            memcpy(&u, p + i, sizeof(u));                                          \
+            bad |= (u & EXP) == EXP;                                               \
+        }                                                                          \
+        return !bad;                                                               \
     }
+NN_FINITE_SCALAR(nn_all_finite_f32_scalar, float, unsigned int, 0x7f800000u)
+NN_FINITE_SCALAR(nn_all_finite_f64_scalar, double, unsigned long long,
+                 0x7ff0000000000000ull)
+
+#define NN_ABSMAX_SCALAR(NAME, T, S, MAG, EXP)                                     \
+    static double NAME(const T *p, ptrdiff_t n)                                    \
+    {                                                                              \
+        S mx = 0, u;                                                               \
+        T f;                                                                       \
+        for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+            memcpy(&u, p + i, sizeof(u));                                          \
+            u &= MAG;                                                              \
+            mx = u > mx ? u : mx;                                                  \
+        }                                                                          \
+        if (mx >= EXP) return INFINITY;                                            \
+        memcpy(&f, &mx, sizeof(f));                                                \
+        return f;                                                                  \
+    }
+NN_ABSMAX_SCALAR(nn_absmax_f32_scalar, float, int, 0x7fffffff, 0x7f800000)
+NN_ABSMAX_SCALAR(nn_absmax_f64_scalar, double, long long, 0x7fffffffffffffffll,
+                 0x7ff0000000000000ll)
+
+#if NN_VMATH_X86
+/* Four 256-bit vectors a round; the tail (< 4 vectors) goes to the scalar loop.
+ * EQ(x, m): lanes whose exponent field is all ones; for doubles the 64-bit
+ * compare, for floats the 32-bit one. */
+#define NN_FINITE_AVX2(NAME, T, STEP, EQ, EXPV, SCALAR)                            \
+    __attribute__((target("avx2"))) static int NAME(const T *p, ptrdiff_t n)       \
+    {                                                                              \
+        const __m256i m = EXPV;                                                    \
+        __m256i b0 = _mm256_setzero_si256(), b1 = b0, b2 = b0, b3 = b0;            \
+        ptrdiff_t i = 0;                                                           \
+        for (; i + 4 * STEP <= n; i += 4 * STEP) {                                 \
+            const __m256i *q = (const __m256i *)(p + i);                           \
+            b0 = _mm256_or_si256(b0, EQ(_mm256_and_si256(_mm256_loadu_si256(q), m), m));     \
+            b1 = _mm256_or_si256(b1, EQ(_mm256_and_si256(_mm256_loadu_si256(q + 1), m), m)); \
+            b2 = _mm256_or_si256(b2, EQ(_mm256_and_si256(_mm256_loadu_si256(q + 2), m), m)); \
+            b3 = _mm256_or_si256(b3, EQ(_mm256_and_si256(_mm256_loadu_si256(q + 3), m), m)); \
+        }                                                                          \
+        b0 = _mm256_or_si256(_mm256_or_si256(b0, b1), _mm256_or_si256(b2, b3));    \
+        return _mm256_testz_si256(b0, b0) && SCALAR(p + i, n - i);                 \
+    }
+NN_FINITE_AVX2(nn_all_finite_f32_avx2, float, 8, _mm256_cmpeq_epi32,
+               _mm256_set1_epi32(0x7f800000), nn_all_finite_f32_scalar)
+NN_FINITE_AVX2(nn_all_finite_f64_avx2, double, 4, _mm256_cmpeq_epi64,
+               _mm256_set1_epi64x(0x7ff0000000000000ll), nn_all_finite_f64_scalar)
+
+/* float: vpmaxsd on the magnitude bits (non-negative as int32). double: AVX2
+ * has no 64-bit integer max; a signed 64-bit greater-than and a blend. */
+__attribute__((target("avx2"))) static double
+nn_absmax_f32_avx2(const float *p, ptrdiff_t n)
+{
+    const __m256i mag = _mm256_set1_epi32(0x7fffffff);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0, m2 = m0, m3 = m0;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i *q = (const __m256i *)(p + i);
+        m0 = _mm256_max_epi32(m0, _mm256_and_si256(_mm256_loadu_si256(q), mag));
+        m1 = _mm256_max_epi32(m1, _mm256_and_si256(_mm256_loadu_si256(q + 1), mag));
+        m2 = _mm256_max_epi32(m2, _mm256_and_si256(_mm256_loadu_si256(q + 2), mag));
+        m3 = _mm256_max_epi32(m3, _mm256_and_si256(_mm256_loadu_si256(q + 3), mag));
+    }
+    m0 = _mm256_max_epi32(_mm256_max_epi32(m0, m1), _mm256_max_epi32(m2, m3));
+    int lanes[8], mx = 0;
+    float f;
+    _mm256_storeu_si256((__m256i *)lanes, m0);
+    for (int j = 0; j < 8; ++j) mx = lanes[j] > mx ? lanes[j] : mx;
     if (mx >= 0x7f800000) return INFINITY;
     memcpy(&f, &mx, sizeof(f));
-    return f;
+    double rest = nn_absmax_f32_scalar(p + i, n - i);
+    return rest > f ? rest : f;
 }
 
-static double nn_absmax_f64(const double *p, ptrdiff_t n)
+__attribute__((target("avx2"))) static double
+nn_absmax_f64_avx2(const double *p, ptrdiff_t n)
 {
-    long long mx = 0, u;
-    double f;
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        memcpy(&u, p + i, sizeof(u));
-        u &= 0x7fffffffffffffffll;
-        mx = u > mx ? u : mx;
+    const __m256i mag = _mm256_set1_epi64x(0x7fffffffffffffffll);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i *q = (const __m256i *)(p + i);
+        __m256i x0 = _mm256_and_si256(_mm256_loadu_si256(q), mag);
+        __m256i x1 = _mm256_and_si256(_mm256_loadu_si256(q + 1), mag);
+        m0 = _mm256_blendv_epi8(m0, x0, _mm256_cmpgt_epi64(x0, m0));
+        m1 = _mm256_blendv_epi8(m1, x1, _mm256_cmpgt_epi64(x1, m1));
     }
+    m0 = _mm256_blendv_epi8(m0, m1, _mm256_cmpgt_epi64(m1, m0));
+    long long lanes[4], mx = 0;
+    double f;
+    _mm256_storeu_si256((__m256i *)lanes, m0);
+    for (int j = 0; j < 4; ++j) mx = lanes[j] > mx ? lanes[j] : mx;
     if (mx >= 0x7ff0000000000000ll) return INFINITY;
     memcpy(&f, &mx, sizeof(f));
-    return f;
+    double rest = nn_absmax_f64_scalar(p + i, n - i);
+    return rest > f ? rest : f;
 }
+#endif
+
+#if NN_VMATH_X86
+#define NN_VMATH_PICK(AVX2, SCALAR, ...)                                           \
+    return nn_vmath_avx2_ok() ? AVX2(__VA_ARGS__) : SCALAR(__VA_ARGS__)
+#else
+#define NN_VMATH_PICK(AVX2, SCALAR, ...) return SCALAR(__VA_ARGS__)
+#endif
+
+static int nn_all_finite_f32(const float *p, ptrdiff_t n)
+{ NN_VMATH_PICK(nn_all_finite_f32_avx2, nn_all_finite_f32_scalar, p, n); }
+static int nn_all_finite_f64(const double *p, ptrdiff_t n)
+{ NN_VMATH_PICK(nn_all_finite_f64_avx2, nn_all_finite_f64_scalar, p, n); }
+static double nn_absmax_f32(const float *p, ptrdiff_t n)
+{ NN_VMATH_PICK(nn_absmax_f32_avx2, nn_absmax_f32_scalar, p, n); }
+static double nn_absmax_f64(const double *p, ptrdiff_t n)
+{ NN_VMATH_PICK(nn_absmax_f64_avx2, nn_absmax_f64_scalar, p, n); }
 
 /* a[i] = sigmoid(z[i]), i < n; a may equal z. */
 static void nn_sigmoid_f32(const float *z, float *a, ptrdiff_t n)

@@ -1,5 +1,9 @@
 """all_finite and max_abs against their twins: every position of a NaN/inf, both
 dtypes, threads, extremes."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -69,3 +73,45 @@ def test_max_abs_against_its_twin(dtype):
     assert F.max_abs(np.zeros((0, 3), dtype)) == F.max_abs(np.zeros(0), backend="numpy") == 0.0
     assert F.max_abs(np.asfortranarray(rng.standard_normal((4, 3)).astype(dtype) * 0
                                        + np.arange(12, dtype=dtype).reshape(4, 3))) == 11.0
+
+
+# The AVX2 loops take 4 vectors a round (32 floats, 16 doubles) and leave the rest to
+# a scalar tail: a value at any position of a round, of the tail, or of a lane must count.
+BLOCK_EDGES = (1, 15, 16, 17, 31, 32, 33, 47, 64, 75)
+
+
+def check_every_position(dtype):
+    """all_finite and max_abs against NumPy with one NaN/inf, or the one largest value,
+    at each position of arrays around the vector-round sizes."""
+    rng = np.random.default_rng(5)
+    for n in BLOCK_EDGES:
+        x = rng.uniform(-1, 1, n).astype(dtype)
+        assert F.all_finite(x) and F.max_abs(x) == np.abs(x).max()
+        for i in range(n):
+            for bad in (np.nan, np.inf, -np.inf):
+                y = x.copy()
+                y[i] = bad
+                assert not F.all_finite(y), (n, i, bad)
+                assert F.max_abs(y) == np.inf, (n, i, bad)
+            y = x.copy()
+            y[i] = -3.0
+            assert F.max_abs(y) == 3.0, (n, i)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_position_of_the_vector_rounds(dtype):
+    check_every_position(dtype)
+
+
+def test_portable_loops_every_position():
+    """The same with NNCORE_SIMD=generic: the portable loops, not the AVX2 ones."""
+    code = ("import numpy as np, sys\n"
+            "sys.path.insert(0, %r)\n"
+            "from test_finite import check_every_position\n"
+            "for dt in (np.float32, np.float64):\n"
+            "    check_every_position(dt)\n"
+            "print('ok')\n" % os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NNCORE_SIMD="generic")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
