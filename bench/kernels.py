@@ -5,7 +5,7 @@ training step calls it, no Python per call) and through nncore.functional, the
 validated public door, which adds a few microseconds of argument checks a call.
 
     python bench/kernels.py                 # BENCH.md shapes, float32 + float64, 1 and 2 threads
-    python bench/kernels.py --full          # every layer product at batch 32/128/256
+    python bench/kernels.py --full          # every layer product at batch 32/128/256 (W2 at 32)
     python bench/kernels.py --threads 1,2,4,8,16
 
 Each thread count runs in its own process with OPENBLAS_NUM_THREADS and
@@ -25,8 +25,9 @@ import time
 
 import numpy as np
 
-# W1 (784-128-64-10) and W4 (784-1024-1024-10) layers as (n_in, n_out).
+# W1 (784-128-64-10), W2 (784-16-16-10) and W4 (784-1024-1024-10) layers as (n_in, n_out).
 W1_LAYERS = [(784, 128), (128, 64), (64, 10)]
+W2_LAYERS = [(784, 16), (16, 16), (16, 10)]
 W4_LAYERS = [(784, 1024), (1024, 1024), (1024, 10)]
 
 
@@ -35,7 +36,7 @@ def gemm_cases(full):
     cases = [("128x784 . 784x128", 128, 128, 784, False, False),
              ("256x784 . 784x1024", 256, 1024, 784, False, False),
              ("256x1024 . 1024x1024", 256, 1024, 1024, False, False)]
-    plan = ([(b, W1_LAYERS + W4_LAYERS) for b in (32, 128, 256)] if full
+    plan = ([(b, W1_LAYERS + W4_LAYERS) for b in (32, 128, 256)] + [(32, W2_LAYERS)] if full
             else [(128, W1_LAYERS), (256, W4_LAYERS)])
     for batch, layers in plan:
         for n_in, n_out in layers:

@@ -27,15 +27,18 @@ from cython.parallel cimport prange, threadid
 
 from _types cimport real
 from _blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32, NC_F64,
-                        PARALLEL_MIN_FLOPS, REGION_MIN_FLOPS, RESIDENT_B_MAX, SHARED_A_MAX)
+                        PARALLEL_MIN_FLOPS, REGION_MIN_FLOPS, RESIDENT_B_MAX, SHARED_A_MAX,
+                        B_IN_PLACE_MAX_M)
 from _activation_math cimport nn_epilogue_f32, nn_epilogue_f64
 from nncore._gemm cimport Epilogue, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS
 
 cdef extern from "microkernel.h" nogil:
     void nn_sgemm_ukr(Py_ssize_t k, const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                      const float* b, float* c, Py_ssize_t ldc, float alpha, float beta)
+                      const float* b, Py_ssize_t rs_b, float* c, Py_ssize_t ldc, float alpha,
+                      float beta)
     void nn_dgemm_ukr(Py_ssize_t k, const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                      const double* b, double* c, Py_ssize_t ldc, double alpha, double beta)
+                      const double* b, Py_ssize_t rs_b, double* c, Py_ssize_t ldc,
+                      double alpha, double beta)
     void nn_spack_bt(Py_ssize_t kc, const float* w, Py_ssize_t ldw, float* buf)
     void nn_dpack_bt(Py_ssize_t kc, const double* w, Py_ssize_t ldw, double* buf)
     const char* nn_ukr_select()
@@ -133,17 +136,38 @@ cdef inline bint a_in_place(Py_ssize_t rs_a, Py_ssize_t cs_a, Py_ssize_t n,
     return cs_a == 1 and ((rs_a * itemsize) % 4096 != 0 or n <= 64)
 
 
+cdef inline bint b_in_place(Py_ssize_t m, Py_ssize_t rs_b, Py_ssize_t cs_b, Py_ssize_t n,
+                            Py_ssize_t itemsize) noexcept nogil:
+    """Read full B panels where they lie instead of packing them.
+
+    Pays for row-major B (cs_b == 1) used by few A panels (m <= B_IN_PLACE_MAX_M),
+    where packing would not amortize: 16 x 32 . 32 x 784 (the W2 weight
+    gradient) 20 -> 17 us. With more A panels the strided panel rows (a page
+    every row or two) cost more than packing them once: 1024 x 256 . 256 x 784
+    took 10% longer in place. Not when rows are a multiple of 4 KiB apart (they
+    would share L1 sets) or no full panel exists. (A/B against packing, 1 thread,
+    median of 7; `bench/kernels.py --full` has the W2 products against OpenBLAS.)
+    """
+    cdef Py_ssize_t nr = NR_F32 if itemsize == 4 else NR_F64
+    return (m <= B_IN_PLACE_MAX_M and cs_b == 1 and n >= nr
+            and (rs_b * itemsize) % 4096 != 0)
+
+
 cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real alpha,
                               const real* a_blk, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                              bint direct, const real* bblk, real beta_p,
-                              real* c, Py_ssize_t ldc, bint last, const Epilogue* ep,
-                              Py_ssize_t row, Py_ssize_t col, real* abuf) noexcept nogil:
-    """C[0:mc, 0:nc] (+)= A block (mc x kc) @ packed B block (kc x nc): the jr and ir
-    loops around the micro-kernel; the epilogue after the last k block."""
+                              bint direct, const real* bblk, Py_ssize_t rs_b,
+                              real beta_p, real* c, Py_ssize_t ldc, bint last,
+                              const Epilogue* ep, Py_ssize_t row, Py_ssize_t col,
+                              real* abuf, real* bbuf) noexcept nogil:
+    """C[0:mc, 0:nc] (+)= A block (mc x kc) @ B block (kc x nc): the jr and ir loops
+    around the micro-kernel; the epilogue after the last k block. B: packed
+    (rs_b = 0), or read in place with row stride rs_b -- a short edge panel is
+    then packed into bbuf first."""
     cdef Py_ssize_t jr, ir, jr_i, ir_i, nr, mr, i, j, NR
-    cdef Py_ssize_t rs_p, cs_p
+    cdef Py_ssize_t rs_p, cs_p, rs_bp
     cdef real* cij
     cdef const real* ap
+    cdef const real* bp
     cdef real tile[6 * 16]      # MR x max(NR): edge tiles land here first
     if real is float:
         NR = NR_F32
@@ -154,6 +178,13 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
     for jr_i in range(cdiv(nc, NR)):                  # 2nd loop: one B panel (L1)
         jr = jr_i * NR
         nr = min(NR, nc - jr)
+        if rs_b == 0:                                 # packed
+            bp = bblk + jr * kc; rs_bp = NR
+        elif nr == NR:                                # in place
+            bp = bblk + jr; rs_bp = rs_b
+        else:
+            pack_b(kc, nr, bblk + jr, rs_b, 1, bbuf, NR)
+            bp = bbuf; rs_bp = NR
         for ir_i in range(cdiv(mc, MR)):              # 1st loop: one A panel
             ir = ir_i * MR
             mr = min(MR, mc - ir)
@@ -167,14 +198,14 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
                 ap = abuf; rs_p = 1; cs_p = MR
             if mr == MR and nr == NR:                 # micro-kernel
                 if real is float:
-                    nn_sgemm_ukr(kc, ap, rs_p, cs_p, bblk + jr * kc, cij, ldc, alpha, beta_p)
+                    nn_sgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, cij, ldc, alpha, beta_p)
                 else:
-                    nn_dgemm_ukr(kc, ap, rs_p, cs_p, bblk + jr * kc, cij, ldc, alpha, beta_p)
+                    nn_dgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, cij, ldc, alpha, beta_p)
             else:                                     # edge: full tile, copy part
                 if real is float:
-                    nn_sgemm_ukr(kc, ap, rs_p, cs_p, bblk + jr * kc, tile, NR, 1, 0)
+                    nn_sgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, tile, NR, 1, 0)
                 else:
-                    nn_dgemm_ukr(kc, ap, rs_p, cs_p, bblk + jr * kc, tile, NR, 1, 0)
+                    nn_dgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, tile, NR, 1, 0)
                 for i in range(mr):
                     for j in range(nr):
                         if beta_p == 0:
@@ -201,6 +232,7 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
     cdef Py_ssize_t jc, pc, ic, jc_i, pc_i, ic_i, nc, kc, mc, nc_pad
     cdef Py_ssize_t NR, MC, NC
     cdef bint direct = a_in_place(rs_a, cs_a, n, sizeof(real))
+    cdef Py_ssize_t rs_bd = rs_b if b_in_place(m, rs_b, cs_b, n, sizeof(real)) else 0
     if real is float:
         NR = NR_F32; MC = MC_F32; NC = NC_F32
     else:
@@ -211,7 +243,7 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
         nc = min(NC, n - jc)
         if resident:
             nc_pad = cdiv(nc, NR) * NR
-            for pc_i in range(cdiv(k, KC)):           # pack all of B: block p at p KC nc_pad
+            for pc_i in range(cdiv(k, KC) if rs_bd == 0 else 0):           # pack all of B: block p at p KC nc_pad
                 pc = pc_i * KC
                 pack_b(min(KC, k - pc), nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b,
                        bbuf + pc * nc_pad, NR)
@@ -222,20 +254,23 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                     pc = pc_i * KC
                     kc = min(KC, k - pc)
                     macro_kernel(mc, nc, kc, alpha, a + ic * rs_a + pc * cs_a, rs_a, cs_a,
-                                 direct, bbuf + pc * nc_pad, beta if pc == 0 else 1,
-                                 c + ic * ldc + jc, ldc, pc + kc == k, ep,
-                                 row0 + ic, col0 + jc, abuf)
+                                 direct,
+                                 bbuf + pc * nc_pad if rs_bd == 0 else b + pc * rs_b + jc,
+                                 rs_bd, beta if pc == 0 else 1, c + ic * ldc + jc, ldc,
+                                 pc + kc == k, ep, row0 + ic, col0 + jc, abuf, bbuf)
             continue
         for pc_i in range(cdiv(k, KC)):               # 4th loop: KC-deep slice, pack B
             pc = pc_i * KC
             kc = min(KC, k - pc)
-            pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bbuf, NR)
+            if rs_bd == 0:
+                pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bbuf, NR)
             for ic_i in range(cdiv(m, MC)):           # 3rd loop: MC rows, pack A
                 ic = ic_i * MC
                 mc = min(MC, m - ic)
                 macro_kernel(mc, nc, kc, alpha, a + ic * rs_a + pc * cs_a, rs_a, cs_a,
-                             direct, bbuf, beta if pc == 0 else 1, c + ic * ldc + jc, ldc,
-                             pc + kc == k, ep, row0 + ic, col0 + jc, abuf)
+                             direct, bbuf if rs_bd == 0 else b + pc * rs_b + jc, rs_bd,
+                             beta if pc == 0 else 1, c + ic * ldc + jc, ldc,
+                             pc + kc == k, ep, row0 + ic, col0 + jc, abuf, bbuf)
 
 
 cdef inline void layout(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t* a_size,

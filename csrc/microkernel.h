@@ -1,11 +1,12 @@
 /* GEMM micro-kernels: one MR x NR tile of C from packed panels of A and B.
  *
- *   C[0:MR, 0:NR] = alpha * sum_p a[p*MR + i] * b[p*NR + j] + beta * C
+ *   C[0:MR, 0:NR] = alpha * sum_p a(i, p) * b[p*rs_b + j] + beta * C
  *
  * a: A panel, element (i, p) at a[i*rs_a + p*cs_a]: packed (rs_a = 1,
  *    cs_a = MR), or read in place from a row-major (cs_a = 1) or
  *    column-major (rs_a = 1) operand when packing would not pay
- * b: packed B panel, k rows of NR values (row p at b + p*NR)
+ * b: B panel, k rows of NR values, row p at b + p*rs_b: packed (rs_b = NR),
+ *    or read in place from a row-major operand
  * c: row-major tile, row stride ldc. beta == 0: C is written, never read.
  *
  * Each C element is one accumulation chain over p = 0..k-1 in order, so the
@@ -27,17 +28,18 @@
 #define NN_NR_F64 8
 
 typedef void (*nn_sukr_t)(ptrdiff_t k, const float *a, ptrdiff_t rs_a,
-                          ptrdiff_t cs_a, const float *b, float *c,
+                          ptrdiff_t cs_a, const float *b, ptrdiff_t rs_b, float *c,
                           ptrdiff_t ldc, float alpha, float beta);
 typedef void (*nn_dukr_t)(ptrdiff_t k, const double *a, ptrdiff_t rs_a,
-                          ptrdiff_t cs_a, const double *b, double *c,
+                          ptrdiff_t cs_a, const double *b, ptrdiff_t rs_b, double *c,
                           ptrdiff_t ldc, double alpha, double beta);
 
 /* ---- portable kernels ---------------------------------------------------- */
 
 #define NN_GENERIC_UKR(NAME, T, NR)                                            \
     static void NAME(ptrdiff_t k, const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a,  \
-                     const T *b, T *c, ptrdiff_t ldc, T alpha, T beta)         \
+                     const T *b, ptrdiff_t rs_b, T *c, ptrdiff_t ldc, T alpha,  \
+                     T beta)                                                   \
     {                                                                          \
         T ab[NN_MR * NR];                                                      \
         memset(ab, 0, sizeof(ab));                                             \
@@ -45,7 +47,7 @@ typedef void (*nn_dukr_t)(ptrdiff_t k, const double *a, ptrdiff_t rs_a,
             for (int i = 0; i < NN_MR; ++i) {                                  \
                 const T ai = a[i * rs_a + p * cs_a];                           \
                 for (int j = 0; j < NR; ++j)                                   \
-                    ab[i * NR + j] += ai * b[p * NR + j];                      \
+                    ab[i * NR + j] += ai * b[p * rs_b + j];                    \
             }                                                                  \
         }                                                                      \
         for (int i = 0; i < NN_MR; ++i) {                                      \
@@ -92,7 +94,8 @@ NN_GENERIC_PACK_BT(nn_dpack_bt_generic, double, NN_NR_F64)
 /* 6 x 16 floats: 12 ymm accumulators, two B vectors, one broadcast of A. */
 NN_TARGET_AVX2 static void
 nn_sgemm_ukr_avx2(ptrdiff_t k, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
-                  const float *b, float *c, ptrdiff_t ldc, float alpha, float beta)
+                  const float *b, ptrdiff_t rs_b, float *c, ptrdiff_t ldc, float alpha,
+                  float beta)
 {
     const float *a0 = a, *a1 = a + rs_a, *a2 = a + 2 * rs_a;
     const float *a3 = a + 3 * rs_a, *a4 = a + 4 * rs_a, *a5 = a + 5 * rs_a;
@@ -121,7 +124,7 @@ nn_sgemm_ukr_avx2(ptrdiff_t k, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
         ai = _mm256_broadcast_ss(a5 + off);
         c50 = _mm256_fmadd_ps(ai, b0, c50); c51 = _mm256_fmadd_ps(ai, b1, c51);
         off += cs_a;
-        b += NN_NR_F32;
+        b += rs_b;
     }
     const __m256 va = _mm256_set1_ps(alpha);
     const __m256 vb = _mm256_set1_ps(beta);
@@ -146,7 +149,8 @@ nn_sgemm_ukr_avx2(ptrdiff_t k, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
 /* 6 x 8 doubles: the same register plan with 4-wide vectors. */
 NN_TARGET_AVX2 static void
 nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
-                  const double *b, double *c, ptrdiff_t ldc, double alpha, double beta)
+                  const double *b, ptrdiff_t rs_b, double *c, ptrdiff_t ldc, double alpha,
+                  double beta)
 {
     const double *a0 = a, *a1 = a + rs_a, *a2 = a + 2 * rs_a;
     const double *a3 = a + 3 * rs_a, *a4 = a + 4 * rs_a, *a5 = a + 5 * rs_a;
@@ -175,7 +179,7 @@ nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
         ai = _mm256_broadcast_sd(a5 + off);
         c50 = _mm256_fmadd_pd(ai, b0, c50); c51 = _mm256_fmadd_pd(ai, b1, c51);
         off += cs_a;
-        b += NN_NR_F64;
+        b += rs_b;
     }
     const __m256d va = _mm256_set1_pd(alpha);
     const __m256d vb = _mm256_set1_pd(beta);

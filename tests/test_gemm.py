@@ -98,6 +98,20 @@ def test_threads_bitwise_equal(rng, dtype, shape):
         assert np.array_equal(results[0], r)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_b_in_place_or_packed_bitwise_equal(rng, dtype):
+    """Row-major B is read in place for short strips of C (m <= 36) and packed for
+    taller ones: the same products either way, for any thread count -- also
+    where strips of a tall C (B kept whole) fall under 36 rows."""
+    a = rng.standard_normal((150, 1000)).astype(dtype)
+    b = rng.standard_normal((1000, 40)).astype(dtype)          # row-major: cs_b == 1
+    full = [F.gemm(a, b, n_threads=t) for t in (1, 2, 3, 4, 6)]
+    for r in full[1:]:
+        assert np.array_equal(full[0], r)
+    for m in (1, 6, 13, 36):                                   # B read in place
+        assert np.array_equal(F.gemm(a[:m], b, n_threads=1), full[0][:m])
+
+
 def test_empty_and_k_zero():
     a = np.zeros((0, 5)); b = np.zeros((5, 3))
     assert F.gemm(a, b).shape == (0, 3)
