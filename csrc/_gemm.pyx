@@ -4,7 +4,10 @@ Design:
 - The loops are BLIS's (jc -> pc -> ic -> jr -> ir -> micro-kernel): B is
   packed KC x NC into NR-column panels, A is packed MC x KC into MR-row panels,
   and an MR x NR micro-kernel from microkernel.h (AVX2+FMA or portable, picked
-  when the module loads) multiplies one A panel by one B panel.
+  when the module loads) multiplies one A panel by one B panel. Where packing
+  would not pay, full panels are read where they lie: row-major A
+  (a_in_place), and row-major B for strips of few rows (b_in_place). Packed
+  or not, the micro-kernel does the same arithmetic in the same order.
 - op() is a pair of element strides: a transposed operand is packed from the
   same memory with its strides swapped, so X @ W.T costs no copy.
 - Threads: C is cut into n_threads strips of whole micro-panels along the
