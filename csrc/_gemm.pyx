@@ -149,7 +149,7 @@ cdef inline bint b_in_place(Py_ssize_t m, Py_ssize_t rs_b, Py_ssize_t cs_b, Py_s
     every row or two) cost more than packing them once: 1024 x 256 . 256 x 784
     took 10% longer in place. Not when rows are a multiple of 4 KiB apart (they
     would share L1 sets) or no full panel exists. (A/B against packing, 1 thread,
-    median of 7; `bench/kernels.py --full` has the W2 products against OpenBLAS.)
+    best of 7; `bench/kernels.py --full` has the W2 products against OpenBLAS.)
     """
     cdef Py_ssize_t nr = NR_F32 if itemsize == 4 else NR_F64
     return (m <= B_IN_PLACE_MAX_M and cs_b == 1 and n >= nr
@@ -246,8 +246,8 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
         nc = min(NC, n - jc)
         if resident:
             nc_pad = cdiv(nc, NR) * NR
-            for pc_i in range(cdiv(k, KC) if rs_bd == 0 else 0):           # pack all of B: block p at p KC nc_pad
-                pc = pc_i * KC
+            for pc_i in range(cdiv(k, KC) if rs_bd == 0 else 0):
+                pc = pc_i * KC                        # pack all of B: block p at p KC nc_pad
                 pack_b(min(KC, k - pc), nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b,
                        bbuf + pc * nc_pad, NR)
             for ic_i in range(cdiv(m, MC)):           # 3rd loop: MC rows ...
