@@ -18,20 +18,37 @@ def default_for(activation):
     return "he" if activation in ("relu", "leaky_relu") else "xavier"
 
 
+# Rows are drawn in float64 blocks of about this many values and cast into the
+# result, so building a layer holds one block of temporaries, not two float64
+# copies of the weight (the values are the same as one draw of the whole matrix:
+# the generator's stream is consumed in the same order).
+DRAW_BLOCK = 1 << 16
+
+
 def initial_weight(name, n_out, n_in, rng, dtype):
     """A (n_out, n_in) weight matrix in dtype, drawn by the initialiser `name`."""
     if name == "small":
-        w = 0.01 * rng.standard_normal((n_out, n_in))
+        def draw(shape):
+            return 0.01 * rng.standard_normal(shape)
     elif name in ("xavier", "glorot"):
         limit = np.sqrt(6.0 / (n_in + n_out))
-        w = rng.uniform(-limit, limit, (n_out, n_in))
+
+        def draw(shape):
+            return rng.uniform(-limit, limit, shape)
     elif name == "he":
-        w = rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)
+        scale = np.sqrt(2.0 / n_in)
+
+        def draw(shape):
+            return rng.standard_normal(shape) * scale
     elif name == "zeros":
         warnings.warn("init='zeros' cannot break symmetry: every neuron of the layer "
                       "gets the same gradient and they stay identical",
                       RuntimeWarning, stacklevel=4)
-        w = np.zeros((n_out, n_in))
+        return np.zeros((n_out, n_in), dtype)
     else:
         raise ValueError(f"init must be one of {', '.join(map(repr, INITIALIZERS))}; got {name!r}")
-    return np.ascontiguousarray(w, dtype=dtype)
+    w = np.empty((n_out, n_in), dtype)
+    rows = max(1, DRAW_BLOCK // n_in)
+    for i in range(0, n_out, rows):
+        w[i:i + rows] = draw((min(rows, n_out - i), n_in))
+    return w

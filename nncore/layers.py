@@ -60,7 +60,9 @@ class Dense:
         dtype = np.dtype(dtype)
         self.weight = initial_weight(self.init, self.n_out, self.n_in, rng, dtype)
         self.bias = np.zeros(self.n_out, dtype) if self.use_bias else None
-        self.grad_weight = np.zeros_like(self.weight)
+        # np.zeros, not zeros_like: calloc'd, so a model that only predicts never
+        # touches the gradient's pages
+        self.grad_weight = np.zeros(self.weight.shape, dtype)
         self.grad_bias = np.zeros(self.n_out, dtype)
         self._rows = 0
         return self

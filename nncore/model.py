@@ -410,16 +410,16 @@ class Sequential:
         self.loss, self.optimizer = loss, optimizer
         self.history = History()
         self.stop_training = False
-        xbuf = np.empty((batch_size, X.shape[1]), self.dtype)
-        ybuf = np.empty((batch_size,) + y.shape[1:], y.dtype)
-        wbuf = np.empty(batch_size) if w is not None else None
-        gbuf = np.empty((batch_size, self.n_outputs), self.dtype)
         plan = (self._plan(loss, optimizer, batch_size)
                 if self.backend == "compiled" and self._fused else None)
-        saved = []                     # _step's copies, allocated once per fit
-        order = np.arange(n)
-
         fast = plan is not None and not callbacks and Xv is None
+        if not fast:                   # the per-batch loop's buffers, once per fit
+            gbuf = np.empty((batch_size, self.n_outputs), self.dtype)
+            saved = []                 # _step's copies
+            if shuffle:
+                xbuf = np.empty((batch_size, X.shape[1]), self.dtype)
+                ybuf = np.empty((batch_size,) + y.shape[1:], y.dtype)
+                wbuf = np.empty(batch_size) if w is not None else None
         with _InterruptFlag() as interrupted:
             for cb in callbacks:
                 cb.on_train_begin(self)

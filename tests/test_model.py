@@ -8,6 +8,7 @@ import pytest
 
 from nncore import MLP, Dense, Sequential
 from nncore.callbacks import EarlyStopping, LambdaCallback
+from nncore.init import DRAW_BLOCK, initial_weight
 from nncore.optim import SGD, Adam
 from conftest import assert_weights_equal, weights
 
@@ -114,6 +115,22 @@ def test_init_xavier(init):
     assert np.abs(w).max() <= limit
     assert np.abs(w).max() > 0.99 * limit       # P(all 60,000 below) = 0.995**60000 ~ 0
     check_moments(w, limit / np.sqrt(3))        # U(-l, l) has std l / sqrt(3)
+
+
+@pytest.mark.parametrize("init, whole", [
+    ("small", lambda rng, s: 0.01 * rng.standard_normal(s)),
+    ("he", lambda rng, s: rng.standard_normal(s) * np.sqrt(2.0 / s[1])),
+    ("xavier", lambda rng, s: rng.uniform(-np.sqrt(6.0 / sum(s)), np.sqrt(6.0 / sum(s)), s))])
+@pytest.mark.parametrize("shape", [(300, 700), (3, DRAW_BLOCK + 5), (DRAW_BLOCK + 3, 1)])
+def test_init_block_draws_equal_one_whole_draw(init, whole, shape):
+    # initial_weight draws DRAW_BLOCK values at a time (bounded temporaries); the
+    # weights must still be those of one float64 draw of the whole matrix, so a
+    # float32 model is the rounding of the float64 model with the same seed
+    expected = whole(np.random.default_rng(3), shape)
+    for dtype in (np.float64, np.float32):
+        w = initial_weight(init, *shape, np.random.default_rng(3), dtype)
+        assert w.dtype == dtype and w.flags.c_contiguous
+        np.testing.assert_array_equal(w, expected.astype(dtype))
 
 
 def test_init_zeros_warns():
