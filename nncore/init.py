@@ -27,28 +27,19 @@ DRAW_BLOCK = 1 << 16
 
 def initial_weight(name, n_out, n_in, rng, dtype):
     """A (n_out, n_in) weight matrix in dtype, drawn by the initialiser `name`."""
-    if name == "small":
-        def draw(shape):
-            return 0.01 * rng.standard_normal(shape)
-    elif name in ("xavier", "glorot"):
-        limit = np.sqrt(6.0 / (n_in + n_out))
-
-        def draw(shape):
-            return rng.uniform(-limit, limit, shape)
-    elif name == "he":
-        scale = np.sqrt(2.0 / n_in)
-
-        def draw(shape):
-            return rng.standard_normal(shape) * scale
-    elif name == "zeros":
+    if name not in INITIALIZERS:
+        raise ValueError(f"init must be one of {', '.join(map(repr, INITIALIZERS))}; got {name!r}")
+    if name == "zeros":
         warnings.warn("init='zeros' cannot break symmetry: every neuron of the layer "
                       "gets the same gradient and they stay identical",
                       RuntimeWarning, stacklevel=4)
         return np.zeros((n_out, n_in), dtype)
-    else:
-        raise ValueError(f"init must be one of {', '.join(map(repr, INITIALIZERS))}; got {name!r}")
+    limit = np.sqrt(6.0 / (n_in + n_out))                       # xavier, glorot
+    scale = 0.01 if name == "small" else np.sqrt(2.0 / n_in)    # small, he
     w = np.empty((n_out, n_in), dtype)
     rows = max(1, DRAW_BLOCK // n_in)
     for i in range(0, n_out, rows):
-        w[i:i + rows] = draw((min(rows, n_out - i), n_in))
+        shape = (min(rows, n_out - i), n_in)
+        w[i:i + rows] = (rng.uniform(-limit, limit, shape) if name in ("xavier", "glorot")
+                         else rng.standard_normal(shape) * scale)
     return w
