@@ -1,5 +1,5 @@
 """nncore: multi-layer perceptrons on the CPU, a compiled core with a NumPy twin."""
-__version__ = "0.1.0"
+from nncore._version import __version__
 
 from nncore._threads import get_num_threads, set_num_threads, threads
 from nncore._openmp import openmp_enabled

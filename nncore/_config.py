@@ -4,13 +4,13 @@ import sys
 import numpy as np
 
 from nncore import _gemm
+from nncore._version import __version__
 from nncore._openmp import omp_max_threads, openmp_enabled
 from nncore._threads import get_num_threads
 
 
 def config():
     """The configuration as a dict (the fields show_config prints)."""
-    from nncore import __version__
     return {
         "version": __version__,
         "python": sys.version.split()[0],

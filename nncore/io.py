@@ -54,8 +54,9 @@ import tempfile
 
 import numpy as np
 
-from nncore import __version__, functional as F, losses as losses_mod, optim as optim_mod
+from nncore import functional as F, losses as losses_mod, optim as optim_mod
 from nncore._checks import BACKENDS
+from nncore._version import __version__
 from nncore.init import INITIALIZERS
 from nncore.layers import Dense
 from nncore.model import DTYPES, Sequential
