@@ -73,7 +73,8 @@ def calls_for(flops):
 
 def worker(threads, full, quick):
     import nncore
-    from nncore import _activations, _dense, _gemm, functional as F
+    from nncore import functional as F
+    from nncore._kernels import activations, dense, gemm
 
     rng = np.random.default_rng(0)
     rows = []
@@ -86,7 +87,7 @@ def worker(threads, full, quick):
             opa, opb = (a.T if ta else a), (b.T if tb else b)
             c0, c1, c2 = (np.empty((m, n), dtype) for _ in range(3))
             flops = 2.0 * m * n * k
-            kernel = _gemm.gemm["float" if dtype == np.float32 else "double"]
+            kernel = gemm.gemm["float" if dtype == np.float32 else "double"]
             t_k, t_nn, t_np = alternate(
                 [lambda: kernel(opa, opb, c0, 1.0, 0.0, threads),
                  lambda: F.gemm(a, b, c1, trans_a=ta, trans_b=tb, n_threads=threads),
@@ -106,8 +107,8 @@ def worker(threads, full, quick):
         z0, a0 = np.empty((batch, n_out), np.float32), np.empty((batch, n_out), np.float32)
         z1, a1 = np.empty_like(z0), np.empty_like(a0)
         z2, a2 = np.empty_like(z1), np.empty_like(a1)
-        dense = _dense.dense_forward["float"]
-        code = _activations.CODES[act]
+        layer = dense.dense_forward["float"]
+        code = activations.CODES[act]
 
         def numpy_layer():
             np.matmul(x, w.T, out=z2)
@@ -121,7 +122,7 @@ def worker(threads, full, quick):
                 np.reciprocal(a2, out=a2)
 
         t_k, t_nn, t_np = alternate(
-            [lambda: dense(x, w, bias, code, 0.0, z0, a0, threads),
+            [lambda: layer(x, w, bias, code, 0.0, z0, a0, threads),
              lambda: F.dense_forward(x, w, bias, act, z_out=z1, a_out=a1, n_threads=threads),
              numpy_layer], rounds, calls_for(2.0 * batch * n_in * n_out), settle)
         rows.append(dict(kind="dense_forward", case=f"b{batch} {n_in}->{n_out} {act}",

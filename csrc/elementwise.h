@@ -4,7 +4,7 @@
  * Written here rather than in Cython so that each loop is a small function of
  * its own: the compiler if-converts and vectorizes it (with a run-time overlap
  * check, grad_z may be grad_a), which it does not do once Cython has inlined
- * the loop into an OpenMP region. Codes as in _activation_math.pxd; softmax
+ * the loop into an OpenMP region. Codes as in activation_math.pxd; softmax
  * is not elementwise and is not handled here.
  *
  *   identity 1, step 0, sigmoid a (1 - a), tanh 1 - a^2,

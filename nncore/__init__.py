@@ -2,7 +2,7 @@
 from nncore._version import __version__
 
 from nncore._threads import get_num_threads, set_num_threads, threads
-from nncore._openmp import openmp_enabled
+from nncore._kernels.openmp import openmp_enabled
 from nncore._config import config, show_config
 from nncore import functional, reference, init, losses, optim, callbacks, datasets
 from nncore.layers import Dense

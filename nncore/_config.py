@@ -3,9 +3,9 @@ import sys
 
 import numpy as np
 
-from nncore import _gemm
 from nncore._version import __version__
-from nncore._openmp import omp_max_threads, openmp_enabled
+from nncore._kernels import gemm
+from nncore._kernels.openmp import omp_max_threads, openmp_enabled
 from nncore._threads import get_num_threads
 
 
@@ -17,7 +17,7 @@ def config():
         "numpy": np.__version__,
         "openmp": openmp_enabled(),
         "omp_max_threads": omp_max_threads(),
-        "simd": _gemm.SIMD_PATH,
+        "simd": gemm.SIMD_PATH,
         "num_threads": get_num_threads(),
     }
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from nncore._openmp import openmp_enabled
+from nncore._kernels.openmp import openmp_enabled
 
 _override = contextvars.ContextVar("nncore_num_threads", default=None)
 

@@ -12,7 +12,9 @@ import numbers
 
 import numpy as np
 
-from nncore import _activations, _checks, _dense, _finite, _gemm, _losses, _optim, reference
+from nncore import _checks, reference
+from nncore._kernels import (activations as _activations, dense as _dense, finite as _finite,
+                             gemm as _gemm, losses as _losses, optim as _optim)
 from nncore._threads import resolve_num_threads
 
 
@@ -613,7 +615,7 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
         batch, plan.run_epochs(X, t, y, w, orders, batch_size, lrs, t_adam, n_threads)
         for whole epochs in one call (rows gathered, scaled and stepped in C).
     """
-    from nncore import _train
+    from nncore._kernels import train as _train
     _checks.choice(loss, "loss", LOSSES)
     _checks.choice(optimizer, "optimizer", ("sgd", "adam"))
     if not layers:

@@ -185,8 +185,9 @@ def test_generic_kernel_matches(tmp_path):
     """The portable micro-kernel (NNCORE_SIMD=generic) computes the same products."""
     code = (
         "import numpy as np, nncore\n"
-        "from nncore import functional as F, _gemm\n"
-        "assert _gemm.SIMD_PATH == 'generic', _gemm.SIMD_PATH\n"
+        "from nncore import functional as F\n"
+        "from nncore._kernels import gemm\n"
+        "assert gemm.SIMD_PATH == 'generic', gemm.SIMD_PATH\n"
         "rng = np.random.default_rng(0)\n"
         "for dt in (np.float32, np.float64):\n"
         "    a = rng.standard_normal((37, 300)).astype(dt)\n"

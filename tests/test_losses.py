@@ -514,7 +514,7 @@ def test_l2_read_only_and_strided_weight(rng):
 
 def test_kernel_guards():
     """The def wrappers stay in bounds when called directly with bad arguments."""
-    from nncore import _losses
+    from nncore._kernels import losses as _losses
     o, g, s = np.zeros((2, 3)), np.empty((2, 3)), np.full(2, 0.5)
     with pytest.raises(ValueError, match=r"a label is outside \[0, K\)"):
         _losses.hinge(o, np.array([0, 3], np.intp), s, g, 1)

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from nncore import _optim, functional as F
+from nncore import functional as F
+from nncore._kernels import optim as _optim
 from conftest import DTYPES, tol
 
 PARALLEL = max(_optim.PARALLEL_MIN_SIZE.values())

@@ -1,4 +1,4 @@
-"""The fused training step (nncore._train) against the layer-by-layer path.
+"""The fused training step (nncore._kernels.train) against the layer-by-layer path.
 
 Both call the same kernels in the same order, so weights and losses must be
 bitwise equal; against the NumPy backend the tolerance is rounding only."""

@@ -1,4 +1,4 @@
-# C-level entry to nncore._dense (used by the fused training step).
+# C-level entry to nncore._kernels.dense (used by the fused training step).
 # grad_z = grad_a * f'(z) (softmax: per row); grad_b = column sums of grad_z
 # (NULL: skip), each column summed by one thread in row order.
 cdef void grad_z_and_bias_f32(int code, float slope, const float* z, const float* a,

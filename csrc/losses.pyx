@@ -29,9 +29,9 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport exp, log, log1p, fabs
 from cython.parallel cimport prange, threadid
 
-from _types cimport real
+from nncore._kernels.types cimport real
 
-cdef extern from "nn_openmp.h" nogil:
+cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 cdef enum:
@@ -185,9 +185,9 @@ cdef int check_shapes(Py_ssize_t n, Py_ssize_t k, Py_ssize_t t_rows, Py_ssize_t 
     """The O(1) guard that keeps a direct call in bounds (functional checks first,
     with better messages)."""
     if n <= 0 or k <= 0:
-        raise ValueError(f"nncore._losses: output must be non-empty, got ({n}, {k})")
+        raise ValueError(f"nncore._kernels.losses: output must be non-empty, got ({n}, {k})")
     if t_rows != n or t_cols != k or s_len != n or g_rows != n or g_cols != k:
-        raise ValueError("nncore._losses: target, scale and grad do not match output")
+        raise ValueError("nncore._kernels.losses: target, scale and grad do not match output")
     return 0
 
 
@@ -199,9 +199,9 @@ cdef double run(int code, Py_ssize_t n, Py_ssize_t k, const real* o, const real*
     with nogil:
         rc = loss_impl(code, n, k, o, t, y, s, g, &value, n_threads)
     if rc == -2:
-        raise ValueError("nncore._losses: a label is outside [0, K)")
+        raise ValueError("nncore._kernels.losses: a label is outside [0, K)")
     if rc != 0:
-        raise MemoryError("nncore._losses: cannot allocate the row buffer")
+        raise MemoryError("nncore._kernels.losses: cannot allocate the row buffer")
     return value
 
 
@@ -262,7 +262,7 @@ def l2_penalty(const real[::1] weight,   # IN  (size,) W flattened
     cdef double acc = 0
     cdef bint has_grad = grad_weight is not None
     if has_grad and grad_weight.shape[0] != size:
-        raise ValueError("nncore._losses: grad_weight does not match weight")
+        raise ValueError("nncore._kernels.losses: grad_weight does not match weight")
     with nogil:
         for i in range(size):
             acc += <double> weight[i] * <double> weight[i]

@@ -5,7 +5,7 @@ count of every other OpenMP user in the process). Each kernel receives its
 thread count as an argument, resolved by nncore._threads.
 """
 
-cdef extern from "nn_openmp.h" nogil:
+cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
     int nn_omp_max_threads()
 

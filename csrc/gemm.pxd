@@ -1,5 +1,5 @@
-# C-level entry to nncore._gemm, for the other kernel modules (and for other
-# packages: `from nncore._gemm cimport sgemm`).
+# C-level entry to nncore._kernels.gemm, for the other kernel modules (other
+# packages cimport the stable names of nncore/kernels.pxd instead).
 #
 #   C = alpha * op(A) @ op(B) + beta * C,  op(A): (m, k), op(B): (k, n), C: (m, n)
 #

@@ -28,14 +28,14 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport uintptr_t
 from cython.parallel cimport prange, threadid
 
-from _types cimport real
-from _blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32, NC_F64,
-                        PARALLEL_MIN_FLOPS, REGION_MIN_FLOPS, RESIDENT_B_MAX, SHARED_A_MAX,
-                        B_IN_PLACE_MAX_M)
-from _activation_math cimport nn_epilogue_f32, nn_epilogue_f64
-from nncore._gemm cimport Epilogue, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS
+from nncore._kernels.types cimport real
+from nncore._kernels.blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32,
+                                       NC_F64, PARALLEL_MIN_FLOPS, REGION_MIN_FLOPS,
+                                       RESIDENT_B_MAX, SHARED_A_MAX, B_IN_PLACE_MAX_M)
+from nncore._kernels.activation_math cimport nn_epilogue_f32, nn_epilogue_f64
+from nncore._kernels.gemm cimport Epilogue, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS
 
-cdef extern from "microkernel.h" nogil:
+cdef extern from "nncore/_kernels/microkernel.h" nogil:
     void nn_sgemm_ukr(Py_ssize_t k, const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                       const float* b, Py_ssize_t rs_b, float* c, Py_ssize_t ldc, float alpha,
                       float beta)
@@ -46,7 +46,7 @@ cdef extern from "microkernel.h" nogil:
     void nn_dpack_bt(Py_ssize_t kc, const double* w, Py_ssize_t ldw, double* buf)
     const char* nn_ukr_select()
 
-cdef extern from "nn_openmp.h" nogil:
+cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 #: Which micro-kernel this process uses: "avx2+fma" or "generic".

@@ -28,9 +28,9 @@ Design:
 from libc.math cimport sqrt, sqrtf
 from cython.parallel cimport prange
 
-from _types cimport real
+from nncore._kernels.types cimport real
 
-cdef extern from "nn_openmp.h" nogil:
+cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 cdef enum:

@@ -13,9 +13,9 @@
 #   softmax   a_j = exp(z_j - max z) / sum_k exp(z_k - max z), per row;
 #             grad_z_j = a_j (grad_a_j - sum_k grad_a_k a_k)
 from libc.math cimport exp, expf
-from _types cimport real
+from nncore._kernels.types cimport real
 
-cdef extern from "vmath.h" nogil:
+cdef extern from "nncore/_kernels/vmath.h" nogil:
     void nn_sigmoid_f32(const float* z, float* a, Py_ssize_t n)
     void nn_sigmoid_f64(const double* z, double* a, Py_ssize_t n)
 
@@ -37,7 +37,7 @@ cdef inline real r_exp(real x) noexcept nogil:
         return exp(x)
 
 
-cdef extern from "elementwise.h" nogil:
+cdef extern from "nncore/_kernels/elementwise.h" nogil:
     void nn_act_forward_f32(int code, float slope, const float* z, float* a, Py_ssize_t n)
     void nn_act_forward_f64(int code, double slope, const double* z, double* a, Py_ssize_t n)
     void nn_epilogue_f32(float* c, Py_ssize_t ldc, Py_ssize_t mr, Py_ssize_t nr,

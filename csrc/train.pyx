@@ -43,22 +43,23 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 
 import numpy as np
 
-from _types cimport real
-from _activation_math cimport ACT_SOFTMAX, softmax_row
-from nncore._gemm cimport (Epilogue, gemm_part_size, gemm_part_strip, gemm_part_threads,
-                           sgemm_part, dgemm_part, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS)
-from nncore._losses cimport loss_f32, loss_f64
-from nncore._optim cimport sgd_f32, sgd_f64, adam_f32, adam_f64
-from nncore._dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
-                            grad_z_and_bias_part_f64)
+from nncore._kernels.types cimport real
+from nncore._kernels.activation_math cimport ACT_SOFTMAX, softmax_row
+from nncore._kernels.gemm cimport (Epilogue, gemm_part_size, gemm_part_strip,
+                                   gemm_part_threads, sgemm_part, dgemm_part, SPLIT_AUTO,
+                                   SPLIT_ROWS, SPLIT_COLUMNS)
+from nncore._kernels.losses cimport loss_f32, loss_f64
+from nncore._kernels.optim cimport sgd_f32, sgd_f64, adam_f32, adam_f64
+from nncore._kernels.dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
+                                    grad_z_and_bias_part_f64)
 
-cdef extern from "vmath.h" nogil:
+cdef extern from "nncore/_kernels/vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
     bint nn_all_finite_f64(const double* p, Py_ssize_t n)
     double nn_absmax_f32(const float* p, Py_ssize_t n)
     double nn_absmax_f64(const double* p, Py_ssize_t n)
 
-cdef extern from "nn_openmp.h" nogil:
+cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
     int nn_omp_num_threads()
     void nn_barrier()

@@ -16,17 +16,17 @@ Design:
 """
 from cython.parallel cimport prange
 
-from _types cimport real
-from _activation_math cimport (ACT_SOFTMAX, act_backward_run, colsum_add, softmax_row,
-                               softmax_backward_row)
-from nncore._gemm cimport Epilogue, sgemm, dgemm
+from nncore._kernels.types cimport real
+from nncore._kernels.activation_math cimport (ACT_SOFTMAX, act_backward_run, colsum_add,
+                                              softmax_row, softmax_backward_row)
+from nncore._kernels.gemm cimport Epilogue, sgemm, dgemm
 
-cdef extern from "nn_openmp.h" nogil:
+cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 cdef enum:
     # Below this many elements of grad_z the first backward pass stays on one
-    # thread (same reasoning as ELEMENTWISE_PARALLEL_MIN in _activations.pyx).
+    # thread (same reasoning as ELEMENTWISE_PARALLEL_MIN in activations.pyx).
     BACKWARD_PARALLEL_MIN = 1 << 16
     # The same inside a parallel region that is already open (the fused step).
     BACKWARD_REGION_MIN = 1 << 13

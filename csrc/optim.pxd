@@ -1,4 +1,4 @@
-# C-level entry to nncore._optim (used by the fused training step); n elements
+# C-level entry to nncore._kernels.optim (used by the fused training step); n elements
 # updated in place, the formulas of nncore.functional.sgd_step / adam_step.
 cdef void sgd_f32(Py_ssize_t n, float* param, const float* grad, float* velocity,
                   float lr, float momentum, float weight_decay, bint nesterov,

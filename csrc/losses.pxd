@@ -1,4 +1,4 @@
-# C-level entry to nncore._losses (used by the fused training step).
+# C-level entry to nncore._kernels.losses (used by the fused training step).
 #   value = sum_i s_i l_i(o_i, target_i);  g_i = s_i dl_i/do_i
 # code: 0 mse, 1 softmax_cross_entropy, 2 binary_cross_entropy, 3 hinge.
 # t: (n, k) targets or NULL; y: (n,) labels or NULL; s: (n,) row scales.

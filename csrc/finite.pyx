@@ -7,21 +7,21 @@ Design:
   stretch per thread; the answer (a boolean AND) does not depend on the cut.
 - Used on every X and y given to fit/predict: a NumPy `np.isfinite(X).all()`
   would build a full-size boolean temporary (47 MB for 60,000 x 784).
-- max_abs is the fused training step's gradient check (nncore._train): an
+- max_abs is the fused training step's gradient check (nncore._kernels.train): an
   integer max over the magnitude bits, which order like the values and put
   inf/NaN above every finite one (vmath.h). One thread: the step splits it.
 """
 from cython.parallel cimport prange
 
-from _types cimport real
+from nncore._kernels.types cimport real
 
-cdef extern from "vmath.h" nogil:
+cdef extern from "nncore/_kernels/vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
     bint nn_all_finite_f64(const double* p, Py_ssize_t n)
     double nn_absmax_f32(const float* p, Py_ssize_t n)
     double nn_absmax_f64(const double* p, Py_ssize_t n)
 
-cdef extern from "nn_openmp.h" nogil:
+cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 cdef enum:

@@ -1,7 +1,7 @@
 """Activation functions, forward and backward, on (rows, cols) arrays.
 
 Design:
-- The maths lives in _activation_math.pxd (shared with the GEMM epilogue and
+- The maths lives in activation_math.pxd (shared with the GEMM epilogue and
   the dense backward pass); this module loops it over rows.
 - softmax is row-wise: a_ij = exp(z_ij - max_j z_ij) / sum_j exp(z_ij - max_j z_ij),
   backward grad_z_ij = a_ij (grad_a_ij - sum_k grad_a_ik a_ik).
@@ -13,13 +13,13 @@ Design:
 """
 from cython.parallel cimport prange
 
-from _types cimport real
-from _activation_math cimport (
+from nncore._kernels.types cimport real
+from nncore._kernels.activation_math cimport (
     ACT_IDENTITY, ACT_STEP, ACT_SIGMOID, ACT_TANH, ACT_RELU, ACT_LEAKY_RELU,
     ACT_SOFTPLUS, ACT_SOFTMAX, act_forward_run, act_backward_run, softmax_row,
     softmax_backward_row)
 
-cdef extern from "nn_openmp.h" nogil:
+cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 #: name -> code understood by the kernels (one source of truth for Python).

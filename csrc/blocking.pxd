@@ -4,7 +4,7 @@
 #   MC        rows of A packed per block: MC x KC (144 KiB / 144 KiB) in L2
 #   NC        columns of B packed per block: KC x NC shared by the MC loop
 # MC is a multiple of MR, NC a multiple of NR.
-cdef extern from "microkernel.h":
+cdef extern from "nncore/_kernels/microkernel.h":
     const Py_ssize_t MR "NN_MR"
     const Py_ssize_t NR_F32 "NN_NR_F32"
     const Py_ssize_t NR_F64 "NN_NR_F64"
