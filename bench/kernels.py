@@ -74,7 +74,7 @@ def calls_for(flops):
 def worker(threads, full, quick):
     import nncore
     from nncore import functional as F
-    from nncore._kernels import activations, dense, gemm
+    from nncore._kernels import codes, dense, gemm
 
     rng = np.random.default_rng(0)
     rows = []
@@ -108,7 +108,7 @@ def worker(threads, full, quick):
         z1, a1 = np.empty_like(z0), np.empty_like(a0)
         z2, a2 = np.empty_like(z1), np.empty_like(a1)
         layer = dense.dense_forward["float"]
-        code = activations.CODES[act]
+        code = codes.ACTIVATIONS[act]
 
         def numpy_layer():
             np.matmul(x, w.T, out=z2)

@@ -1,7 +1,7 @@
 # Activation maths shared by the activation kernels, the fused GEMM epilogue,
 # the dense backward pass and the fused training step: the elementwise loops
 # are C (elementwise.h, vmath.h), one loop per activation so the switch stays
-# outside the hot loop; softmax rows are written here.
+# outside the hot loop; softmax rows are written here. Codes: codes.pxd.
 #
 #   identity  f(z) = z                          f' = 1
 #   step      f(z) = 1 if z > 0 else 0          f' = 0 (everywhere, by convention)
@@ -18,16 +18,6 @@ from nncore._kernels.types cimport real
 cdef extern from "nncore/_kernels/vmath.h" nogil:
     void nn_sigmoid_f32(const float* z, float* a, Py_ssize_t n)
     void nn_sigmoid_f64(const double* z, double* a, Py_ssize_t n)
-
-cdef enum:
-    ACT_IDENTITY = 0
-    ACT_STEP = 1
-    ACT_SIGMOID = 2
-    ACT_TANH = 3
-    ACT_RELU = 4
-    ACT_LEAKY_RELU = 5
-    ACT_SOFTPLUS = 6
-    ACT_SOFTMAX = 7
 
 
 cdef inline real r_exp(real x) noexcept nogil:

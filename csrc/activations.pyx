@@ -14,20 +14,12 @@ Design:
 from cython.parallel cimport prange
 
 from nncore._kernels.types cimport real
-from nncore._kernels.activation_math cimport (
-    ACT_IDENTITY, ACT_STEP, ACT_SIGMOID, ACT_TANH, ACT_RELU, ACT_LEAKY_RELU,
-    ACT_SOFTPLUS, ACT_SOFTMAX, act_forward_run, act_backward_run, softmax_row,
-    softmax_backward_row)
+from nncore._kernels.activation_math cimport (act_forward_run, act_backward_run, softmax_row,
+                                              softmax_backward_row)
+from nncore._kernels.codes cimport ACT_SOFTMAX
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
-
-#: name -> code understood by the kernels (one source of truth for Python).
-CODES = {
-    "identity": ACT_IDENTITY, "step": ACT_STEP, "sigmoid": ACT_SIGMOID,
-    "tanh": ACT_TANH, "relu": ACT_RELU, "leaky_relu": ACT_LEAKY_RELU,
-    "softplus": ACT_SOFTPLUS, "softmax": ACT_SOFTMAX,
-}
 
 cdef enum:
     # An exp costs ~5-10 ns: below ~64k elements a parallel region's 1-5 us

@@ -17,8 +17,9 @@ Design:
 from cython.parallel cimport prange
 
 from nncore._kernels.types cimport real
-from nncore._kernels.activation_math cimport (ACT_SOFTMAX, act_backward_run, colsum_add,
-                                              softmax_row, softmax_backward_row)
+from nncore._kernels.activation_math cimport (act_backward_run, colsum_add, softmax_row,
+                                              softmax_backward_row)
+from nncore._kernels.codes cimport ACT_SOFTMAX
 from nncore._kernels.gemm cimport Epilogue, sgemm, dgemm
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:

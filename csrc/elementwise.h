@@ -4,8 +4,8 @@
  * Written here rather than in Cython so that each loop is a small function of
  * its own: the compiler if-converts and vectorizes it (with a run-time overlap
  * check, grad_z may be grad_a), which it does not do once Cython has inlined
- * the loop into an OpenMP region. Codes as in activation_math.pxd; softmax
- * is not elementwise and is not handled here.
+ * the loop into an OpenMP region. Codes from codes.h; softmax is not
+ * elementwise and is not handled here.
  *
  *   identity 1, step 0, sigmoid a (1 - a), tanh 1 - a^2,
  *   relu 1[z > 0], leaky_relu 1 or slope, softplus sigmoid(z)
@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#include "codes.h"
 #include "vmath.h"
 
 /* a = f(z), elementwise codes only; a may equal z. softplus(z) = max(z, 0) +
@@ -25,13 +26,15 @@
     {                                                                                \
         ptrdiff_t i;                                                                 \
         switch (code) {                                                              \
-        case 0: if (a != z) memmove(a, z, (size_t)n * sizeof(T)); break;             \
-        case 1: for (i = 0; i < n; ++i) a[i] = z[i] > 0 ? (T)1 : (T)0; break;        \
-        case 2: SIGMOID(z, a, n); break;                                             \
-        case 3: for (i = 0; i < n; ++i) a[i] = TANH(z[i]); break;                    \
-        case 4: for (i = 0; i < n; ++i) { T v = z[i]; a[i] = v > 0 ? v : 0; } break; \
-        case 5: for (i = 0; i < n; ++i) { T v = z[i]; a[i] = v > 0 ? v : slope * v; } break; \
-        case 6: for (i = 0; i < n; ++i) { T v = z[i];                                \
+        case NN_ACT_IDENTITY: if (a != z) memmove(a, z, (size_t)n * sizeof(T)); break; \
+        case NN_ACT_STEP: for (i = 0; i < n; ++i) a[i] = z[i] > 0 ? (T)1 : (T)0; break; \
+        case NN_ACT_SIGMOID: SIGMOID(z, a, n); break;                                \
+        case NN_ACT_TANH: for (i = 0; i < n; ++i) a[i] = TANH(z[i]); break;          \
+        case NN_ACT_RELU:                                                            \
+            for (i = 0; i < n; ++i) { T v = z[i]; a[i] = v > 0 ? v : 0; } break;     \
+        case NN_ACT_LEAKY_RELU:                                                      \
+            for (i = 0; i < n; ++i) { T v = z[i]; a[i] = v > 0 ? v : slope * v; } break; \
+        case NN_ACT_SOFTPLUS: for (i = 0; i < n; ++i) { T v = z[i];                  \
                     a[i] = (v > 0 ? v : 0) + LOG1P(EXP(-FABS(v))); } break;          \
         }                                                                            \
     }
@@ -63,13 +66,17 @@ NN_EPILOGUE(nn_epilogue_f64, double, nn_act_forward_f64)
     {                                                                                \
         ptrdiff_t i;                                                                 \
         switch (code) {                                                              \
-        case 0: if (gz != ga) memmove(gz, ga, (size_t)n * sizeof(T)); break;         \
-        case 1: for (i = 0; i < n; ++i) gz[i] = 0; break;                            \
-        case 2: for (i = 0; i < n; ++i) { T v = a[i]; gz[i] = ga[i] * (v * (1 - v)); } break; \
-        case 3: for (i = 0; i < n; ++i) { T v = a[i]; gz[i] = ga[i] * (1 - v * v); } break;   \
-        case 4: for (i = 0; i < n; ++i) { T g = ga[i]; gz[i] = z[i] > 0 ? g : 0; } break;     \
-        case 5: for (i = 0; i < n; ++i) { T g = ga[i]; gz[i] = z[i] > 0 ? g : slope * g; } break; \
-        case 6: for (i = 0; i < n; ++i) gz[i] = ga[i] * SIGMOID1(z[i]); break;        \
+        case NN_ACT_IDENTITY: if (gz != ga) memmove(gz, ga, (size_t)n * sizeof(T)); break; \
+        case NN_ACT_STEP: for (i = 0; i < n; ++i) gz[i] = 0; break;                  \
+        case NN_ACT_SIGMOID:                                                         \
+            for (i = 0; i < n; ++i) { T v = a[i]; gz[i] = ga[i] * (v * (1 - v)); } break; \
+        case NN_ACT_TANH:                                                            \
+            for (i = 0; i < n; ++i) { T v = a[i]; gz[i] = ga[i] * (1 - v * v); } break; \
+        case NN_ACT_RELU:                                                            \
+            for (i = 0; i < n; ++i) { T g = ga[i]; gz[i] = z[i] > 0 ? g : 0; } break; \
+        case NN_ACT_LEAKY_RELU:                                                      \
+            for (i = 0; i < n; ++i) { T g = ga[i]; gz[i] = z[i] > 0 ? g : slope * g; } break; \
+        case NN_ACT_SOFTPLUS: for (i = 0; i < n; ++i) gz[i] = ga[i] * SIGMOID1(z[i]); break; \
         }                                                                            \
     }
 

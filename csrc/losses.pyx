@@ -30,15 +30,13 @@ from libc.math cimport exp, log, log1p, fabs
 from cython.parallel cimport prange, threadid
 
 from nncore._kernels.types cimport real
+from nncore._kernels.codes cimport (LOSS_MSE, LOSS_SOFTMAX_CROSS_ENTROPY,
+                                    LOSS_BINARY_CROSS_ENTROPY, LOSS_HINGE)
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 cdef enum:
-    LOSS_MSE = 0
-    LOSS_SOFTMAX_CE = 1
-    LOSS_BCE = 2
-    LOSS_HINGE = 3
     # Below this many elements (N*K) a loss stays on one thread: an element
     # costs 1 (mse) to 25 (bce: exp + log1p) ns, a parallel region
     # microseconds. bench/losses.py on a shared 2-core machine, float32,
@@ -122,9 +120,9 @@ cdef inline double loss_row(int code, Py_ssize_t k, const real* o, const real* t
     """l_i of one row (the switch runs once per row, outside the element loops)."""
     if code == LOSS_MSE:
         return mse_row(k, o, t, s, g)
-    if code == LOSS_SOFTMAX_CE:
+    if code == LOSS_SOFTMAX_CROSS_ENTROPY:
         return softmax_ce_row(k, o, y, s, g, e)
-    if code == LOSS_BCE:
+    if code == LOSS_BINARY_CROSS_ENTROPY:
         return bce_row(k, o, t, s, g)
     return hinge_row(k, o, y, s, g)
 
@@ -225,8 +223,8 @@ def binary_cross_entropy(const real[:, ::1] output,   # IN  (N, K) logits
     """L = sum_i s_i sum_j max(o,0) - o t + log1p(exp(-|o|));  grad = s_i (sigmoid(o) - t)."""
     check_shapes(output.shape[0], output.shape[1], target.shape[0], target.shape[1],
                  scale.shape[0], grad.shape[0], grad.shape[1])
-    return run(LOSS_BCE, output.shape[0], output.shape[1], &output[0, 0], &target[0, 0],
-               NULL, &scale[0], &grad[0, 0], n_threads)
+    return run(LOSS_BINARY_CROSS_ENTROPY, output.shape[0], output.shape[1], &output[0, 0],
+               &target[0, 0], NULL, &scale[0], &grad[0, 0], n_threads)
 
 
 def softmax_cross_entropy(const real[:, ::1] output,     # IN  (N, K) logits
@@ -237,7 +235,7 @@ def softmax_cross_entropy(const real[:, ::1] output,     # IN  (N, K) logits
     """L = sum_i s_i (logsumexp(o_i) - o_iy);  grad = s_i (softmax(o_i) - onehot(y_i))."""
     check_shapes(output.shape[0], output.shape[1], labels.shape[0], output.shape[1],
                  scale.shape[0], grad.shape[0], grad.shape[1])
-    return run(LOSS_SOFTMAX_CE, output.shape[0], output.shape[1], &output[0, 0],
+    return run(LOSS_SOFTMAX_CROSS_ENTROPY, output.shape[0], output.shape[1], &output[0, 0],
                <const real*> NULL, &labels[0], &scale[0], &grad[0, 0], n_threads)
 
 

@@ -44,7 +44,8 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 import numpy as np
 
 from nncore._kernels.types cimport real
-from nncore._kernels.activation_math cimport ACT_SOFTMAX, softmax_row
+from nncore._kernels.activation_math cimport softmax_row
+from nncore._kernels.codes cimport ACT_SOFTMAX, LOSS_MSE, OPT_SGD, OPT_ADAM
 from nncore._kernels.gemm cimport (Epilogue, gemm_part_size, gemm_part_strip,
                                    gemm_part_threads, sgemm_part, dgemm_part, SPLIT_AUTO,
                                    SPLIT_ROWS, SPLIT_COLUMNS)
@@ -65,8 +66,6 @@ cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     void nn_barrier()
 
 cdef enum:
-    OPT_SGD = 0
-    OPT_ADAM = 1
     # Flops (forward + backward GEMMs) a step needs per thread: up to this a
     # step runs on one thread without opening a parallel region; above, on at
     # most ceil(flops / this) threads, so a small net on many cores does not
@@ -674,7 +673,7 @@ cdef class StepPlan:
             self.layers[i].s2w = ptr(d["s2w"]); self.layers[i].s2b = ptr(d["s2b"])
         self.n_inputs = layers[0]["n_in"]
         self.n_outputs = layers[len(layers) - 1]["n_out"]   # (wraparound is off)
-        self.accuracy = loss_code != 0                        # every loss but mse
+        self.accuracy = loss_code != LOSS_MSE                 # every loss but mse
         self.h.loss = loss_code
         self.h.optimizer = optimizer
         self.h.momentum = momentum

@@ -13,8 +13,9 @@ import numbers
 import numpy as np
 
 from nncore import _checks, reference
-from nncore._kernels import (activations as _activations, dense as _dense, finite as _finite,
-                             gemm as _gemm, losses as _losses, optim as _optim)
+from nncore._kernels import (activations as _activations, codes as _codes, dense as _dense,
+                             finite as _finite, gemm as _gemm, losses as _losses,
+                             optim as _optim)
 from nncore._threads import resolve_num_threads
 
 
@@ -83,7 +84,7 @@ ACTIVATIONS = reference.ACTIVATIONS
 def _activation(name, slope):
     """(kernel code, slope as float) for an activation name."""
     _checks.choice(name, "activation", ACTIVATIONS)
-    return _activations.CODES[name], _checks.real_scalar(slope, "slope")
+    return _codes.ACTIVATIONS[name], _checks.real_scalar(slope, "slope")
 
 
 def _rows(x):
@@ -662,7 +663,7 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
                    y=np.empty(batch_max, np.intp), w=np.empty(batch_max),
                    scale=np.empty(batch_max), grad_out=np.empty((batch_max, k), dtype))
     return _train.StepPlan(prepared, dtype == np.float64, batch_max,
-                           LOSSES.index(loss), 0 if optimizer == "sgd" else 1,
+                           _codes.LOSSES[loss], _codes.OPTIMIZERS[optimizer],
                            _checks.real_scalar(momentum, "momentum", nonnegative=True),
                            bool(nesterov),
                            _checks.real_scalar(weight_decay, "weight_decay", nonnegative=True),
