@@ -1,10 +1,10 @@
-"""Does a loss kernel gain from threads, and from what size? (PARALLEL_MIN_ELEMENTS)
+"""Does a loss kernel gain from threads, and from what size? (LOSS_PARALLEL_MIN)
 
     python bench/losses.py                    # float32, 1 and 2 threads
     python bench/losses.py --threads 1,2,4 --dtype float64
 
 Best of --repeat calls per cell, in microseconds, beside the NumPy twin. The
-kernels stay on one thread below PARALLEL_MIN_ELEMENTS = 65536 elements
+kernels stay on one thread below LOSS_PARALLEL_MIN = 65536 elements
 (N*K), so shapes below it show the serial time in every thread column.
 """
 import argparse

@@ -14,17 +14,13 @@ Design:
 from cython.parallel cimport prange
 
 from nncore._kernels.types cimport real
+from nncore._kernels.blocking cimport ELEMENTWISE_PARALLEL_MIN
 from nncore._kernels.activation_math cimport (act_forward_run, act_backward_run, softmax_row,
                                               softmax_backward_row)
 from nncore._kernels.codes cimport ACT_SOFTMAX
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
-
-cdef enum:
-    # An exp costs ~5-10 ns: below ~64k elements a parallel region's 1-5 us
-    # and the cold second core are not repaid.
-    ELEMENTWISE_PARALLEL_MIN = 1 << 16
 
 
 cdef inline int threads_for(Py_ssize_t size, int n_threads) noexcept nogil:

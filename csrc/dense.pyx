@@ -17,6 +17,7 @@ Design:
 from cython.parallel cimport prange
 
 from nncore._kernels.types cimport real
+from nncore._kernels.blocking cimport BACKWARD_PARALLEL_MIN, BACKWARD_REGION_MIN
 from nncore._kernels.activation_math cimport (act_backward_run, colsum_add, softmax_row,
                                               softmax_backward_row)
 from nncore._kernels.codes cimport ACT_SOFTMAX
@@ -26,11 +27,6 @@ cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 cdef enum:
-    # Below this many elements of grad_z the first backward pass stays on one
-    # thread (same reasoning as ELEMENTWISE_PARALLEL_MIN in activations.pyx).
-    BACKWARD_PARALLEL_MIN = 1 << 16
-    # The same inside a parallel region that is already open (the fused step).
-    BACKWARD_REGION_MIN = 1 << 13
     COLUMN_STRIP = 64
 
 

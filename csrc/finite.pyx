@@ -14,6 +14,7 @@ Design:
 from cython.parallel cimport prange
 
 from nncore._kernels.types cimport real
+from nncore._kernels.blocking cimport FINITE_PARALLEL_MIN
 
 cdef extern from "nncore/_kernels/vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
@@ -23,10 +24,6 @@ cdef extern from "nncore/_kernels/vmath.h" nogil:
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
-
-cdef enum:
-    # ~0.15 ns an element on one core: a parallel region pays from ~1M elements.
-    FINITE_PARALLEL_MIN = 1 << 20
 
 
 cdef inline bint finite_run(const real* p, Py_ssize_t n) noexcept nogil:

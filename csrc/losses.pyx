@@ -17,7 +17,7 @@ Design:
   and a two-branch sigmoid, so no exp ever overflows.
 - Determinism: row i stores s_i l_i in row_loss[i]; the value is the sum of
   row_loss in row order on one thread. Rows run on n_threads threads
-  (prange, static) only when N*K >= PARALLEL_MIN_ELEMENTS; no row depends on
+  (prange, static) only when N*K >= LOSS_PARALLEL_MIN; no row depends on
   which thread runs it, so value and gradient are bitwise equal for any
   n_threads.
 - Python sees `mse(output, target, scale, grad, n_threads) -> float` and the
@@ -30,19 +30,12 @@ from libc.math cimport exp, log, log1p, fabs
 from cython.parallel cimport prange, threadid
 
 from nncore._kernels.types cimport real
+from nncore._kernels.blocking cimport LOSS_PARALLEL_MIN
 from nncore._kernels.codes cimport (LOSS_MSE, LOSS_SOFTMAX_CROSS_ENTROPY,
                                     LOSS_BINARY_CROSS_ENTROPY, LOSS_HINGE)
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
-
-cdef enum:
-    # Below this many elements (N*K) a loss stays on one thread: an element
-    # costs 1 (mse) to 25 (bce: exp + log1p) ns, a parallel region
-    # microseconds. bench/losses.py on a shared 2-core machine, float32,
-    # 256 x 256: 2 threads gave 1.2-2x for softmax CE, BCE and hinge, and
-    # nothing for mse, which gains (1.3-2.4x) from about 64K-2M elements.
-    PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
 cdef inline double mse_row(Py_ssize_t k, const real* o, const real* t,  # IN
@@ -147,7 +140,7 @@ cdef int loss_impl(int code, Py_ssize_t n, Py_ssize_t k,
             if y[i] < 0 or y[i] >= k:
                 return -2
     nt = n_threads if NN_OPENMP_ENABLED else 1
-    if n * k < PARALLEL_MIN_ELEMENTS:
+    if n * k < LOSS_PARALLEL_MIN:
         nt = 1
     if nt > n:
         nt = n

@@ -29,6 +29,7 @@ from libc.math cimport sqrt, sqrtf
 from cython.parallel cimport prange
 
 from nncore._kernels.types cimport real
+from nncore._kernels.blocking cimport SGD_PARALLEL_MIN_SIZE, ADAM_PARALLEL_MIN_SIZE
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
@@ -36,30 +37,6 @@ cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
 cdef enum:
     # Elements per thread block: 64 bytes of float32, 128 of float64.
     STRIP_ALIGN = 16
-    # Below these many elements an update stays on one thread. Measured on the
-    # 2-core Zen 3 VM with the thresholds set to 1: best of 2 x 300 calls of
-    # the def wrappers, microseconds, 1 thread / 2 threads:
-    #
-    #   n          float32                          float64
-    #              sgd       momentum  adam         sgd       momentum  adam
-    #   1 024      1.1/2.1   1.3/2.2    2.2/2.8     1.4/2.3   2.4/2.4    4.4/5.2
-    #   4 096      1.6/2.3   2.0/2.6    5.0/4.3     4.3/4.6   4.2/3.5   13.1/8.4
-    #   8 192      2.3/2.7   3.1/3.1    8.8/6.3     4.3/3.9   4.4/4.4   25.0/14.3
-    #   16 384     3.6/3.8   4.7/4.0   16.3/9.8     6.8/5.6   7.8/5.4   49.1/26.5
-    #   32 768     5.6/4.7   7.8/5.4   30.9/17.3   11.8/8.7  15.7/9.3   96.7/50.4
-    #   65 536     9.8/6.1  15.2/9.4   61.7/32.5   22.1/14.1 29.3/19.3  191/98
-    #   100 352   12.4/8.1  20.4/15.4  92.5/48.9   32.9/18.8 43.5/25.0  294/150  (784 x 128)
-    #   1 048 576  122/98    195/107    967/486     378/212   694/402   3098/1573
-    #
-    # A parallel region costs ~1-1.5 us here and two threads on two shared
-    # cores are fragile (KERNEL-NOTES), so each threshold is where two threads
-    # tie or win for both dtypes. SGD is memory-bound (~0.1-0.2 ns/element)
-    # and pays from ~32k elements (a rerun gave 5.0/5.0 for float32 sgd at
-    # 32 768: a tie, no loss); Adam is bound by its square root and two
-    # divisions (~1 ns/element float32, ~3 ns float64 at SSE2 width) and
-    # pays from ~4-8k.
-    SGD_PARALLEL_MIN_SIZE = 1 << 15
-    ADAM_PARALLEL_MIN_SIZE = 1 << 13
 
 
 #: Elements from which each update may use more than one thread.

@@ -44,6 +44,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 import numpy as np
 
 from nncore._kernels.types cimport real
+from nncore._kernels.blocking cimport STEP_FLOPS_PER_THREAD
 from nncore._kernels.activation_math cimport softmax_row
 from nncore._kernels.codes cimport ACT_SOFTMAX, LOSS_MSE, OPT_SGD, OPT_ADAM
 from nncore._kernels.gemm cimport (Epilogue, gemm_part_size, gemm_part_strip,
@@ -64,16 +65,6 @@ cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
     int nn_omp_num_threads()
     void nn_barrier()
-
-cdef enum:
-    # Flops (forward + backward GEMMs) a step needs per thread: up to this a
-    # step runs on one thread without opening a parallel region; above, on at
-    # most ceil(flops / this) threads, so a small net on many cores does not
-    # spend its step in barriers. On the 2-core VM, W2 (1.7 MFLOP a step) on 2
-    # threads gave 1.25-1.35x (best of 15) but 0.96x (median, alternating with
-    # 1 thread): a step of ~60 us is too short to risk 14 barriers on shared
-    # cores, so it stays on one thread. Not measured beyond 2 cores.
-    STEP_FLOPS_PER_THREAD = 1 << 21
 
 
 cdef struct LayerPtrs:

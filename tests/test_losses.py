@@ -22,7 +22,7 @@ LOSSES = F.LOSSES
 LABEL_LOSSES = ("softmax_cross_entropy", "hinge")
 BACKENDS = ("compiled", "numpy")
 # N = 1, K = 1 (a valid if trivial problem for every loss), K = 2, primes, and
-# 257 x 263 = 67591 elements, above PARALLEL_MIN_ELEMENTS = 65536.
+# 257 x 263 = 67591 elements, above LOSS_PARALLEL_MIN = 65536.
 SHAPES = [(1, 1), (1, 2), (1, 7), (2, 1), (3, 2), (13, 2), (17, 11), (31, 3),
           (97, 13), (257, 263)]
 
@@ -382,7 +382,7 @@ def test_float_target_converted_to_output_dtype(rng, name):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(3, 5), (300, 257), (1000, 97)], ids=str)
 def test_threads_bitwise_equal(rng, name, dtype, shape):
-    # 300 x 257 and 1000 x 97 are above PARALLEL_MIN_ELEMENTS: rows run in parallel.
+    # 300 x 257 and 1000 x 97 are above LOSS_PARALLEL_MIN: rows run in parallel.
     n, k = shape
     output = (3 * rng.standard_normal(shape)).astype(dtype)
     target = make_target(rng, name, n, k, dtype)
