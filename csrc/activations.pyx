@@ -95,3 +95,31 @@ def activation_backward(int code, double slope,
     with nogil:
         backward_rows(code, <real> slope, &z[0, 0], &a[0, 0], &grad_a[0, 0],
                       &out[0, 0], z.shape[0], z.shape[1], n_threads)
+
+
+# ---- C-level entry (activations.pxd) ------------------------------------------------
+
+cdef void forward_f32(int code, double slope, const float* z, float* a,
+                      Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
+    if rows > 0 and cols > 0:
+        forward_rows(code, <float> slope, z, a, rows, cols, n_threads)
+
+
+cdef void forward_f64(int code, double slope, const double* z, double* a,
+                      Py_ssize_t rows, Py_ssize_t cols, int n_threads) noexcept nogil:
+    if rows > 0 and cols > 0:
+        forward_rows(code, slope, z, a, rows, cols, n_threads)
+
+
+cdef void backward_f32(int code, double slope, const float* z, const float* a,
+                       const float* grad_a, float* grad_z, Py_ssize_t rows, Py_ssize_t cols,
+                       int n_threads) noexcept nogil:
+    if rows > 0 and cols > 0:
+        backward_rows(code, <float> slope, z, a, grad_a, grad_z, rows, cols, n_threads)
+
+
+cdef void backward_f64(int code, double slope, const double* z, const double* a,
+                       const double* grad_a, double* grad_z, Py_ssize_t rows, Py_ssize_t cols,
+                       int n_threads) noexcept nogil:
+    if rows > 0 and cols > 0:
+        backward_rows(code, slope, z, a, grad_a, grad_z, rows, cols, n_threads)

@@ -13,6 +13,9 @@ Design:
   one thread over rows in order: results do not depend on the thread count.
 - Shapes: x (n, n_in), w (n_out, n_in), b (n_out,), z, a, grad_a, grad_z
   (n, n_out). nncore.functional validates everything first.
+- Two tiers: dense_forward_run / dense_backward_run on pointers (the C-level
+  entry of dense.pxd, public through nncore/kernels.pxd), and the def wrappers
+  on memoryviews that call them.
 """
 from cython.parallel cimport prange
 
@@ -109,6 +112,60 @@ cdef void grad_z_and_bias_part(int code, real slope, const real* z, const real* 
         grad_z_strip(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, s)
 
 
+cdef int dense_forward_run(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                           const real* x, Py_ssize_t rs_x, Py_ssize_t cs_x,
+                           const real* w, Py_ssize_t rs_w, Py_ssize_t cs_w,
+                           const real* b, int code, double slope,
+                           real* z, real* a, int n_threads) noexcept nogil:
+    """z = x @ w.T + b (b NULL: none), a = f(z); z, a (n, n_out) C-contiguous, a may
+    be z. Returns 0, or -1 when the packing buffers cannot be allocated."""
+    cdef Py_ssize_t i
+    cdef Epilogue ep
+    cdef int rc
+    if n <= 0 or n_out <= 0:
+        return 0
+    ep.bias = b
+    ep.activation = code
+    ep.slope = slope
+    ep.ld_act = n_out
+    ep.act_out = NULL if code == ACT_SOFTMAX else a    # may be z: in place
+    rc = gemm_any(n, n_out, n_in, x, rs_x, cs_x, w, cs_w, rs_w, z, n_out, &ep, n_threads)
+    if rc == 0 and code == ACT_SOFTMAX:
+        for i in range(n):
+            softmax_row(z + i * n_out, a + i * n_out, n_out)
+    return rc
+
+
+cdef int dense_backward_run(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                            const real* x, Py_ssize_t rs_x, Py_ssize_t cs_x,
+                            const real* w, Py_ssize_t rs_w, Py_ssize_t cs_w,
+                            const real* z, const real* a, const real* grad_a,
+                            int code, double slope, real* grad_z, real* grad_x,
+                            real* grad_w, real* grad_b, int n_threads) noexcept nogil:
+    """grad_z = grad_a f'(z); grad_b = sum(grad_z, 0) (NULL: skip); grad_w = grad_z.T @ x;
+    grad_x = grad_z @ w (NULL: skip). z, a, grad_a, grad_z (n, n_out), grad_x (n, n_in),
+    grad_w (n_out, n_in) C-contiguous; grad_z may be grad_a. Returns 0 or -1 (no memory)."""
+    cdef Py_ssize_t i
+    cdef int rc = 0
+    if n_out <= 0:
+        return 0
+    if n <= 0:       # an empty batch has zero gradients
+        for i in range(n_out):
+            if grad_b != NULL:
+                grad_b[i] = 0
+        for i in range(n_out * n_in):
+            grad_w[i] = 0
+        return 0
+    grad_z_and_bias(code, <real> slope, z, a, grad_a, grad_z, grad_b, n, n_out, n_threads)
+    if n_in > 0:
+        rc = gemm_any(n_out, n_in, n, grad_z, 1, n_out, x, rs_x, cs_x,
+                      grad_w, n_in, NULL, n_threads)
+    if rc == 0 and grad_x != NULL and n_in > 0:
+        rc = gemm_any(n, n_in, n_out, grad_z, n_out, 1, w, rs_w, cs_w,
+                      grad_x, n_in, NULL, n_threads)
+    return rc
+
+
 def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
                   const real[:, :] weight,       # IN  (n_out, n_in), any strides
                   const real[::1] bias,          # IN  (n_out,) or None
@@ -118,25 +175,18 @@ def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
                   int n_threads):
     """z = x @ weight.T + bias; a = f(z)."""
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = weight.shape[0]
-    cdef Py_ssize_t isz = sizeof(real), i
-    cdef Epilogue ep
+    cdef Py_ssize_t isz = sizeof(real)
+    cdef const real* pb = &bias[0] if bias is not None else NULL
     cdef int rc
     if n == 0 or n_out == 0:
         return
-    ep.bias = &bias[0] if bias is not None else NULL
-    ep.activation = code
-    ep.slope = slope
-    ep.ld_act = n_out
-    ep.act_out = NULL if code == ACT_SOFTMAX else &a[0, 0]    # may be z: in place
     with nogil:
-        rc = gemm_any(n, n_out, n_in,
-                      &x[0, 0] if n_in > 0 else NULL, x.strides[0] // isz, x.strides[1] // isz,
-                      &weight[0, 0] if n_in > 0 else NULL, weight.strides[1] // isz,
-                      weight.strides[0] // isz,
-                      &z[0, 0], n_out, &ep, n_threads)
-        if rc == 0 and code == ACT_SOFTMAX:
-            for i in range(n):
-                softmax_row(&z[i, 0], &a[i, 0], n_out)
+        rc = dense_forward_run(n, n_in, n_out,
+                               &x[0, 0] if n_in > 0 else NULL, x.strides[0] // isz,
+                               x.strides[1] // isz,
+                               &weight[0, 0] if n_in > 0 else NULL, weight.strides[0] // isz,
+                               weight.strides[1] // isz,
+                               pb, code, slope, &z[0, 0], &a[0, 0], n_threads)
     if rc != 0:
         raise MemoryError("nncore.dense_forward: cannot allocate packing buffers")
 
@@ -155,36 +205,28 @@ def dense_backward(const real[:, :] x,           # IN  (n, n_in), any strides
     """grad_z = grad_a f'(z); grad_bias = sum(grad_z, 0); grad_weight = grad_z.T @ x;
     grad_x = grad_z @ weight."""
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = weight.shape[0]
-    cdef Py_ssize_t isz = sizeof(real), i, j
+    cdef Py_ssize_t isz = sizeof(real)
     cdef real* pgb = &grad_bias[0] if grad_bias is not None and n_out > 0 else NULL
-    cdef int rc = 0
+    cdef bint full = n > 0 and n_in > 0
+    cdef int rc
     if n_out == 0:
         return
-    if n == 0:       # an empty batch has zero gradients
-        for i in range(n_out):
-            if pgb != NULL:
-                pgb[i] = 0
-            for j in range(n_in):
-                grad_weight[i, j] = 0
-        return
     with nogil:
-        grad_z_and_bias(code, <real> slope, &z[0, 0], &a[0, 0], &grad_a[0, 0],
-                        &grad_z[0, 0], pgb, n, n_out, n_threads)
-        if n_in > 0:
-            rc = gemm_any(n_out, n_in, n,
-                          &grad_z[0, 0], 1, n_out,
-                          &x[0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                          &grad_weight[0, 0], n_in, NULL, n_threads)
-        if rc == 0 and grad_x is not None and n_in > 0:
-            rc = gemm_any(n, n_in, n_out,
-                          &grad_z[0, 0], n_out, 1,
-                          &weight[0, 0], weight.strides[0] // isz, weight.strides[1] // isz,
-                          &grad_x[0, 0], n_in, NULL, n_threads)
+        rc = dense_backward_run(n, n_in, n_out,
+                                &x[0, 0] if full else NULL, x.strides[0] // isz,
+                                x.strides[1] // isz,
+                                &weight[0, 0] if n_in > 0 else NULL,
+                                weight.strides[0] // isz, weight.strides[1] // isz,
+                                &z[0, 0] if n > 0 else NULL, &a[0, 0] if n > 0 else NULL,
+                                &grad_a[0, 0] if n > 0 else NULL, code, slope,
+                                &grad_z[0, 0] if n > 0 else NULL,
+                                &grad_x[0, 0] if grad_x is not None and full else NULL,
+                                &grad_weight[0, 0] if n_in > 0 else NULL, pgb, n_threads)
     if rc != 0:
         raise MemoryError("nncore.dense_backward: cannot allocate packing buffers")
 
 
-# ---- C-level entry (nncore/_dense.pxd) --------------------------------------------
+# ---- C-level entry (dense.pxd) -----------------------------------------------------
 
 cdef void grad_z_and_bias_f32(int code, float slope, const float* z, const float* a,
                               const float* grad_a, float* grad_z, float* grad_b,
@@ -210,3 +252,41 @@ cdef void grad_z_and_bias_part_f64(int code, double slope, const double* z, cons
                                    Py_ssize_t rows, Py_ssize_t cols, int t,
                                    int nt) noexcept nogil:
     grad_z_and_bias_part(code, slope, z, a, grad_a, grad_z, grad_b, rows, cols, t, nt)
+
+
+cdef int dense_forward_f32(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                           const float* x, Py_ssize_t rs_x, Py_ssize_t cs_x,
+                           const float* w, Py_ssize_t rs_w, Py_ssize_t cs_w,
+                           const float* b, int code, double slope,
+                           float* z, float* a, int n_threads) noexcept nogil:
+    return dense_forward_run(n, n_in, n_out, x, rs_x, cs_x, w, rs_w, cs_w, b, code, slope,
+                             z, a, n_threads)
+
+
+cdef int dense_forward_f64(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                           const double* x, Py_ssize_t rs_x, Py_ssize_t cs_x,
+                           const double* w, Py_ssize_t rs_w, Py_ssize_t cs_w,
+                           const double* b, int code, double slope,
+                           double* z, double* a, int n_threads) noexcept nogil:
+    return dense_forward_run(n, n_in, n_out, x, rs_x, cs_x, w, rs_w, cs_w, b, code, slope,
+                             z, a, n_threads)
+
+
+cdef int dense_backward_f32(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                            const float* x, Py_ssize_t rs_x, Py_ssize_t cs_x,
+                            const float* w, Py_ssize_t rs_w, Py_ssize_t cs_w,
+                            const float* z, const float* a, const float* grad_a,
+                            int code, double slope, float* grad_z, float* grad_x,
+                            float* grad_w, float* grad_b, int n_threads) noexcept nogil:
+    return dense_backward_run(n, n_in, n_out, x, rs_x, cs_x, w, rs_w, cs_w, z, a, grad_a,
+                              code, slope, grad_z, grad_x, grad_w, grad_b, n_threads)
+
+
+cdef int dense_backward_f64(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                            const double* x, Py_ssize_t rs_x, Py_ssize_t cs_x,
+                            const double* w, Py_ssize_t rs_w, Py_ssize_t cs_w,
+                            const double* z, const double* a, const double* grad_a,
+                            int code, double slope, double* grad_z, double* grad_x,
+                            double* grad_w, double* grad_b, int n_threads) noexcept nogil:
+    return dense_backward_run(n, n_in, n_out, x, rs_x, cs_x, w, rs_w, cs_w, z, a, grad_a,
+                              code, slope, grad_z, grad_x, grad_w, grad_b, n_threads)

@@ -3,7 +3,7 @@ from nncore._version import __version__
 
 from nncore._threads import get_num_threads, set_num_threads, threads
 from nncore._kernels.openmp import openmp_enabled
-from nncore._config import config, show_config
+from nncore._config import config, get_include, show_config
 from nncore import functional, reference, init, losses, optim, callbacks, datasets
 from nncore.layers import Dense
 from nncore.model import MLP, Sequential, TrainingDiverged
@@ -14,6 +14,7 @@ from nncore import plot            # matplotlib is imported on first use, not he
 
 __all__ = [
     "__version__", "Dense", "MLP", "Sequential", "TrainingDiverged", "callbacks", "config",
-    "datasets", "functional", "get_num_threads", "gradcheck", "init", "io", "load", "losses",
-    "openmp_enabled", "optim", "plot", "reference", "set_num_threads", "show_config", "threads",
+    "datasets", "functional", "get_include", "get_num_threads", "gradcheck", "init", "io",
+    "load", "losses", "openmp_enabled", "optim", "plot", "reference", "set_num_threads",
+    "show_config", "threads",
 ]

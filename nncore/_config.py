@@ -1,4 +1,6 @@
-"""nncore.show_config(): what this build and process use."""
+"""nncore.show_config(): what this build and process use; nncore.get_include(): where its
+C API is."""
+import os
 import sys
 
 import numpy as np
@@ -20,6 +22,19 @@ def config():
         "simd": gemm.SIMD_PATH,
         "num_threads": get_num_threads(),
     }
+
+
+def get_include():
+    """The directory to pass to Cython and to the C compiler with -I to build against
+    nncore's C API (`from nncore.kernels cimport ...`, see docs/c-api.md), as
+    numpy.get_include() is for NumPy's.
+
+    It holds nncore/kernels.pxd and nncore/_kernels/ (the .pxd files and C headers
+    installed beside the compiled modules): the directory above those modules'
+    package, in site-packages for a wheel and for an editable install alike.
+    """
+    kernels_dir = os.path.dirname(os.path.abspath(gemm.__file__))
+    return os.path.dirname(os.path.dirname(kernels_dir))
 
 
 def show_config(file=None):
