@@ -263,7 +263,7 @@ def l2_penalty(const real[::1] weight,   # IN  (size,) W flattened
     return 0.5 * lam * acc
 
 
-# ---- C-level entry (nncore/_losses.pxd) -------------------------------------------
+# ---- C-level entry (losses.pxd) --------------------------------------------------
 
 cdef int loss_f32(int code, Py_ssize_t n, Py_ssize_t k, const float* o, const float* t,
                   const Py_ssize_t* y, const double* s, float* g, double* value,

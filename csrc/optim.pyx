@@ -215,7 +215,7 @@ def adam_step(real[::1] param,           # IN/OUT (n,)
                   <real> weight_decay, n_threads)
 
 
-# ---- C-level entry (nncore/_optim.pxd) --------------------------------------------
+# ---- C-level entry (optim.pxd) ---------------------------------------------------
 
 cdef void sgd_f32(Py_ssize_t n, float* param, const float* grad, float* velocity,
                   float lr, float momentum, float weight_decay, bint nesterov,

@@ -218,7 +218,8 @@ def test_dense_layer_forward_backward(ext, rng):
     b = rng.standard_normal(5)
     grad_a = rng.standard_normal((40, 5))
     z, a, grad_z = (np.full((40, 5), np.nan) for _ in range(3))
-    grad_x, grad_w, grad_b = np.full((40, 12), np.nan), np.full((5, 12), np.nan), np.full(5, np.nan)
+    grad_x, grad_w = np.full((40, 12), np.nan), np.full((5, 12), np.nan)
+    grad_b = np.full(5, np.nan)
     xt = np.ascontiguousarray(x.T)
     assert ext.dense_layer(xt, w, b, grad_a, z, a, grad_z, grad_x, grad_w, grad_b, 1) == 0
     z_ref = x @ w.T + b
