@@ -67,6 +67,24 @@ class Dense:
         self._rows = 0
         return self
 
+    def array_names(self):
+        """The names of the arrays a saved layer holds: weight, and bias if it has one."""
+        return ("weight", "bias") if self.use_bias else ("weight",)
+
+    def arrays(self):
+        """{name: array} of array_names(): the layer's own arrays, for saving."""
+        return {name: getattr(self, name) for name in self.array_names()}
+
+    def restore(self, arrays, dtype):
+        """What build sets, with the weights taken from arrays (copied, C-contiguous)."""
+        dtype = np.dtype(dtype)
+        self.weight = np.array(arrays["weight"], dtype, order="C")
+        self.bias = np.array(arrays["bias"], dtype, order="C") if self.use_bias else None
+        self.grad_weight = np.zeros(self.weight.shape, dtype)
+        self.grad_bias = np.zeros(self.n_out, dtype)
+        self._rows = 0
+        return self
+
     def parameters(self):
         """[weight, bias] (bias left out when the layer has none)."""
         return [self.weight, self.bias] if self.use_bias else [self.weight]

@@ -81,8 +81,8 @@ def trained(name, epochs=2):
 def assert_same_model(a, b):
     """Same config (optimizer epoch and t, shuffling state included) and bitwise
     the same weights and optimizer state."""
-    config_a, arrays_a = io.get_state(a)
-    config_b, arrays_b = io.get_state(b)
+    config_a, arrays_a = a.get_state()
+    config_b, arrays_b = b.get_state()
     assert config_a == config_b
     assert arrays_a.keys() == arrays_b.keys()
     for key in arrays_a:
@@ -145,8 +145,9 @@ def test_file_layout(tmp_path):
         "softmax_cross_entropy"
     assert config["layers"] == [layer.config() for layer in model.layers]
     assert config["optimizer"] == dict(
-        type="SGD", lr=0.05, weight_decay=1e-3, epoch=2, momentum=0.9, nesterov=True,
-        schedule=dict(type="StepDecay", step_size=1, gamma=0.5))
+        type="SGD", lr=0.05, weight_decay=1e-3, epoch=2, t=model.optimizer.t, momentum=0.9,
+        nesterov=True, schedule=dict(type="StepDecay", step_size=1, gamma=0.5))
+    assert model.optimizer.t == 2 * -(-N // 8)          # every optimizer counts its steps
     assert config["shuffle_rng"] == model._shuffle_rng.bit_generator.state
 
 
@@ -199,7 +200,7 @@ def test_file_mode(tmp_path):
 
 def test_fortran_order_arrays_accepted(tmp_path):
     model = trained("adam_model")
-    config, arrays = io.get_state(model)
+    config, arrays = model.get_state()
     arrays = {k: np.asfortranarray(a) for k, a in arrays.items()}
     write(tmp_path / "f.npz", config, arrays)
     loaded = nncore.load(tmp_path / "f.npz")
@@ -253,7 +254,7 @@ def test_multiprocessing():
 
 
 def test_set_state_fills_all_or_nothing():
-    config, arrays = io.get_state(trained("sgd_model"))
+    config, arrays = trained("sgd_model").get_state()
     arrays = dict(arrays, **{"layers.1.bias": np.full(3, np.nan, np.float32)})
     bare = Sequential.__new__(Sequential)
     with pytest.raises(ModelFileError, match="layers.1.bias holds NaN or inf"):
@@ -438,7 +439,7 @@ def write(path, config, arrays, config_array=None):
 
 
 def good_state(name):
-    config, arrays = io.get_state(trained(name))
+    config, arrays = trained(name).get_state()
     return copy.deepcopy(config), {k: a.copy() for k, a in arrays.items()}
 
 
@@ -617,7 +618,7 @@ def test_bad_arrays(tmp_path, name, edit, match):
     assert_refused(tmp_path / "bad.npz", match)
     # the same state is refused when unpickled
     with pytest.raises(ModelFileError, match=match):
-        io.from_state(config, arrays)
+        Sequential.from_state(config, arrays)
 
 
 def test_bias_for_layer_without_one(tmp_path):
