@@ -16,6 +16,7 @@ A problem with the command, its files or its data prints one line,
 NNCORE_TRACEBACK=1 shows the traceback instead.
 """
 import argparse
+import inspect
 import contextlib
 import json
 import math
@@ -33,7 +34,18 @@ PROG = "nncore"
 GENERATED = ("spiral", "xor", "moons", "circles", "sine")
 DATA_HELP = ("spiral, xor, moons, circles, sine, digits, mnist:<folder> or csv:<file>")
 DEFAULT_SAMPLES = {"spiral": 300, "moons": 500, "circles": 500, "sine": 500}
-DEFAULT_LR = {"sgd": 0.1, "adam": 0.001}
+# The CLI's defaults where they differ from the optimizer classes' own
+DEFAULT_LR = {"sgd": 0.1}
+DEFAULT_MOMENTUM = {"sgd": 0.9}
+
+
+def _optimizer_classes():
+    """{cli name: class} of nncore.optim's optimizers: sgd, adam, rmsprop, ..."""
+    return {name.lower(): cls for name, cls in nn.optim.OPTIMIZERS.items()}
+
+
+def _takes(cls, name):
+    return name in inspect.signature(cls).parameters
 MAX_DEFAULT_CLASSES = 1000      # more whole-number targets than this look like regression
 
 
@@ -219,14 +231,20 @@ def cmd_train(args):
     loss = losses_mod.get(args.loss or ("softmax_cross_entropy" if _is_labels(y) else "mse"))
     sizes = args.layers or _default_sizes(X, y, loss)
     _check_sizes(sizes, X, y, loss)
-    if args.optimizer == "adam" and args.momentum is not None:
-        raise CLIError("--momentum applies to --optimizer sgd (Adam keeps its betas "
-                       "0.9, 0.999)")
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    if args.optimizer == "sgd":
-        optimizer = nn.optim.SGD(lr=lr, momentum=0.9 if args.momentum is None else args.momentum)
-    else:
-        optimizer = nn.optim.Adam(lr=lr)
+    cls = _optimizer_classes()[args.optimizer]
+    kwargs = {}
+    if args.lr is not None or args.optimizer in DEFAULT_LR:
+        kwargs["lr"] = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    if _takes(cls, "momentum"):
+        momentum = args.momentum if args.momentum is not None else \
+            DEFAULT_MOMENTUM.get(args.optimizer)
+        if momentum is not None:
+            kwargs["momentum"] = momentum
+    elif args.momentum is not None:
+        takes = [n for n, c in _optimizer_classes().items() if _takes(c, "momentum")]
+        raise CLIError(f"--momentum applies to --optimizer {' or '.join(takes)} "
+                       f"({cls.__name__} has no momentum)")
+    optimizer = cls(**kwargs)
     if args.save:
         folder = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(folder):
@@ -532,10 +550,11 @@ def build_parser():
                    help="of the hidden layers (default relu); the output layer stays linear")
     p.add_argument("--loss", choices=list(losses_mod.LOSSES),
                    help="default softmax_cross_entropy for class labels, mse otherwise")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--optimizer", choices=list(_optimizer_classes()), default="sgd")
     p.add_argument("--lr", type=_number(positive=True),
-                   help="learning rate (default 0.1 for sgd, 0.001 for adam)")
-    p.add_argument("--momentum", type=_number(), help="sgd (default 0.9)")
+                   help="learning rate (default 0.1 for sgd, else the optimizer's own)")
+    p.add_argument("--momentum", type=_number(),
+                   help="for optimizers with momentum (default 0.9 for sgd)")
     p.add_argument("--epochs", type=_positive_int, default=100)
     p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
     p.add_argument("--l2", type=_number(), default=0.0,
