@@ -112,3 +112,14 @@ def get(loss):
     if isinstance(loss, Loss):
         return loss
     return LOSSES[_checks.choice(loss, "loss", tuple(LOSSES))]()
+
+
+def saved_name(loss):
+    """The name a model file keeps for loss (a name or a Loss of LOSSES); ValueError
+    for a loss that could not be loaded back (a custom Loss)."""
+    if isinstance(loss, str):
+        return get(loss).name
+    if type(loss) is not LOSSES.get(getattr(loss, "name", None)):
+        raise ValueError(f"cannot save the model: its loss {loss!r} is not one of "
+                         f"nncore.losses.LOSSES ({', '.join(LOSSES)})")
+    return loss.name

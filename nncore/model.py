@@ -8,7 +8,6 @@
 Training runs on a plan (nncore.functional.train_plan: the compiled StepPlan, or
 its NumPy twin with backend="numpy"); nncore.training drives it for fit.
 """
-import json
 import numbers
 import os
 
@@ -126,17 +125,16 @@ class Sequential:
             nncore_version=__version__, dtype=self.dtype.name, l2=self.l2,
             backend=self.backend, seed=self.seed,
             layers=[layer.config() for layer in self.layers],
-            loss=_loss_name(self.loss),
+            loss=None if self.loss is None else losses_mod.saved_name(self.loss),
             optimizer=None if self.optimizer is None else self.optimizer.config(),
             shuffle_rng=self._shuffle_rng.bit_generator.state)
-        # plain JSON types only (lists for tuples, ints for numpy integers), so a
-        # pickled config equals the one a file holds
-        config = json.loads(json.dumps(config, default=_json_scalar, allow_nan=False))
+        config = schema.json_ready(config)
         arrays = {}
         for i, layer in enumerate(self.layers):
             arrays.update((f"layers.{i}.{k}", a) for k, a in layer.arrays().items())
         if self.optimizer is not None:
-            arrays.update(_optimizer_arrays(self.optimizer, self.parameters()))
+            arrays.update((f"optimizer.{k}", a) for k, a in
+                          self.optimizer.saved_state(self.parameters()).items())
         try:                          # never write what load would refuse
             schema.check_arrays(schema.parse(config), arrays)
         except schema.ModelFileError as e:
@@ -469,42 +467,6 @@ def _accuracy(loss, out, y):
     if pred.ndim == 1 and y.ndim == 2:
         y = y[:, 0]
     return int(np.count_nonzero(pred == y)) / pred.size
-
-
-def _loss_name(loss):
-    if loss is None:
-        return None
-    if isinstance(loss, str):
-        return losses_mod.get(loss).name
-    if type(loss) is not losses_mod.LOSSES.get(getattr(loss, "name", None)):
-        raise ValueError(f"cannot save the model: its loss {loss!r} is not one of "
-                         f"nncore.losses.LOSSES ({', '.join(losses_mod.LOSSES)})")
-    return loss.name
-
-
-def _optimizer_arrays(optimizer, params):
-    """{'optimizer.<s>.<j>': array} for each state s that matches params. A state
-    that does not (the optimizer last stepped another model) is left out: the
-    next step would restart it at zero, as loading without it does."""
-    saved = optimizer.state_arrays()
-    arrays = {}
-    for name in optimizer.active_states():
-        group = [saved.get(f"{name}.{j}") for j in range(len(params))]
-        if len(optimizer.state.get(name, ())) == len(params) and all(
-                a is not None and a.shape == p.shape and a.dtype == p.dtype
-                for a, p in zip(group, params)):
-            arrays.update((f"optimizer.{name}.{j}", a) for j, a in enumerate(group))
-    return arrays
-
-
-def _json_scalar(value):
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    raise TypeError(f"{value!r} ({type(value).__name__}) cannot be written to a model file")
 
 
 def MLP(sizes, activation="relu", output_activation="identity", *, init=None, seed=None,

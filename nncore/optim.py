@@ -174,9 +174,23 @@ class Optimizer:
         return {name: getattr(self, name) for name in self.hyper_types}
 
     def state_arrays(self):
-        """{'<state>.<i>': array} for saving."""
+        """{'<state>.<i>': array} of every state array."""
         return {f"{name}.{i}": a for name, arrays in self.state.items()
                 for i, a in enumerate(arrays)}
+
+    def saved_state(self, params):
+        """{'<state>.<j>': array} for saving with params: each state that matches
+        params. A state that does not (the optimizer last stepped another model) is
+        left out: the next step would restart it at zero, as loading without it does."""
+        saved = self.state_arrays()
+        arrays = {}
+        for name in self.active_states():
+            group = [saved.get(f"{name}.{j}") for j in range(len(params))]
+            if len(self.state.get(name, ())) == len(params) and all(
+                    a is not None and a.shape == p.shape and a.dtype == p.dtype
+                    for a, p in zip(group, params)):
+                arrays.update((f"{name}.{j}", a) for j, a in enumerate(group))
+        return arrays
 
     def load_state_arrays(self, arrays, params):
         """Restore state saved by state_arrays, checked against params."""

@@ -31,7 +31,9 @@ Training history and the layers' workspaces are not saved. parse(config) and
 check_arrays(spec, arrays) raise ModelFileError, a ValueError, naming what is
 wrong; nothing here knows the model class (nncore.model builds it from a spec).
 """
+import json
 import math
+import numbers
 
 import numpy as np
 
@@ -42,7 +44,7 @@ from nncore.init import INITIALIZERS
 from nncore.layers import Dense
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "check_arrays", "check_names",
-           "check_layout", "parse", "wrapped"]
+           "check_layout", "json_ready", "parse", "wrapped"]
 
 FORMAT = "nncore-model"
 FORMAT_VERSION = 1
@@ -51,6 +53,22 @@ DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 class ModelFileError(ValueError):
     """A model file (or pickled state) that cannot be loaded; the message says why."""
+
+
+def json_ready(config):
+    """config in plain JSON types only (lists for tuples, ints for NumPy integers), so
+    a pickled config equals the one a file holds; ValueError for what JSON cannot hold."""
+    return json.loads(json.dumps(config, default=_json_scalar, allow_nan=False))
+
+
+def _json_scalar(value):
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"{value!r} ({type(value).__name__}) cannot be written to a model file")
 
 
 def wrapped(fn, where, *args):
