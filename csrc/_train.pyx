@@ -40,7 +40,7 @@ Design:
   check the batch against the plan (O(1)).
 """
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport fmax, isfinite, pow, sqrt
+from libc.math cimport INFINITY, fmax, isfinite, pow, sqrt
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -313,7 +313,7 @@ cdef int apply_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Py_ss
             sh.rc = 2
         else:
             if not bnd.known:
-                exact_bounds(layers, n_layers, bnd, zero)
+                exact_bounds(layers, n_layers, h, bnd, zero)
             if next_bounds(h, gmax, bnd, &nb, zero):
                 bnd[0] = nb
                 sh.rc = 0
@@ -385,11 +385,26 @@ cdef inline double absmax(const real* p, Py_ssize_t size) noexcept nogil:
         return nn_absmax_f64(p, size)
 
 
-cdef void exact_bounds(const LayerPtrs* layers, int n_layers, Bounds* bnd,
+cdef inline bint any_negative(const void* p, Py_ssize_t size, real tag) noexcept nogil:
+    cdef const real* x = <const real*> p
+    cdef Py_ssize_t i
+    cdef bint neg = False
+    if p == NULL:
+        return False
+    for i in range(size):
+        neg |= x[i] < 0
+    return neg
+
+
+cdef void exact_bounds(const LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
                        real tag) noexcept nogil:
-    """bnd = max |w|, |state1|, |state2| over every layer, measured."""
+    """bnd = max |w|, |state1|, |state2| over every layer, measured. A mean of squares
+    (Adam's v: state2, RMSprop's: state1) below 0 -- no update makes one, but Python
+    may have written it -- makes its bound inf, so that the update is tried on copies
+    first (dry_run) and refused when the square root turns it into NaN."""
     cdef Py_ssize_t l, size
     cdef const LayerPtrs* L
+    cdef bint negative = False
     bnd.w = bnd.s1 = bnd.s2 = 0
     for l in range(n_layers):
         L = &layers[l]
@@ -405,6 +420,17 @@ cdef void exact_bounds(const LayerPtrs* layers, int n_layers, Bounds* bnd,
                 bnd.s1 = fmax(bnd.s1, absmax(<real*> L.s1b, L.n_out))
             if L.s2b != NULL:
                 bnd.s2 = fmax(bnd.s2, absmax(<real*> L.s2b, L.n_out))
+        if h.optimizer == OPT_ADAM:
+            negative |= (any_negative(L.s2w, size, tag)
+                         or any_negative(L.s2b if L.b != NULL else NULL, L.n_out, tag))
+        elif h.optimizer == OPT_RMSPROP:
+            negative |= (any_negative(L.s1w, size, tag)
+                         or any_negative(L.s1b if L.b != NULL else NULL, L.n_out, tag))
+    if negative:
+        if h.optimizer == OPT_ADAM:
+            bnd.s2 = INFINITY
+        else:
+            bnd.s1 = INFINITY
     bnd.known = True
 
 

@@ -24,6 +24,7 @@ import math
 import os
 import stat
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -126,6 +127,23 @@ def _header(npz, member):
     return shape, dtype, check_size
 
 
+def _check_stored(infos, file_size):
+    """Every member stored, not compressed (np.savez stores them), and the sizes the
+    archive declares fit in the file: reading never allocates more than the file holds
+    (a compressed member could expand a small file into gigabytes)."""
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ModelFileError(f"member {info.filename!r} is compressed (method "
+                                 f"{info.compress_type}): nncore model files store their "
+                                 f"arrays uncompressed"[:300])
+        if info.file_size != info.compress_size or info.file_size > file_size:
+            raise ModelFileError(f"member {info.filename!r} declares {info.file_size} bytes, "
+                                 f"more than the file's {file_size}: the file is damaged"[:300])
+    if sum(info.file_size for info in infos) > file_size:
+        raise ModelFileError(f"the members declare more bytes than the file's {file_size}: "
+                             f"the file is damaged")
+
+
 def _read(f):
     magic = f.read(4)
     f.seek(0)
@@ -137,6 +155,8 @@ def _read(f):
     with npz:
         with _reading("the .npz archive"):
             members = npz.zip.namelist()
+            infos = npz.zip.infolist()
+        _check_stored(infos, os.fstat(f.fileno()).st_size)
         names = [m[:-4] for m in members if m.endswith(".npy")]
         if len(names) < len(members):
             raise ModelFileError(f"the archive holds {len(members) - len(names)} member(s) "

@@ -8,8 +8,11 @@
 Training runs on a plan (nncore.functional.train_plan: the compiled StepPlan, or
 its NumPy twin with backend="numpy"); nncore.training drives it for fit.
 """
+import contextlib
 import numbers
 import os
+import threading
+import weakref
 
 import numpy as np
 
@@ -61,6 +64,7 @@ class Sequential:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                                  or seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
+        _adopt(self, layers)
         self.layers = layers
         self.dtype = _dtype(dtype)
         self.l2 = _checks.real_scalar(l2, "l2", nonnegative=True)
@@ -79,6 +83,8 @@ class Sequential:
         self.history = None
         self.stop_training = False
         self._plan_cache = None
+        self._usage = _Usage(self)
+        self._local = threading.local()          # each thread's inference buffers
 
     # ---- structure -------------------------------------------------------
 
@@ -137,27 +143,32 @@ class Sequential:
                           self.optimizer.saved_state(self.parameters()).items())
         try:                          # never write what load would refuse
             schema.check_arrays(schema.parse(config), arrays)
+            if self.optimizer is not None:
+                schema.wrapped(self.optimizer.check_state, "optimizer state")
         except schema.ModelFileError as e:
             raise ValueError(f"cannot save the model: {e}") from None
         return config, arrays
 
-    def set_state(self, config, arrays):
+    def set_state(self, config, arrays, *, copy=True):
         """Fill this model from (config, arrays) as get_state returns them: all of it
-        or, when anything is wrong (ModelFileError), none of it."""
+        or, when anything is wrong (ModelFileError), none of it. copy=False takes the
+        arrays themselves where they fit (nncore.load: one copy of each in memory)."""
         spec = schema.parse(config)
         schema.check_arrays(spec, arrays)
         dtype, layers = spec["dtype"], spec["layers"]
         for i, layer in enumerate(layers):
-            layer.restore({k: arrays[f"layers.{i}.{k}"] for k in layer.array_names()}, dtype)
+            layer.restore({k: arrays[f"layers.{i}.{k}"] for k in layer.array_names()}, dtype,
+                          copy=copy)
         optimizer = spec["optimizer"]
         if optimizer is not None:
             params = [p for layer in layers for p in layer.parameters()]
             state = {key[len("optimizer."):]: a for key, a in arrays.items()
                      if key.startswith("optimizer.")}
-            schema.wrapped(optimizer.load_state_arrays, "optimizer state", state, params)
+            schema.wrapped(optimizer.load_state_arrays, "optimizer state", state, params, copy)
         rng = np.random.Generator(np.random.PCG64(0))
         schema.wrapped(setattr, "shuffle_rng", rng.bit_generator, "state", spec["shuffle_rng"])
         # nothing below can fail: the model is filled completely or not at all
+        _adopt(self, layers)
         self.layers = layers
         self.dtype = dtype
         self.l2, self.backend, self.seed = spec["l2"], spec["backend"], spec["seed"]
@@ -168,9 +179,9 @@ class Sequential:
         return self
 
     @classmethod
-    def from_state(cls, config, arrays):
+    def from_state(cls, config, arrays, *, copy=True):
         """A new model from (config, arrays); see set_state."""
-        return cls.__new__(cls).set_state(config, arrays)
+        return cls.__new__(cls).set_state(config, arrays, copy=copy)
 
     def __getstate__(self):
         """Pickle the state a file holds (get_state), not the workspaces."""
@@ -194,7 +205,7 @@ class Sequential:
         nncore.io.ModelFileError naming what is wrong, OSError when unreadable."""
         config, arrays = io.read(path)
         try:
-            return cls.from_state(config, arrays)
+            return cls.from_state(config, arrays, copy=False)
         except schema.ModelFileError as e:
             e.args = (f"{os.fsdecode(path)}: {e.args[0]}",)
             raise
@@ -330,9 +341,10 @@ class Sequential:
         loss = self._loss(loss)
         optimizer = self._optimizer(optimizer)
         X, (t, y), w = self._batch(X, y, loss, sample_weight)
-        plan = self._plan(loss, optimizer, X.shape[0])
-        status, value, _, step = plan.step(X, t, y, w, optimizer.current_lr(), optimizer.t,
-                                           get_num_threads())
+        with self._usage.training("train_step"):
+            plan = self._plan(loss, optimizer, X.shape[0])
+            status, value, _, step = plan.step(X, t, y, w, optimizer.current_lr(),
+                                               optimizer.t, get_num_threads())
         optimizer.advance(steps=step - optimizer.t)
         if status in (1, 2):
             raise TrainingDiverged(f"{training.divergence(value)}: the weights are unchanged")
@@ -350,8 +362,9 @@ class Sequential:
         loss = self._loss(loss)
         optimizer = self._optimizer(None)
         X, (t, y), w = self._batch(X, y, loss, sample_weight)
-        plan = self._plan(loss, optimizer, X.shape[0])
-        status, value, _ = plan.gradients(X, t, y, w, get_num_threads())
+        with self._usage.training("compute_gradients"):
+            plan = self._plan(loss, optimizer, X.shape[0])
+            status, value, _ = plan.gradients(X, t, y, w, get_num_threads())
         if status == 3:
             raise ValueError("sample_weight is zero everywhere in this batch")
         if status == 1:
@@ -366,8 +379,9 @@ class Sequential:
         gradient is NaN or inf or the update would make a weight or a state NaN or inf."""
         optimizer = self._optimizer(optimizer)
         loss = self._loss(None) if self.loss is not None else losses_mod.get("mse")
-        plan = self._plan(loss, optimizer, 1)
-        status, step = plan.apply(optimizer.current_lr(), optimizer.t, get_num_threads())
+        with self._usage.training("apply_gradients"):
+            plan = self._plan(loss, optimizer, 1)
+            status, step = plan.apply(optimizer.current_lr(), optimizer.t, get_num_threads())
         optimizer.advance(steps=step - optimizer.t)
         if status != 0:
             raise TrainingDiverged("a gradient or the update would be NaN or inf: the "
@@ -420,13 +434,25 @@ class Sequential:
 
     def output(self, X, batch_size=4096):
         """The network's raw outputs a_L (n, n_outputs) for X, computed in blocks of
-        batch_size rows (the workspaces stay one block large)."""
+        batch_size rows in buffers of the calling thread: any number of threads may
+        predict with one model at once (not while it trains: RuntimeError)."""
         X = self._inputs(X)
         batch_size = positive_int(batch_size, "batch_size")
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        for start in range(0, X.shape[0], batch_size):
-            out[start:start + batch_size] = self._forward(X[start:start + batch_size])
+        with self._usage.inference():
+            for start in range(0, X.shape[0], batch_size):
+                out[start:start + batch_size] = self._infer(X[start:start + batch_size])
         return out
+
+    def _infer(self, x):
+        """a_L of a block x, in this thread's buffers (grown, never shrunk)."""
+        rows, local = x.shape[0], self._local
+        if getattr(local, "rows", 0) < rows:
+            local.buffers = [layer.buffers(rows) for layer in self.layers]
+            local.rows = rows
+        for layer, (z, a) in zip(self.layers, local.buffers):
+            x = layer.infer(x, z[:rows], a[:rows], backend=self.backend)
+        return x
 
     def _trained_loss(self):
         if self.loss is None:
@@ -460,6 +486,64 @@ class Sequential:
 
 
 load = Sequential.load
+
+
+def _adopt(model, layers):
+    """Make model the owner of layers; a layer may sit once in one live model (nncore
+    has no weight tying: a shared layer would get one gradient per use)."""
+    seen = {}
+    for i, layer in enumerate(layers):
+        if id(layer) in seen:
+            raise ValueError(f"layers[{i}] is layers[{seen[id(layer)]}]: a Dense may appear "
+                             f"once in a model (nncore does not tie weights); use a new Dense")
+        seen[id(layer)] = i
+        owner = layer._owner() if layer._owner is not None else None
+        if owner is not None and owner is not model:
+            raise ValueError(f"layers[{i}] already belongs to another model (building it "
+                             f"again would redraw that model's weights): use a new Dense, "
+                             f"or copy.deepcopy the model")
+    for layer in layers:
+        layer._owner = weakref.ref(model)
+
+
+class _Usage:
+    """Who uses a model now: any number of threads predicting, or one call training.
+    Training while anything else runs on the model -- another thread predicting or
+    training, or a fit called from a callback -- is refused, as is predicting from
+    another thread while it trains: either would read or write arrays mid-update."""
+
+    def __init__(self, model):
+        self._lock = threading.Lock()
+        self._predicting = 0
+        self._trainer = None                 # the thread that trains, or None
+
+    @contextlib.contextmanager
+    def training(self, what):
+        with self._lock:
+            if self._trainer is not None or self._predicting:
+                busy = ("training" if self._trainer is not None else "predicting")
+                raise RuntimeError(f"{what}: the model is {busy} in another call (a thread, "
+                                   f"or a callback of its own fit); train one model from one "
+                                   f"thread at a time, or give each thread its own model")
+            self._trainer = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._trainer = None
+
+    @contextlib.contextmanager
+    def inference(self):
+        with self._lock:
+            if self._trainer is not None and self._trainer != threading.get_ident():
+                raise RuntimeError("predict: the model is training in another thread; "
+                                   "predict after fit returns (or predict with a copy)")
+            self._predicting += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._predicting -= 1
 
 
 def _accuracy(loss, out, y):

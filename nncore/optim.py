@@ -192,8 +192,9 @@ class Optimizer:
                 arrays.update((f"{name}.{j}", a) for j, a in enumerate(group))
         return arrays
 
-    def load_state_arrays(self, arrays, params):
-        """Restore state saved by state_arrays, checked against params."""
+    def load_state_arrays(self, arrays, params, copy=True):
+        """Restore state saved by saved_state, checked against params (copied, or with
+        copy=False the arrays themselves where they are C-contiguous and writeable)."""
         for name in self.active_states():
             restored = []
             for i, p in enumerate(params):
@@ -206,7 +207,8 @@ class Optimizer:
                 if a.shape != p.shape or a.dtype != p.dtype:
                     raise ValueError(f"optimizer state {key} has shape {a.shape} {a.dtype}, "
                                      f"expected {p.shape} {p.dtype}")
-                restored.append(np.array(a))
+                own = not copy and a.flags.c_contiguous and a.flags.writeable
+                restored.append(a if own else np.array(a, order="C"))
             self.state[name] = restored
         self.check_state()
 

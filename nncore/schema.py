@@ -309,5 +309,5 @@ def check_arrays(spec, arrays):
         if not isinstance(a, np.ndarray):
             raise ModelFileError(f"{name} must be a NumPy array, got {type(a).__name__}")
         check_layout(name, a.shape, a.dtype, shapes[name], spec["dtype"])
-        if not np.isfinite(a).all():
+        if not F.all_finite(a):                 # one pass, no temporary
             raise ModelFileError(f"{name} holds NaN or inf")

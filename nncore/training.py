@@ -109,12 +109,12 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
     if verbose:
         callbacks.append(ProgressDisplay(epochs, n_batches, bar=None if verbose == 1 else False))
 
-    model.loss, model.optimizer = loss, optimizer
-    model.history = history = History()
-    model.stop_training = False
-    run = _Run(model, model._plan(loss, optimizer, batch_size), loss, optimizer, X, y, w,
-               batch_size, shuffle, validation, callbacks)
-    with _InterruptFlag() as interrupted:
+    with model._usage.training("fit"), _InterruptFlag() as interrupted:
+        model.loss, model.optimizer = loss, optimizer
+        model.history = history = History()
+        model.stop_training = False
+        run = _Run(model, model._plan(loss, optimizer, batch_size), loss, optimizer, X, y, w,
+                   batch_size, shuffle, validation, callbacks)
         for cb in callbacks:
             cb.on_train_begin(model)
         run.epochs(epochs, interrupted, verbose)

@@ -248,3 +248,20 @@ def test_epochs_in_one_call_stop_on_divergence():
             model.fit(X, y * 1e200, loss="mse", optimizer=nn.optim.SGD(lr=1.0), epochs=3,
                       batch_size=8, callbacks=callbacks)
         assert all(np.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("opt, state", [("adam", "v"), ("rmsprop", "square_avg")])
+@pytest.mark.parametrize("callbacks", [[], [Noop()]], ids=["epochs", "batches"])
+def test_negative_square_average_never_reaches_the_weights(opt, state, callbacks):
+    """A mean of squares below 0 is finite (so it passes a finiteness check) but its
+    square root is NaN: the update must be refused, not written."""
+    X, y = data("softmax_cross_entropy")
+    model = nn.MLP([2, 8, 3], seed=0, dtype="float32")
+    optimizer = OPTIMIZERS[opt]()
+    model.fit(X, y, loss="softmax_cross_entropy", optimizer=optimizer, epochs=1)
+    optimizer.state[state][0][0, 0] = -1.0
+    before = [p.copy() for p in model.parameters()]
+    with pytest.raises(nn.TrainingDiverged, match="a gradient or the update would be NaN"):
+        model.fit(X, y, epochs=2, callbacks=callbacks)
+    for p, q in zip(before, model.parameters()):
+        assert np.array_equal(p, q)
