@@ -1,37 +1,29 @@
 """How many threads nncore's kernels may use.
 
-nncore keeps its own count and passes it to each kernel; it never calls
+nncore passes a thread count to each kernel; it never calls
 omp_set_num_threads, so embedding nncore changes nothing for other OpenMP
 users in the process. Each kernel still stays on one thread below a size
 threshold (a parallel region costs microseconds).
 
-Default: OMP_NUM_THREADS if set, else the CPUs this process may run on.
+The count, first match wins:
+1. a `threads(n)` block (per thread and per asyncio task);
+2. `set_num_threads(n)` (the process);
+3. the OpenMP runtime's omp_get_max_threads(), read on each call from the
+   calling thread: OMP_NUM_THREADS, or a limit set with threadpoolctl's
+   `threadpool_limits(n)` in that thread (it calls omp_set_num_threads, whose
+   setting belongs to the calling thread), else the CPUs this process may use;
+   1 in a build without OpenMP. scikit-learn reads it the same way.
 """
 import contextlib
 import contextvars
 import numbers
-import os
 
 import numpy as np
 
-from nncore._openmp import openmp_enabled
+from nncore._openmp import omp_max_threads
 
 _override = contextvars.ContextVar("nncore_num_threads", default=None)
-
-
-def _default_num_threads():
-    if not openmp_enabled():
-        return 1
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-_num_threads = _default_num_threads()
+_num_threads = None          # set_num_threads(n); None: the OpenMP runtime's count
 
 
 def _check_count(n, name="n"):
@@ -45,15 +37,21 @@ def _check_count(n, name="n"):
 
 
 def set_num_threads(n):
-    """Set the thread count of nncore's kernels for this process; None restores the default."""
+    """Set the thread count of nncore's kernels for this process; None restores the
+    default (omp_get_max_threads(), read on each call)."""
     global _num_threads
-    _num_threads = _default_num_threads() if n is None else _check_count(n)
+    _num_threads = None if n is None else _check_count(n)
 
 
 def get_num_threads():
-    """The thread count kernels use now (a `threads(n)` block, else the process setting)."""
+    """The thread count kernels use now: a `threads(n)` block, else
+    set_num_threads(n), else omp_get_max_threads()."""
     n = _override.get()
-    return _num_threads if n is None else n
+    if n is None:
+        n = _num_threads
+        if n is None:
+            n = omp_max_threads()
+    return n
 
 
 @contextlib.contextmanager
