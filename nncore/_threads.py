@@ -6,9 +6,12 @@ users in the process. Each kernel still stays on one thread below a size
 threshold (a parallel region costs microseconds).
 
 The count, first match wins:
-1. a `threads(n)` block (per thread and per asyncio task);
-2. `set_num_threads(n)` (the process);
-3. the OpenMP runtime's omp_get_max_threads(), read on each call from the
+1. one thread in a forked child of a process that gave a kernel more than one
+   thread (libgomp's thread pool does not survive fork: a parallel region
+   there would wait forever for threads the child does not have);
+2. a `threads(n)` block (per thread and per asyncio task);
+3. `set_num_threads(n)` (the process);
+4. the OpenMP runtime's omp_get_max_threads(), read on each call from the
    calling thread: OMP_NUM_THREADS, or a limit set with threadpoolctl's
    `threadpool_limits(n)` in that thread (it calls omp_set_num_threads, whose
    setting belongs to the calling thread), else the CPUs this process may use;
@@ -17,6 +20,7 @@ The count, first match wins:
 import contextlib
 import contextvars
 import numbers
+import os
 
 import numpy as np
 
@@ -24,6 +28,24 @@ from nncore._openmp import omp_max_threads
 
 _override = contextvars.ContextVar("nncore_num_threads", default=None)
 _num_threads = None          # set_num_threads(n); None: the OpenMP runtime's count
+_pool_used = False           # a kernel was given more than one thread (here or before fork)
+_forked_serial = False       # forked after _pool_used: one thread from now on
+
+
+def _after_fork_in_child():
+    global _forked_serial
+    if _pool_used:
+        _forked_serial = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked_child_serial():
+    """True in a forked child whose parent gave kernels more than one thread:
+    every kernel then runs on one thread, whatever count is asked for."""
+    return _forked_serial
 
 
 def _check_count(n, name="n"):
@@ -44,13 +66,18 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The thread count kernels use now: a `threads(n)` block, else
-    set_num_threads(n), else omp_get_max_threads()."""
+    """The thread count kernels use now: 1 in a forked child of a parallel parent,
+    else a `threads(n)` block, else set_num_threads(n), else omp_get_max_threads()."""
+    global _pool_used
+    if _forked_serial:
+        return 1
     n = _override.get()
     if n is None:
         n = _num_threads
         if n is None:
             n = omp_max_threads()
+    if n > 1 and not _pool_used:
+        _pool_used = True
     return n
 
 
@@ -65,7 +92,14 @@ def threads(n):
 
 
 def resolve_num_threads(n_threads):
-    """The n_threads a kernel call gets: the argument, else get_num_threads()."""
+    """The n_threads a kernel call gets: the argument, else get_num_threads()
+    (1 in a forked child of a parallel parent, whatever the argument)."""
+    global _pool_used
     if n_threads is None:
         return get_num_threads()
-    return _check_count(n_threads, "n_threads")
+    n = _check_count(n_threads, "n_threads")
+    if _forked_serial:
+        return 1
+    if n > 1 and not _pool_used:
+        _pool_used = True
+    return n
