@@ -26,6 +26,8 @@ import numpy as np
 
 from nncore._openmp import omp_max_threads
 
+MAX_THREADS = 2 ** 31 - 1    # the kernels take a C int
+
 _override = contextvars.ContextVar("nncore_num_threads", default=None)
 _num_threads = None          # set_num_threads(n); None: the OpenMP runtime's count
 _pool_used = False           # a kernel was given more than one thread (here or before fork)
@@ -49,12 +51,14 @@ def forked_child_serial():
 
 
 def _check_count(n, name="n"):
-    if type(n) is int and n >= 1:
+    if type(n) is int and 1 <= n <= MAX_THREADS:
         return n
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name} must be an int >= 1, got {type(n).__name__} {n!r}")
     if n < 1:
         raise ValueError(f"{name} must be >= 1, got {n}")
+    if n > MAX_THREADS:
+        raise ValueError(f"{name} must be <= {MAX_THREADS} (a C int), got {n}")
     return int(n)
 
 
