@@ -102,6 +102,7 @@ def test_model_inputs_convert_like_the_model():
 
 
 @MODEL_CHECK
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_predict_says_X_is_beyond_float32():
     model = classifier()
     model.loss = "softmax_cross_entropy"
