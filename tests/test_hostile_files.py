@@ -64,7 +64,6 @@ BUG_FORTRAN = ("nncore.load accepts an optimizer state stored in Fortran order: 
 BUGS = {"compressed": BUG_COMPRESSED, "negative-v": BUG_NEGATIVE_V, "huge-t": BUG_HUGE_T,
         "loss-activation": BUG_LOSS_ACTIVATION, "fortran-state": BUG_FORTRAN}
 
-LONG_MAX = 2 ** 63 - 1
 BATCH_TIMEOUT = 120          # seconds for one child's whole list; a hang costs this once
 DEFAULT_CASES, SLOW_CASES = 400, 3000
 
