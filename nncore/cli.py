@@ -29,6 +29,7 @@ import numpy as np
 
 import nncore as nn
 from nncore import datasets, functional as F, losses as losses_mod
+from nncore._threads import MAX_THREADS
 
 PROG = "nncore"
 GENERATED = ("spiral", "xor", "moons", "circles", "sine")
@@ -85,6 +86,13 @@ def _number(minimum=0.0, positive=False, below=None):
             raise argparse.ArgumentTypeError(f"expected a number {want}, got {text!r}")
         return value
     return parse
+
+
+def _thread_count(text):
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected an int from 1 to {MAX_THREADS}, got {value}")
+    return value
 
 
 def _sizes(text):
@@ -526,7 +534,7 @@ def _add_data(p, required=True):
     p.add_argument("--validation-split", type=_number(below=1.0), default=0.0,
                    metavar="F",
                    help="hold out this fraction at random (stratified by class, seeded)")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
+    p.add_argument("--threads", type=_thread_count, metavar="N",
                    help="threads for the kernels (default: nncore.get_num_threads())")
 
 
@@ -585,7 +593,7 @@ def build_parser():
                    help=".csv (numbers only, optional header) or .npy (n, features)")
     p.add_argument("--output", metavar="FILE", help=".csv or .npy (default: the screen, as CSV)")
     p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
-    p.add_argument("--threads", type=_positive_int, metavar="N")
+    p.add_argument("--threads", type=_thread_count, metavar="N")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("info", help="architecture, parameters, loss, optimizer of a saved model")
@@ -606,7 +614,7 @@ def build_parser():
                                    "loss curve (the spiral without scikit-learn).")
     p.add_argument("--epochs", type=_positive_int, help="default 50 (spiral: 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, metavar="N")
+    p.add_argument("--threads", type=_thread_count, metavar="N")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -644,6 +652,12 @@ def main(argv=None):
         with contextlib.suppress(Exception):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except MemoryError as e:            # e.g. --layers 2,1000000000000,2
+        if os.environ.get("NNCORE_TRACEBACK"):
+            raise
+        print(f"{PROG}: error: out of memory" + (f": {_message(e)}" if str(e) else ""),
+              file=sys.stderr)
+        return 1
     except (OSError, ValueError, TypeError, ImportError, RuntimeError, ArithmeticError) as e:
         if os.environ.get("NNCORE_TRACEBACK"):
             raise

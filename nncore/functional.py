@@ -85,8 +85,8 @@ def _activation(name, slope):
 
 
 def _rows(x):
-    """x as a 2-D (rows, last axis) view."""
-    return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    """x as a 2-D (rows, last axis) view (rows counted, not inferred: x may be empty)."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1]) if x.ndim != 2 else x
 
 
 def _input(x, name, ndim=None):

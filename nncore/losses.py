@@ -23,7 +23,7 @@ class Loss:
 
     def targets(self, y, n, n_outputs, dtype):
         """y checked and converted once per fit: (n, n_outputs) floats or (n,) labels."""
-        y = np.asarray(y)
+        y = _checks.asarray(y, "y")
         if y.ndim == 1 and n_outputs == 1:
             y = y.reshape(-1, 1)
         if y.dtype.kind not in "fiu":
@@ -91,7 +91,7 @@ class BinaryCrossEntropy(Loss):
 
 def labels(y, n, n_classes, name):
     """Integer class labels (n,) in [0, n_classes), as intp."""
-    y = np.asarray(y)
+    y = _checks.asarray(y, "y")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.dtype.kind not in "iu":

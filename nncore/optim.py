@@ -23,7 +23,10 @@ class StepDecay:
         self.gamma = _checks.real_scalar(gamma, "gamma", positive=True)
 
     def __call__(self, epoch):
-        return self.gamma ** (epoch // self.step_size)
+        try:
+            return self.gamma ** (epoch // self.step_size)
+        except OverflowError:              # gamma > 1: the rate goes to inf (TrainingDiverged)
+            return float("inf")
 
     def config(self):
         return dict(type="StepDecay", step_size=self.step_size, gamma=self.gamma)
@@ -36,7 +39,10 @@ class ExponentialDecay:
         self.gamma = _checks.real_scalar(gamma, "gamma", positive=True)
 
     def __call__(self, epoch):
-        return self.gamma ** epoch
+        try:
+            return self.gamma ** epoch
+        except OverflowError:              # gamma > 1: the rate goes to inf (TrainingDiverged)
+            return float("inf")
 
     def config(self):
         return dict(type="ExponentialDecay", gamma=self.gamma)
@@ -49,7 +55,10 @@ class InverseScaling:
         self.power_t = _checks.real_scalar(power_t, "power_t", nonnegative=True)
 
     def __call__(self, epoch):
-        return 1.0 / (epoch + 1) ** self.power_t
+        try:
+            return 1.0 / (epoch + 1) ** self.power_t
+        except OverflowError:              # a large power_t: the rate goes to 0
+            return 0.0
 
     def config(self):
         return dict(type="InverseScaling", power_t=self.power_t)
