@@ -214,19 +214,7 @@ class Sequential:
 
     def _inputs(self, X, name="X"):
         """X as a C-contiguous (n, n_inputs) array of the model's dtype, all finite."""
-        if not isinstance(X, np.ndarray):
-            X = np.asarray(X)
-        if X.dtype.kind not in "fiu":
-            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-        if X.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-        if X.shape[1] != self.n_inputs:
-            raise ValueError(f"{name} has {X.shape[1]} features but the first layer takes "
-                             f"{self.n_inputs}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not F.all_finite(X):
-            raise ValueError(f"{name} contains NaN or inf")
-        return X
+        return _checks.model_inputs(X, name, self.n_inputs, self.dtype, F.all_finite)
 
     def _loss(self, loss):
         loss = losses_mod.get(loss if loss is not None else self.loss)
@@ -239,13 +227,7 @@ class Sequential:
     def _sample_weight(self, sample_weight, n):
         if sample_weight is None:
             return None
-        w = np.asarray(sample_weight, dtype=np.float64)
-        _checks.shape(w, "sample_weight", (n,))
-        if not np.isfinite(w).all() or (w < 0).any():
-            raise ValueError("sample_weight must be finite and >= 0")
-        if n and not (w > 0).any():
-            raise ValueError("sample_weight is zero everywhere")
-        return w
+        return _checks.sample_weights(sample_weight, "sample_weight", n)
 
     def _optimizer(self, optimizer):
         if optimizer is None:
@@ -481,6 +463,8 @@ class Sequential:
         """{'loss': ..., 'accuracy': ...} (accuracy for classification losses)."""
         loss = self._loss(loss) if loss is not None else self._trained_loss()
         X = self._inputs(X)
+        if X.shape[0] == 0:
+            raise ValueError("X is an empty batch: evaluate needs at least one sample")
         y = loss.targets(y, X.shape[0], self.n_outputs, self.dtype)
         return self._evaluate(X, y, loss, self._sample_weight(sample_weight, X.shape[0]))
 

@@ -305,7 +305,7 @@ class Adam(Optimizer):
         super().check_state()
         for i, v in enumerate(self.state.get("v", ())):
             if v.size and v.min() < 0:
-                raise ValueError(f"optimizer state v.{i} holds a negative value "
+                raise ValueError(f"optimizer.v.{i} holds a negative value "
                                  f"({v.min():g}): Adam's v is a mean of squares")
 
 
@@ -352,7 +352,7 @@ class RMSprop(Optimizer):
         super().check_state()
         for i, v in enumerate(self.state.get("square_avg", ())):
             if v.size and v.min() < 0:
-                raise ValueError(f"optimizer state square_avg.{i} holds a negative value "
+                raise ValueError(f"optimizer.square_avg.{i} holds a negative value "
                                  f"({v.min():g}): it is a mean of squares")
 
 

@@ -244,6 +244,11 @@ def parse(config):
                                  f"config.layers[{i - 1}] gives {layers[-1].n_out} outputs")
         layers.append(layer)
     spec["layers"] = layers
+    last = layers[-1].activation
+    if spec["loss"] not in (None, "mse") and last != "identity":
+        raise ModelFileError(f"config.loss {spec['loss']!r} takes the last layer's raw "
+                             f"outputs, but config.layers[{len(layers) - 1}].activation is "
+                             f"{last!r}, not 'identity'")
     if spec["optimizer"] is not None:
         spec["optimizer"] = wrapped(optim_mod.from_config, "config.optimizer",
                                      spec["optimizer"])

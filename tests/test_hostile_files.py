@@ -567,7 +567,6 @@ def test_the_unmutated_file_loads(adam_file, tmp_path):
     assert model.optimizer.t == 8 and model.loss.name == "mse"
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_COMPRESSED, raises=pytest.fail.Exception)
 @pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
                                          zipfile.ZIP_LZMA], ids=["deflate", "bzip2", "lzma"])
 def test_compressed_members_are_refused(adam_file, tmp_path, compression):
@@ -581,7 +580,6 @@ def _npy_bytes(array, fortran=False):
     return buf.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_NEGATIVE_V, raises=pytest.fail.Exception)
 def test_adam_state_with_negative_v_is_refused(adam_file, tmp_path):
     v = np.load(_io.BytesIO(dict(adam_file)["optimizer.v.0.npy"]))
     members = [(n, _npy_bytes(-v - 1e-3) if n == "optimizer.v.0.npy" else p)
@@ -590,7 +588,6 @@ def test_adam_state_with_negative_v_is_refused(adam_file, tmp_path):
         nncore.load(_write(tmp_path, members))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_HUGE_T, raises=pytest.fail.Exception)
 def test_adam_step_count_beyond_a_c_long_is_refused(adam_file, tmp_path):
     config = _config_of(adam_file)
     config["optimizer"]["t"] = 2 ** 70
@@ -598,7 +595,6 @@ def test_adam_step_count_beyond_a_c_long_is_refused(adam_file, tmp_path):
         nncore.load(_write(tmp_path, _with_config(adam_file, config)))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_LOSS_ACTIVATION, raises=pytest.fail.Exception)
 def test_loss_that_does_not_fit_the_last_activation_is_refused(adam_file, tmp_path):
     config = _config_of(adam_file)
     config["loss"] = "hinge"
@@ -607,7 +603,6 @@ def test_loss_that_does_not_fit_the_last_activation_is_refused(adam_file, tmp_pa
         nncore.load(_write(tmp_path, _with_config(adam_file, config)))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_FORTRAN, raises=ValueError)
 def test_fortran_ordered_state_loads_usable_or_is_refused(adam_file, tmp_path):
     m = np.load(_io.BytesIO(dict(adam_file)["optimizer.m.0.npy"]))
     members = [(n, _npy_bytes(m, fortran=True) if n == "optimizer.m.0.npy" else p)

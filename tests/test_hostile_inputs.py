@@ -1,11 +1,6 @@
 """Careless and hostile arguments: each wrong answer found by trying them is a
 reproducer here. Every refusal is a ValueError or TypeError that names the
 argument; nothing here may give a silently wrong result.
-
-Tests marked xfail(strict=True, reason="fix in model.py input check") show
-cases whose check lives in nncore/model.py (Sequential._inputs and
-_sample_weight, Sequential.evaluate): the checks they need are ready in
-nncore._checks (model_inputs, sample_weights) and pass their own tests below.
 """
 import subprocess
 import sys
@@ -18,7 +13,6 @@ import nncore
 from nncore import MLP, _checks, cli, functional as F, optim, reference
 from nncore._threads import MAX_THREADS
 
-MODEL_CHECK = pytest.mark.xfail(strict=True, reason="fix in model.py input check")
 
 
 def classifier(dtype="float32"):
@@ -38,7 +32,6 @@ def test_checks_refuse_complex_sample_weights(w):
         _checks.sample_weights(w, "sample_weight", 4)
 
 
-@MODEL_CHECK
 def test_fit_refuses_complex_sample_weight():
     with warnings.catch_warnings():
         warnings.simplefilter("error")                   # not "discards the imaginary part"
@@ -71,7 +64,6 @@ def test_ragged_targets_and_weights_are_named():
         _checks.sample_weights([1.0, [1.0, 2.0], 1.0, 1.0], "sample_weight", 4)
 
 
-@MODEL_CHECK
 def test_fit_names_a_ragged_X():
     with pytest.raises(ValueError, match=r"^X is ragged"):
         classifier().fit(RAGGED, [0, 1], loss="softmax_cross_entropy")
@@ -101,7 +93,6 @@ def test_model_inputs_convert_like_the_model():
         _checks.model_inputs(X, "X", 3, np.float32)
 
 
-@MODEL_CHECK
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_predict_says_X_is_beyond_float32():
     model = classifier()
@@ -112,7 +103,6 @@ def test_predict_says_X_is_beyond_float32():
 
 # ---- empty inputs -----------------------------------------------------------------------
 
-@MODEL_CHECK
 def test_evaluate_on_empty_X_names_X():
     with pytest.raises(ValueError, match=r"^X is an empty batch"):
         classifier().evaluate(np.empty((0, 2)), np.empty(0, int), loss="softmax_cross_entropy")
