@@ -364,8 +364,9 @@ def load_csv(path, target=-1, *, header="auto", delimiter=",", dtype=np.float64,
     header : True, False or "auto"
     delimiter : one character
     dtype : dtype of X
-    target_dtype : "auto" (int64 class labels if every target is a whole number,
-        else float), or a dtype
+    target_dtype : "auto" (int64 class labels if every target is a whole number
+        within int64's range, else the floats), or a dtype (an integer dtype must
+        hold every target: ValueError otherwise)
 
     Returns
     -------
@@ -398,10 +399,26 @@ def load_csv(path, target=-1, *, header="auto", delimiter=",", dtype=np.float64,
     X = np.delete(data, col, axis=1).astype(dtype, copy=False)
     y = data[:, col]
     if isinstance(target_dtype, str) and target_dtype == "auto":
-        y = y.astype(np.int64) if np.all(y == np.round(y)) else y
+        # int64 labels only when every target is whole and fits int64 (1e19 would
+        # become INT64_MIN); otherwise the floats as read
+        y = y.astype(np.int64) if np.all(y == np.round(y)) and _fits(y, np.int64) else y
     else:
+        target_dtype = np.dtype(target_dtype)
+        if target_dtype.kind in "iu" and not _fits(y, target_dtype):
+            bad = y[~_fits(y, target_dtype, each=True)][0]
+            raise ValueError(f"{path}: target_dtype={target_dtype.name} cannot hold the "
+                             f"target {bad:.17g} (column {col + 1}); use a float dtype or "
+                             f"target_dtype='auto'")
         y = y.astype(target_dtype)
     return np.ascontiguousarray(X), y
+
+
+def _fits(values, dtype, each=False):
+    """Whether float values lie in the range of the integer dtype (all, or each)."""
+    info = np.iinfo(dtype)
+    # float(info.max) rounds up to a power of two for 64 bits: compare below max + 1
+    inside = (values >= info.min) & (values < float(info.max) + 1)
+    return inside if each else bool(inside.all())
 
 
 # ---- tools ------------------------------------------------------------------

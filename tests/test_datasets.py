@@ -2,6 +2,7 @@
 (train_test_split, one_hot, Standardizer). Everything offline: the IDX and CSV files
 are written here, in tmp_path."""
 import os
+import re
 import sys
 
 import numpy as np
@@ -213,6 +214,23 @@ def test_load_csv_without_header_float_target_and_no_target(tmp_path):
     assert none is None and X.dtype == np.float32 and X.shape == (2, 3)
     _, y = datasets.load_csv(csv_file(tmp_path, "1,2\n3,4\n"), target_dtype=np.float32)
     assert y.dtype == np.float32
+
+
+@pytest.mark.parametrize("big", ["1e19", "-1e19", "9223372036854775808", "-9.3e18"])
+def test_load_csv_whole_targets_beyond_int64_stay_floats(tmp_path, big):
+    """Whole numbers become int64 labels only when every one fits int64: 1e19 cast to
+    int64 would be INT64_MIN. (2**63 itself does not fit; -2**63 does.)"""
+    _, y = datasets.load_csv(csv_file(tmp_path, f"1,2,{big}\n3,4,2\n"))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, [float(big), 2.0])
+    _, y = datasets.load_csv(csv_file(tmp_path, "1,2,-9223372036854775808\n3,4,2\n",
+                                      "fits.csv"))
+    assert y.dtype == np.int64 and y[0] == np.iinfo(np.int64).min
+    with pytest.raises(ValueError, match=re.escape(f"target_dtype=int64 cannot hold the "
+                                                   f"target {float(big):.17g} (column 3)")):
+        datasets.load_csv(csv_file(tmp_path, f"1,2,{big}\n3,4,2\n"), target_dtype=np.int64)
+    with pytest.raises(ValueError, match="target_dtype=uint8 cannot hold the target 300"):
+        datasets.load_csv(csv_file(tmp_path, "1,300\n"), target_dtype="uint8")
 
 
 def test_load_csv_skips_blank_and_comment_lines_and_reads_quotes_bom_spaces(tmp_path):
