@@ -267,6 +267,56 @@ def test_load_csv_refuses_malformed_files_with_line_numbers(tmp_path, text, matc
     assert str(path) in str(info.value)
 
 
+IRIS_LIKE = ("sepal,petal,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n"
+             "6.3,3.3,virginica\n5.8,2.7,versicolor\n")
+
+
+def test_load_csv_text_class_column(tmp_path):
+    path = csv_file(tmp_path, IRIS_LIKE)
+    X, y, classes = datasets.load_csv(path, return_classes=True)
+    np.testing.assert_array_equal(X, [[5.1, 3.5], [4.9, 3.0], [6.3, 3.3], [5.8, 2.7]])
+    assert X.dtype == np.float64 and X.flags.c_contiguous
+    np.testing.assert_array_equal(classes, ["setosa", "versicolor", "virginica"])
+    np.testing.assert_array_equal(y, [0, 0, 2, 1])                 # sorted names
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(classes[y], ["setosa", "setosa", "virginica", "versicolor"])
+    X2, y2 = datasets.load_csv(path, target="species", dtype=np.float32)   # names: a pair
+    assert X2.dtype == np.float32
+    np.testing.assert_array_equal(y2, y)
+    # first column, no header, quoted names with the delimiter inside
+    path = csv_file(tmp_path, '"New York, NY",1,2\nParis,3,4\n"New York, NY",5,6\n', "c.csv")
+    X, y, classes = datasets.load_csv(path, target=0, return_classes=True)
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(classes[y], ["New York, NY", "Paris", "New York, NY"])
+    # numeric targets: no names
+    _, y, none = datasets.load_csv(csv_file(tmp_path, "1,2,0\n3,4,1\n", "n.csv"),
+                                   return_classes=True)
+    assert none is None and y.dtype == np.int64
+    _, none, no_names = datasets.load_csv(csv_file(tmp_path, "1,2\n", "x.csv"), target=None,
+                                          return_classes=True)
+    assert none is None and no_names is None
+
+
+@pytest.mark.parametrize("text, match", [
+    ("a,b,label\n1,2,cat\n3,4,\n", r"line 3, column 3: empty cell \(the class name is "
+                                     r"missing\)"),
+    ("a,b,label\n1,,cat\n", r"line 2, column 2: empty cell \(a missing value\)"),
+    ("1,x,cat\n", r"line 1, column 2: 'x' is not a number"),
+    ("1,inf,cat\n", r"line 1, column 2: 'inf' is not a finite number"),
+    ("1,2,cat\n3,dog\n", r"line 2: 2 fields, but line 1 has 3"),
+    ("a,b\n1,2,cat\n", r"line 1: the header names 2 columns, the rows have 3"),
+    # numbers and text in the target column: a typo, not class names
+    ("1,2,cat\n3,4,5\n", r"line 1, column 3: 'cat' is not a number, and line 2 holds "
+                          r"the number '5'"),
+])
+def test_load_csv_text_class_column_refuses_missing_cells_with_line_and_column(
+        tmp_path, text, match):
+    path = csv_file(tmp_path, text)
+    with pytest.raises(ValueError, match=match) as info:
+        datasets.load_csv(path)
+    assert str(path) in str(info.value)
+
+
 def test_load_csv_refuses_binary_files_and_bad_targets(tmp_path):
     with pytest.raises(ValueError, match="not a text"):
         datasets.load_csv(csv_file(tmp_path, b"\x00\xff\xfe\x01", mode="wb"))
