@@ -84,6 +84,8 @@ cdef enum:
     # pays from ~4-8k.
     SGD_PARALLEL_MIN_SIZE = 1 << 15
     ADAM_PARALLEL_MIN_SIZE = 1 << 13
+    # RMSprop costs what Adam costs (a square root and a division per element).
+    RMSPROP_PARALLEL_MIN_SIZE = 1 << 13
     # Flops (forward + backward GEMMs) a training step needs per thread: up to
     # this a step runs on one thread without opening a parallel region; above,
     # on at most ceil(flops / this) threads, so a small net on many cores does

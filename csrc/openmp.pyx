@@ -16,5 +16,8 @@ def openmp_enabled():
 
 
 def omp_max_threads():
-    """omp_get_max_threads(): OMP_NUM_THREADS if set, else the core count (1 without OpenMP)."""
+    """omp_get_max_threads() in the calling thread (1 without OpenMP): its
+    omp_set_num_threads setting (threadpoolctl's threadpool_limits), else
+    OMP_NUM_THREADS, else the CPUs the process may run on. The setting is per
+    thread: another thread still sees OMP_NUM_THREADS or the CPU count."""
     return nn_omp_max_threads()

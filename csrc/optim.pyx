@@ -1,4 +1,4 @@
-"""Optimizer updates, in place: SGD (momentum, Nesterov) and Adam.
+"""Optimizer updates, in place: SGD (momentum, Nesterov), Adam and RMSprop.
 
 Design:
 - Every array is flat and C-contiguous: nncore.functional passes
@@ -29,7 +29,8 @@ from libc.math cimport sqrt, sqrtf
 from cython.parallel cimport prange
 
 from nncore._kernels.types cimport real
-from nncore._kernels.blocking cimport SGD_PARALLEL_MIN_SIZE, ADAM_PARALLEL_MIN_SIZE
+from nncore._kernels.blocking cimport (SGD_PARALLEL_MIN_SIZE, ADAM_PARALLEL_MIN_SIZE,
+                                       RMSPROP_PARALLEL_MIN_SIZE)
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
@@ -40,7 +41,8 @@ cdef enum:
 
 
 #: Elements from which each update may use more than one thread.
-PARALLEL_MIN_SIZE = {"sgd": SGD_PARALLEL_MIN_SIZE, "adam": ADAM_PARALLEL_MIN_SIZE}
+PARALLEL_MIN_SIZE = {"sgd": SGD_PARALLEL_MIN_SIZE, "adam": ADAM_PARALLEL_MIN_SIZE,
+                     "rmsprop": RMSPROP_PARALLEL_MIN_SIZE}
 
 
 cdef inline Py_ssize_t cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -124,6 +126,32 @@ cdef void adam_run(Py_ssize_t n,
             param[i] = param[i] - step_size * m[i] / denom
 
 
+cdef void rmsprop_run(Py_ssize_t n,
+                      real* param,        # IN/OUT (n,)
+                      const real* grad,   # IN     (n,)
+                      real* v,            # IN/OUT (n,) square average
+                      real* buf,          # IN/OUT (n,) momentum buffer, NULL when momentum == 0
+                      real lr, real alpha, real one_minus_alpha, real eps,
+                      real momentum, real weight_decay) noexcept nogil:
+    """v = alpha v + (1 - alpha) g*g; d = g / (sqrt(v) + eps);
+    buf = mu buf + d, param -= lr buf  (or param -= lr d without momentum)."""
+    cdef Py_ssize_t i
+    cdef real g, d
+    if buf == NULL:
+        for i in range(n):
+            g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
+            v[i] = alpha * v[i] + one_minus_alpha * g * g
+            d = g / (root(v[i]) + eps)
+            param[i] = param[i] - lr * d
+    else:
+        for i in range(n):
+            g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
+            v[i] = alpha * v[i] + one_minus_alpha * g * g
+            d = g / (root(v[i]) + eps)
+            buf[i] = momentum * buf[i] + d
+            param[i] = param[i] - lr * buf[i]
+
+
 # ---- thread split ------------------------------------------------------------
 
 cdef inline int strip_threads(Py_ssize_t n, Py_ssize_t min_size, int n_threads) noexcept nogil:
@@ -173,6 +201,23 @@ cdef void adam_impl(Py_ssize_t n, real* param, const real* grad, real* m, real* 
                  step_size, bias_correction2_sqrt, eps, weight_decay)
 
 
+cdef void rmsprop_impl(Py_ssize_t n, real* param, const real* grad, real* v, real* buf,
+                       real lr, real alpha, real one_minus_alpha, real eps, real momentum,
+                       real weight_decay, int n_threads) noexcept nogil:
+    cdef int nt = strip_threads(n, RMSPROP_PARALLEL_MIN_SIZE, n_threads)
+    cdef Py_ssize_t t, lo, hi
+    if nt == 1:
+        rmsprop_run(n, param, grad, v, buf, lr, alpha, one_minus_alpha, eps, momentum,
+                    weight_decay)
+        return
+    for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
+        lo = strip_start(n, t, nt)
+        hi = strip_start(n, t + 1, nt)
+        rmsprop_run(hi - lo, param + lo, grad + lo, v + lo,
+                    buf + lo if buf != NULL else NULL,
+                    lr, alpha, one_minus_alpha, eps, momentum, weight_decay)
+
+
 # ---- Python wrappers -----------------------------------------------------------
 
 def sgd_step(real[::1] param,            # IN/OUT (n,)
@@ -215,6 +260,28 @@ def adam_step(real[::1] param,           # IN/OUT (n,)
                   <real> weight_decay, n_threads)
 
 
+def rmsprop_step(real[::1] param,        # IN/OUT (n,)
+                 const real[::1] grad,   # IN     (n,)
+                 real[::1] v,            # IN/OUT (n,)
+                 real[::1] buf,          # IN/OUT (n,); None when momentum == 0
+                 double lr, double alpha, double eps, double momentum,
+                 double weight_decay, int n_threads):
+    """One RMSprop step on flat arrays (see nncore.functional.rmsprop_step)."""
+    cdef Py_ssize_t n = param.shape[0]
+    cdef real* pb = NULL
+    if grad.shape[0] != n or v.shape[0] != n or (
+            momentum != 0 and (buf is None or buf.shape[0] != n)):
+        raise ValueError("rmsprop_step: grad, v and buf must have param's length")
+    if n == 0:
+        return
+    if momentum != 0:
+        pb = &buf[0]
+    with nogil:
+        rmsprop_impl(n, &param[0], &grad[0], &v[0], pb, <real> lr, <real> alpha,
+                     <real> (1.0 - alpha), <real> eps, <real> momentum, <real> weight_decay,
+                     n_threads)
+
+
 # ---- C-level entry (optim.pxd) ---------------------------------------------------
 
 cdef void sgd_f32(Py_ssize_t n, float* param, const float* grad, float* velocity,
@@ -243,3 +310,17 @@ cdef void adam_f64(Py_ssize_t n, double* param, const double* grad, double* m, d
                    double weight_decay, int n_threads) noexcept nogil:
     adam_impl(n, param, grad, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
               step_size, bias_correction2_sqrt, eps, weight_decay, n_threads)
+
+
+cdef void rmsprop_f32(Py_ssize_t n, float* param, const float* grad, float* v, float* buf,
+                      float lr, float alpha, float one_minus_alpha, float eps, float momentum,
+                      float weight_decay, int n_threads) noexcept nogil:
+    rmsprop_impl(n, param, grad, v, buf, lr, alpha, one_minus_alpha, eps, momentum,
+                 weight_decay, n_threads)
+
+
+cdef void rmsprop_f64(Py_ssize_t n, double* param, const double* grad, double* v,
+                      double* buf, double lr, double alpha, double one_minus_alpha, double eps,
+                      double momentum, double weight_decay, int n_threads) noexcept nogil:
+    rmsprop_impl(n, param, grad, v, buf, lr, alpha, one_minus_alpha, eps, momentum,
+                 weight_decay, n_threads)

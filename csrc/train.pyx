@@ -1,17 +1,24 @@
-"""The fused training step: forward, loss, backward and update of a whole
-Dense stack in one call without the GIL.
+"""The training step: forward, loss, backward and update of a whole Dense
+stack in one call without the GIL, whole or in two phases.
 
 Design:
 - A StepPlan gathers once (per fit) the pointers of every layer's weights,
   biases, gradients, workspaces and optimizer state; the Python objects that
   own them are kept alive by the plan. A step then costs one Python call.
-- The step calls exactly the kernels the layer-by-layer path calls, in the
-  same order with the same arguments (GEMM with the bias/activation epilogue,
-  nncore._losses, the fused grad_z + bias-gradient pass, nncore._optim), so
-  the two paths give bitwise the same weights.
-- Order: forward l = 1..L; loss (+ 1/2 l2 sum ||W||^2); if the loss is not
-  finite, stop with nothing updated; backward l = L..1 (no dL/dX for layer 1);
-  grad_W += l2 W; updates in parameter order W_1, b_1, W_2, ...
+- A step is two phases, each callable on its own: gradients (forward l = 1..L;
+  loss + 1/2 l2 sum ||W||^2; if the loss is not finite, stop; backward
+  l = L..1, no dL/dX for layer 1; grad_W += l2 W) and apply (the optimizer
+  update of grad_*, parameters in the order W_1, b_1, W_2, ...). StepPlan.step
+  runs both in one region and is bitwise gradients() then apply(): the same
+  kernels (GEMM with the bias/activation epilogue, nncore._losses, the fused
+  grad_z + bias-gradient pass, nncore._optim) with the same arguments.
+- StepPlan.run holds the batch schedule, the one copy of it: epochs of
+  batches (rows in order or gathered by a permutation, the last batch
+  partial, row scales w_i / sum w or 1/n, a batch of zero weights skipped,
+  one learning rate per epoch, the optimizer's step count). It resumes from
+  any (epoch, batch) and returns after max_batches batches or `seconds`, so
+  a fit can hand control back to Python per batch, per epoch, or only to
+  check for Ctrl-C.
 - The update is all or nothing, without a copy of the weights: G = max |grad|
   (one read of the gradients) must be finite, and upper bounds of max |w| and
   max |state| carried from step to step (next_bounds) must stay below
@@ -20,21 +27,20 @@ Design:
   each 256-element stretch (dry_run, the same kernel) and only then applied.
   The bounds are measured exactly (exact_bounds) when a call starts, since
   Python may have changed the arrays between calls.
-- Threads: a step (StepPlan.step), or a whole run of epochs (run_epochs),
-  is one OpenMP parallel region. Every thread runs the same code (step_par)
-  and takes its part of each phase -- a strip of each GEMM (the strips the
-  threaded GEMM would cut), column strips of grad_z, and in the gradient
-  check and the updates the block of each weight gradient it computed (still
-  in its cache) -- and a barrier separates dependent phases; the loss, the
-  bounds, the biases and the bookkeeping run on thread 0. Each
+- Threads: a call is one OpenMP parallel region. Every thread runs the same
+  code (run_par) and takes its part of each phase -- a strip of each GEMM
+  (the strips the threaded GEMM would cut), column strips of grad_z, and in
+  the gradient check and the updates the block of each weight gradient it
+  computed (still in its cache) -- and a barrier separates dependent phases;
+  the loss, the bounds, the biases and the bookkeeping run on thread 0. Each
   output is computed by one thread in the serial order, so results are
   bitwise the same for any thread count. Below 2 STEP_FLOPS_PER_THREAD a step
   never opens a region.
-- nncore.functional.train_plan validates the model once; StepPlan.step only
-  checks the batch against the plan (O(1)).
+- nncore.functional.train_plan validates the model once; the methods only
+  check the batch against the plan (O(1)).
 """
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport fmax, isfinite, pow, sqrt
+from libc.math cimport INFINITY, fmax, isfinite, pow, sqrt
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -46,12 +52,13 @@ import numpy as np
 from nncore._kernels.types cimport real
 from nncore._kernels.blocking cimport STEP_FLOPS_PER_THREAD
 from nncore._kernels.activation_math cimport softmax_row
-from nncore._kernels.codes cimport ACT_SOFTMAX, LOSS_MSE, OPT_SGD, OPT_ADAM
+from nncore._kernels.codes cimport ACT_SOFTMAX, OPT_SGD, OPT_ADAM, OPT_RMSPROP
 from nncore._kernels.gemm cimport (Epilogue, gemm_part_size, gemm_part_strip,
                                    gemm_part_threads, sgemm_part, dgemm_part, SPLIT_AUTO,
                                    SPLIT_ROWS, SPLIT_COLUMNS)
 from nncore._kernels.losses cimport loss_f32, loss_f64
-from nncore._kernels.optim cimport sgd_f32, sgd_f64, adam_f32, adam_f64
+from nncore._kernels.optim cimport (sgd_f32, sgd_f64, adam_f32, adam_f64, rmsprop_f32,
+                                    rmsprop_f64)
 from nncore._kernels.dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
                                     grad_z_and_bias_part_f64)
 
@@ -60,6 +67,9 @@ cdef extern from "nncore/_kernels/vmath.h" nogil:
     bint nn_all_finite_f64(const double* p, Py_ssize_t n)
     double nn_absmax_f32(const float* p, Py_ssize_t n)
     double nn_absmax_f64(const double* p, Py_ssize_t n)
+
+cdef extern from "nncore/_kernels/nn_clock.h" nogil:
+    double nn_seconds()
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
@@ -94,6 +104,7 @@ cdef struct Shared:
     # What one thread of a region tells the others, read after a barrier.
     int rc           # step status (thread 0 writes it)
     int skip[2]      # batch b skipped (all weights 0): slot b % 2
+    int stop         # the run stops before the next batch (thread 0 writes it)
     double value     # the batch loss
     double* tmax     # (threads,) each thread's max |gradient|
     void* gbuf       # (threads, gbuf_size) GEMM packing buffers, 64-byte aligned
@@ -103,7 +114,8 @@ cdef struct Shared:
 cdef struct Hyper:
     int optimizer, nesterov, loss
     double lr, momentum, weight_decay, l2
-    double beta1, beta2, eps, step_size, bc2_sqrt
+    double beta1, beta2, eps, step_size, bc2_sqrt   # Adam
+    double alpha                                    # RMSprop (eps, momentum shared)
 
 
 cdef inline void sync(int nt) noexcept nogil:
@@ -144,12 +156,15 @@ cdef Py_ssize_t gemm_buffer_size(const LayerPtrs* layers, int n_layers, Py_ssize
     return (size + 15) // 16 * 16
 
 
-cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
-                  const real* x, const real* t, const Py_ssize_t* y, const double* s,
-                  Py_ssize_t n, real* grad_out, Shared* sh, int tid, int nt) noexcept nogil:
-    """One step, run by every thread tid of nt (nt = 1: no region). Returns, in every
-    thread, 0, 1 (loss not finite), 2 (a gradient, or the update, would not be
-    finite), or < 0 on error; nothing is updated unless it is 0. sh.value: the loss."""
+cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
+                   const real* x, const real* t, const Py_ssize_t* y, const double* s,
+                   Py_ssize_t n, real* grad_out, Shared* sh, int tid, int nt,
+                   bint fused) noexcept nogil:
+    """The gradient phase, run by every thread tid of nt (nt = 1: no region):
+    forward, loss (+ penalty), backward, grad_W += l2 W. Returns, in every thread,
+    0, 1 (the loss is not finite: the gradients are not formed) or < 0 on error;
+    sh.value: the loss. fused: each thread also leaves in sh.tmax[tid] the max |g|
+    of the weight-gradient block it computed (the apply phase's check)."""
     cdef Py_ssize_t l, i, size, lo, hi, r, r0, r1, c0, c1
     cdef LayerPtrs* L
     cdef const real* inp
@@ -162,7 +177,6 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
     cdef int rc, p
     cdef double acc, penalty = 0, gmax = 0, value = 0
     cdef real zero = 0
-    cdef Bounds nb
 
     # forward: z = inp @ W.T + b, a = f(z)
     inp = x
@@ -227,8 +241,10 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
             g = <real*> L.gx
         sync(nt)
 
-    # l2 gradient; G = max |gradient|. Each thread takes the block of each weight
-    # gradient it computed (still in its cache), thread 0 the biases.
+    # l2 gradient (and, fused, G = max |gradient|). Each thread takes the block of
+    # each weight gradient it computed (still in its cache), thread 0 the biases.
+    if h.l2 == 0 and not fused:
+        return 0
     for l in range(n_layers):
         L = &layers[l]
         weight_block(L, n, tid, nt, &r0, &r1, &c0, &c1, zero)
@@ -240,21 +256,54 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
             if h.l2 != 0:
                 for i in range(lo, hi):
                     gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
-            gmax = fmax(gmax, absmax(gw + lo, hi - lo))
-        if L.b != NULL and tid == 0:
+            if fused:
+                gmax = fmax(gmax, absmax(gw + lo, hi - lo))
+        if fused and L.b != NULL and tid == 0:
             gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
     sh.tmax[tid] = gmax
+    if h.l2 != 0 and not fused:
+        sync(nt)                                     # grad_W complete before returning
+    return 0
 
-    # the updates (weights decay, biases do not), all or nothing (thread 0 decides)
+
+cdef int apply_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Py_ssize_t n,
+                   long* step, Shared* sh, int tid, int nt, bint fused,
+                   real tag) noexcept nogil:
+    """The apply phase, run by every thread: the optimizer update of the gradients
+    in grad_W, grad_b (weights decay, biases do not), all or nothing. Returns, in
+    every thread, 0 (updated; step[0] advanced by one) or 2 (a gradient, or the
+    update, would not be finite: nothing changed). n: the rows of the gradient
+    phase, which fixes each thread's block; fused: sh.tmax already holds each
+    thread's max |g| (else it is measured here, over the same blocks)."""
+    cdef Py_ssize_t l, r, r0, r1, c0, c1
+    cdef LayerPtrs* L
+    cdef double gmax = 0
+    cdef int rc
+    cdef real zero = tag
+    cdef Bounds nb
+    if not fused:
+        for l in range(n_layers):
+            L = &layers[l]
+            weight_block(L, n, tid, nt, &r0, &r1, &c0, &c1, zero)
+            for r in range(r0, r1):
+                gmax = fmax(gmax, absmax(<real*> L.gw + r * L.n_in + c0, c1 - c0))
+            if L.b != NULL and tid == 0:
+                gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
+        sh.tmax[tid] = gmax
     sync(nt)
     if tid == 0:
-        for i in range(1, nt):
-            gmax = fmax(gmax, sh.tmax[i])
+        gmax = sh.tmax[0]
+        for r in range(1, nt):
+            gmax = fmax(gmax, sh.tmax[r])
+        step[0] += 1                                 # this update's step count
+        if h.optimizer == OPT_ADAM:                  # Adam's bias corrections of step t
+            h.step_size = h.lr / (1 - pow(h.beta1, <double> step[0]))
+            h.bc2_sqrt = sqrt(1 - pow(h.beta2, <double> step[0]))
         if not isfinite(gmax):
             sh.rc = 2
         else:
             if not bnd.known:
-                exact_bounds(layers, n_layers, bnd, zero)
+                exact_bounds(layers, n_layers, h, bnd, zero)
             if next_bounds(h, gmax, bnd, &nb, zero):
                 bnd[0] = nb
                 sh.rc = 0
@@ -263,6 +312,8 @@ cdef int step_par(LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
                 sh.rc = 0
             else:
                 sh.rc = 2
+        if sh.rc != 0:
+            step[0] -= 1                             # nothing was updated
     sync(nt)
     rc = sh.rc
     if rc != 0:
@@ -324,11 +375,26 @@ cdef inline double absmax(const real* p, Py_ssize_t size) noexcept nogil:
         return nn_absmax_f64(p, size)
 
 
-cdef void exact_bounds(const LayerPtrs* layers, int n_layers, Bounds* bnd,
+cdef inline bint any_negative(const void* p, Py_ssize_t size, real tag) noexcept nogil:
+    cdef const real* x = <const real*> p
+    cdef Py_ssize_t i
+    cdef bint neg = False
+    if p == NULL:
+        return False
+    for i in range(size):
+        neg |= x[i] < 0
+    return neg
+
+
+cdef void exact_bounds(const LayerPtrs* layers, int n_layers, const Hyper* h, Bounds* bnd,
                        real tag) noexcept nogil:
-    """bnd = max |w|, |state1|, |state2| over every layer, measured."""
+    """bnd = max |w|, |state1|, |state2| over every layer, measured. A mean of squares
+    (Adam's v: state2, RMSprop's: state1) below 0 -- no update makes one, but Python
+    may have written it -- makes its bound inf, so that the update is tried on copies
+    first (dry_run) and refused when the square root turns it into NaN."""
     cdef Py_ssize_t l, size
     cdef const LayerPtrs* L
+    cdef bint negative = False
     bnd.w = bnd.s1 = bnd.s2 = 0
     for l in range(n_layers):
         L = &layers[l]
@@ -344,6 +410,17 @@ cdef void exact_bounds(const LayerPtrs* layers, int n_layers, Bounds* bnd,
                 bnd.s1 = fmax(bnd.s1, absmax(<real*> L.s1b, L.n_out))
             if L.s2b != NULL:
                 bnd.s2 = fmax(bnd.s2, absmax(<real*> L.s2b, L.n_out))
+        if h.optimizer == OPT_ADAM:
+            negative |= (any_negative(L.s2w, size, tag)
+                         or any_negative(L.s2b if L.b != NULL else NULL, L.n_out, tag))
+        elif h.optimizer == OPT_RMSPROP:
+            negative |= (any_negative(L.s1w, size, tag)
+                         or any_negative(L.s1b if L.b != NULL else NULL, L.n_out, tag))
+    if negative:
+        if h.optimizer == OPT_ADAM:
+            bnd.s2 = INFINITY
+        else:
+            bnd.s1 = INFINITY
     bnd.known = True
 
 
@@ -357,6 +434,8 @@ cdef bint next_bounds(const Hyper* h, double gmax, const Bounds* bnd, Bounds* nb
         SGD   g <= G + wd W;  V' = mu V + g;  W' = W + lr (g + mu V' | V' | g)
         Adam  g <= G + wd W;  M' = b1 M + (1-b1) g;  V' = b2 V + (1-b2) g^2;
               W' = W + step_size M' / eps           (the denominator is >= eps)
+        RMSprop  g <= G + wd W;  V' = a V + (1-a) g^2 (state1);  d <= g / eps;
+              B' = mu B + d (state2);  W' = W + lr (B' | d)
     """
     cdef double limit = (FLT_MAX if real is float else DBL_MAX) / 16
     cdef double slack = 1 + 1e-6
@@ -372,6 +451,15 @@ cdef bint next_bounds(const Hyper* h, double gmax, const Bounds* bnd, Bounds* nb
             d = g
         nb.w = (bnd.w + h.lr * d) * slack
         return g < limit and nb.s1 < limit and h.lr * d < limit and nb.w < limit
+    if h.optimizer == OPT_RMSPROP:
+        nb.s1 = (h.alpha * bnd.s1 + (1 - h.alpha) * g * g) * slack
+        d = g / h.eps * slack
+        if h.momentum != 0:
+            nb.s2 = (h.momentum * bnd.s2 + d) * slack
+            d = nb.s2
+        nb.w = (bnd.w + h.lr * d) * slack
+        return (g * g < limit and nb.s1 < limit and nb.s2 < limit and h.lr * d < limit
+                and nb.w < limit)
     nb.s1 = (h.beta1 * bnd.s1 + (1 - h.beta1) * g) * slack
     nb.s2 = (h.beta2 * bnd.s2 + (1 - h.beta2) * g * g) * slack
     d = h.step_size * nb.s1
@@ -441,6 +529,14 @@ cdef inline void update(void* p, void* g, void* s1, void* s2, Py_ssize_t size,
         else:
             sgd_f64(size, <double*> p, <double*> g, <double*> s1, h.lr, h.momentum,
                     weight_decay, h.nesterov, 1)
+    elif h.optimizer == OPT_RMSPROP:
+        if real is float:
+            rmsprop_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2, <float> h.lr,
+                        <float> h.alpha, <float> (1.0 - h.alpha), <float> h.eps,
+                        <float> h.momentum, <float> weight_decay, 1)
+        else:
+            rmsprop_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2, h.lr,
+                        h.alpha, 1.0 - h.alpha, h.eps, h.momentum, weight_decay, 1)
     else:
         if real is float:
             adam_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2,
@@ -486,27 +582,37 @@ cdef struct Batches:
     bint accuracy
 
 
+cdef enum:
+    # What a run does with each batch.
+    RUN_STEP = 0         # gradients, then apply: one training step
+    RUN_GRADIENTS = 1    # the gradient phase only
+    RUN_APPLY = 2        # the apply phase only (no data)
+
+
 cdef struct Epochs:
-    # A run of epochs (run_epochs); thread 0 fills the results.
+    # A run of batches (StepPlan.run, .step, .gradients, .apply); thread 0 fills
+    # the results.
+    int mode
     Py_ssize_t E, n, batch_size
     const Py_ssize_t* orders     # (E, n) or NULL: rows in order
     const double* lrs            # (E,)
-    double* totals               # (E,) sum of loss * rows
-    double* seen                 # (E,) rows
-    double* correct              # (E,) sum of accuracy * rows
-    Py_ssize_t done, stop_batch
-    int rc
-    double value                 # the loss of the last step
+    double* sums                 # (E, 3): sum of loss * rows, rows, accuracy * rows
+    Py_ssize_t epoch, batch      # IN: where to start; OUT: the next batch to run
+    Py_ssize_t max_batches       # stop after this many batches (<= 0: no limit)
+    double seconds               # stop at the first batch boundary after this (<= 0: none)
+    int rc                       # the status of the last batch run
+    double value                 # its loss
     double frac                  # and its accuracy
 
 
 cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
                    const Py_ssize_t* order, Py_ssize_t start, Py_ssize_t nb, Py_ssize_t b,
-                   long* t_adam, Shared* sh, double* frac, int tid, int nt,
+                   int mode, long* step, Shared* sh, double* frac, int tid, int nt,
                    real tag) noexcept nogil:
-    """Rows order[start:start + nb] (or start.. in order) -> one step, run by every
-    thread (b numbers the batch). Returns step_par's status, or 3 when every sample
-    weight of the batch is 0 (skipped). t_adam, frac (accuracy): thread 0."""
+    """Rows order[start:start + nb] (or start.. in order) -> one step (or its gradient
+    phase), run by every thread (b numbers the batch). Returns grads_par's or
+    apply_par's status, or 3 when every sample weight of the batch is 0 (skipped:
+    nothing computed). step, frac (accuracy): thread 0."""
     cdef Py_ssize_t i, r, lo, hi
     cdef const real* x
     cdef const real* t = NULL
@@ -514,7 +620,6 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
     cdef const double* w = NULL
     cdef double wsum = 0
     cdef int rc
-    sync(nt)                                         # the last step is done everywhere
     if order == NULL:                                # rows in order: no copy
         x = <const real*> d.X + start * d.n_in
         if d.T != NULL:
@@ -554,55 +659,65 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
         else:
             for i in range(nb):
                 d.scale[i] = 1.0 / nb
-        if not sh.skip[b & 1] and h.optimizer == OPT_ADAM:   # bias corrections of step t
-            t_adam[0] += 1
-            h.step_size = h.lr / (1 - pow(h.beta1, <double> t_adam[0]))
-            h.bc2_sqrt = sqrt(1 - pow(h.beta2, <double> t_adam[0]))
     sync(nt)
     if sh.skip[b & 1]:
         return 3
-    rc = step_par(layers, n_layers, h, bnd, x, t, y, d.scale, nb, <real*> d.grad_out,
-                  sh, tid, nt)
-    if tid == 0:
-        if rc != 0 and h.optimizer == OPT_ADAM:
-            t_adam[0] -= 1                           # nothing was updated
-        if rc == 0 and d.accuracy:
-            frac[0] = accuracy_frac(<const real*> layers[n_layers - 1].a, t, y, nb, d.k)
+    rc = grads_par(layers, n_layers, h, x, t, y, d.scale, nb, <real*> d.grad_out,
+                   sh, tid, nt, mode == RUN_STEP)
+    if rc == 0 and mode == RUN_STEP:
+        rc = apply_par(layers, n_layers, h, bnd, nb, step, sh, tid, nt, True, tag)
+    if tid == 0 and rc == 0 and d.accuracy:
+        frac[0] = accuracy_frac(<const real*> layers[n_layers - 1].a, t, y, nb, d.k)
     return rc
 
 
-cdef void epochs_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
-                     Epochs* run, long* t_adam, Shared* sh, int tid, int nt,
-                     real tag) noexcept nogil:
-    """run_epochs' loop, run by every thread; thread 0 keeps the books."""
-    cdef Py_ssize_t e, b, nb, n_batches = (run.n + run.batch_size - 1) // run.batch_size
+cdef void run_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
+                  Epochs* run, long* step, Shared* sh, int tid, int nt,
+                  real tag) noexcept nogil:
+    """StepPlan.run's loop, run by every thread; thread 0 keeps the books and
+    decides where to stop (all threads read it after the barrier that starts
+    each batch)."""
+    cdef Py_ssize_t nb, done = 0, n_batches = (run.n + run.batch_size - 1) // run.batch_size
+    cdef Py_ssize_t e = run.epoch, b = run.batch
     cdef const Py_ssize_t* order
-    cdef double frac = 0
+    cdef double frac = 0, t0 = 0
     cdef int rc = 0
-    for e in range(run.E):
-        sync(nt)                                     # (the last update read h.lr)
+    if run.mode == RUN_APPLY:
+        if tid == 0:
+            h.lr = run.lrs[0]
+        sync(nt)
+        rc = apply_par(layers, n_layers, h, bnd, run.n, step, sh, tid, nt, False, tag)
+        if tid == 0:
+            run.rc = rc
+        return
+    if tid == 0 and run.seconds > 0:
+        t0 = nn_seconds()
+    while e < run.E:
+        sync(nt)                                     # the last step is done everywhere
+        if sh.stop:
+            break
         if tid == 0:
             h.lr = run.lrs[e]
         order = run.orders + e * run.n if run.orders != NULL else NULL
-        for b in range(n_batches):
-            nb = min(run.batch_size, run.n - b * run.batch_size)
-            rc = batch_par(layers, n_layers, h, bnd, d, order, b * run.batch_size, nb,
-                           b, t_adam, sh, &frac, tid, nt, tag)
-            if rc == 3:
-                continue
-            if rc != 0:
-                if tid == 0:
-                    run.stop_batch = b
-                break
-            if tid == 0:
-                run.totals[e] += sh.value * nb
-                run.seen[e] += nb
-                run.correct[e] += frac * nb
+        nb = min(run.batch_size, run.n - b * run.batch_size)
+        rc = batch_par(layers, n_layers, h, bnd, d, order, b * run.batch_size, nb, b,
+                       run.mode, step, sh, &frac, tid, nt, tag)
         if rc != 0 and rc != 3:
-            break
+            break                                    # this batch is not consumed
         if tid == 0:
-            run.done += 1
+            if rc == 0:
+                run.sums[3 * e] += sh.value * nb
+                run.sums[3 * e + 1] += nb
+                run.sums[3 * e + 2] += frac * nb
+            done += 1
+            sh.stop = ((run.max_batches > 0 and done >= run.max_batches)
+                       or (run.seconds > 0 and nn_seconds() - t0 >= run.seconds))
+        b += 1
+        if b == n_batches:
+            b = 0
+            e += 1
     if tid == 0:
+        run.epoch, run.batch = e, b
         run.rc = rc
         run.value = sh.value
         run.frac = frac
@@ -626,22 +741,25 @@ cdef class StepPlan:
 
     layers: list of dicts with keys n_in, n_out, act (kernel code), slope and
     the arrays w, b, gw, gb, z, a, gz, gx, s1w, s1b, s2w, s2b
-    (C-contiguous, batch_max rows for workspaces; b/s* may be None). Built
-    by nncore.functional.train_plan, which checks every array first.
+    (C-contiguous, batch_max rows for workspaces; b/s* may be None). hyper: the
+    optimizer's kernel parameters by name (momentum, nesterov; beta1, beta2,
+    eps; alpha, eps, momentum). Built by nncore.functional.train_plan, which
+    checks every array first.
     """
     cdef LayerPtrs* layers
     cdef int n_layers
     cdef bint f64
     cdef Hyper h
     cdef Bounds bnd
+    cdef Py_ssize_t rows            # rows of the last gradient phase (apply's blocks)
     cdef readonly Py_ssize_t batch_max, n_inputs, n_outputs
     cdef readonly bint accuracy
     cdef object keep
     cdef object buffers
 
     def __cinit__(self, list layers, bint f64, Py_ssize_t batch_max, int loss_code,
-                  int optimizer, double momentum, bint nesterov, double weight_decay,
-                  double l2, double beta1, double beta2, double eps, dict buffers):
+                  int optimizer, dict hyper, double weight_decay, double l2, dict buffers,
+                  bint accuracy):
         cdef Py_ssize_t i
         self.layers = <LayerPtrs*> malloc(len(layers) * sizeof(LayerPtrs))
         if self.layers == NULL:
@@ -649,6 +767,7 @@ cdef class StepPlan:
         self.n_layers = len(layers)
         self.f64 = f64
         self.batch_max = batch_max
+        self.rows = batch_max
         self.keep = layers
         self.buffers = buffers       # x, t, y, w, scale, grad_out: (batch_max, ...)
         for i, d in enumerate(layers):
@@ -664,14 +783,17 @@ cdef class StepPlan:
             self.layers[i].s2w = ptr(d["s2w"]); self.layers[i].s2b = ptr(d["s2b"])
         self.n_inputs = layers[0]["n_in"]
         self.n_outputs = layers[len(layers) - 1]["n_out"]   # (wraparound is off)
-        self.accuracy = loss_code != LOSS_MSE                 # every loss but mse
+        self.accuracy = accuracy
         self.h.loss = loss_code
         self.h.optimizer = optimizer
-        self.h.momentum = momentum
-        self.h.nesterov = nesterov
+        self.h.momentum = hyper.get("momentum", 0.0)
+        self.h.nesterov = hyper.get("nesterov", False)
+        self.h.beta1 = hyper.get("beta1", 0.0)
+        self.h.beta2 = hyper.get("beta2", 0.0)
+        self.h.eps = hyper.get("eps", 1.0)
+        self.h.alpha = hyper.get("alpha", 0.0)
         self.h.weight_decay = weight_decay
         self.h.l2 = l2
-        self.h.beta1, self.h.beta2, self.h.eps = beta1, beta2, eps
 
     def __dealloc__(self):
         free(self.layers)
@@ -691,6 +813,9 @@ cdef class StepPlan:
             raise TypeError("StepPlan: y must be (n,) intp labels")
         if w is not None and (w.dtype.char != "d" or w.ndim != 1 or w.shape[0] != n):
             raise TypeError("StepPlan: w must be (n,) float64")
+        for name, arr in (("X", X), ("t", t), ("y", y), ("w", w)):
+            if arr is not None and not arr.flags.c_contiguous:
+                raise ValueError(f"StepPlan: {name} must be C-contiguous")
         b = self.buffers
         d.X = ptr(X); d.T = ptr(t); d.Y = <const Py_ssize_t*> ptr(y)
         d.W = <const double*> ptr(w)
@@ -709,10 +834,10 @@ cdef class StepPlan:
         if rc < 0:
             raise MemoryError("nncore: the loss kernel could not allocate its buffers")
 
-    cdef int drive(self, Batches* d, Epochs* run, long* t_adam, int n_threads) except -1:
+    cdef int drive(self, Batches* d, Epochs* run, long* step, int n_threads) except -1:
         """Run `run` in one parallel region of up to n_threads threads (one per
-        STEP_FLOPS_PER_THREAD of a step), or on this thread when the step is small
-        or OpenMP is absent."""
+        STEP_FLOPS_PER_THREAD of a step of min(batch_size, n) rows), or on this
+        thread when the step is small or OpenMP is absent."""
         cdef Shared sh
         cdef Py_ssize_t rows = min(run.batch_size, run.n)
         cdef Py_ssize_t itemsize = sizeof(double) if self.f64 else sizeof(float)
@@ -730,7 +855,8 @@ cdef class StepPlan:
             nt = 1
         elif nt > quanta:
             nt = <int> quanta
-        sh.gbuf_size = gemm_buffer_size(layers, n_layers, rows, f64)
+        sh.gbuf_size = (gemm_buffer_size(layers, n_layers, rows, f64)
+                        if run.mode != RUN_APPLY else 0)
         raw = <char*> malloc(nt * sh.gbuf_size * itemsize + nt * sizeof(double) + 64)
         if raw == NULL:
             raise MemoryError("nncore: cannot allocate GEMM packing buffers")
@@ -738,93 +864,152 @@ cdef class StepPlan:
         sh.tmax = <double*> (<char*> sh.gbuf + nt * sh.gbuf_size * itemsize)
         sh.rc = 0
         sh.skip[0] = sh.skip[1] = False
+        sh.stop = False
         sh.value = 0
         bnd.known = False                          # Python may have changed the arrays
         with nogil:
             if nt == 1:
                 if f64:
-                    epochs_par(layers, n_layers, h, bnd, d, run, t_adam, &sh, 0, 1,
-                               <double> 0)
+                    run_par(layers, n_layers, h, bnd, d, run, step, &sh, 0, 1, <double> 0)
                 else:
-                    epochs_par(layers, n_layers, h, bnd, d, run, t_adam, &sh, 0, 1,
-                               <float> 0)
+                    run_par(layers, n_layers, h, bnd, d, run, step, &sh, 0, 1, <float> 0)
             else:
                 with parallel(num_threads=nt):
                     tid = threadid()
                     team = nn_omp_num_threads()     # may be fewer than asked
                     if f64:
-                        epochs_par(layers, n_layers, h, bnd, d, run, t_adam, &sh, tid,
-                                   team, <double> 0)
+                        run_par(layers, n_layers, h, bnd, d, run, step, &sh, tid, team,
+                                <double> 0)
                     else:
-                        epochs_par(layers, n_layers, h, bnd, d, run, t_adam, &sh, tid,
-                                   team, <float> 0)
+                        run_par(layers, n_layers, h, bnd, d, run, step, &sh, tid, team,
+                                <float> 0)
         free(raw)
         self.raise_for(run.rc)
         return 0
 
-    def step(self, X, t, y, w, double lr, long t_adam, int n_threads):
+    cdef void batch_run(self, Epochs* run, int mode, Py_ssize_t n, double* lr,
+                        double* sums) noexcept:
+        """run: one batch of all n rows, in order."""
+        run.mode = mode
+        run.E, run.n, run.batch_size, run.orders, run.lrs = 1, n, n, NULL, lr
+        run.sums = sums
+        run.epoch = run.batch = 0
+        run.max_batches, run.seconds = 1, 0
+        run.rc = 0
+        run.value = run.frac = 0
+
+    def step(self, X, t, y, w, double lr, long step, int n_threads):
         """One training step on all rows of X (n <= batch_max, in order): float
         targets t (n, n_outputs) or labels y (n,) intp, sample weights w (n,) or None.
+        Bitwise the same as gradients(...) then apply(...).
 
-        Returns (status, loss, accuracy, t_adam): status 0 updated; 1 loss not
+        Returns (status, loss, accuracy, step): status 0 updated; 1 loss not
         finite; 2 a gradient, or the update, would make a parameter or an
         optimizer state NaN or inf; 3 all sample weights 0 (skipped). Nothing is
         updated unless the status is 0. accuracy is the fraction right (0 for
-        mse); t_adam the Adam step count after the step.
+        mse); step the optimizer's step count after the step (one more when updated).
         """
         cdef Batches d
         cdef Epochs run
-        cdef double total = 0, seen = 0, correct = 0
+        cdef double sums[3]
         cdef Py_ssize_t n = X.shape[0]
         if n < 1 or n > self.batch_max:
             raise ValueError(f"StepPlan.step: n = {n} outside [1, {self.batch_max}]")
         self.data(&d, X, t, y, w)
-        run.E, run.n, run.batch_size, run.orders, run.lrs = 1, n, n, NULL, &lr
-        run.totals, run.seen, run.correct = &total, &seen, &correct
-        run.done = run.stop_batch = 0
-        run.rc = 0
-        run.value = run.frac = 0
-        self.drive(&d, &run, &t_adam, n_threads)
-        return run.rc, run.value, run.frac if run.rc == 0 else 0.0, t_adam
+        self.batch_run(&run, RUN_STEP, n, &lr, sums)
+        self.rows = n
+        self.drive(&d, &run, &step, n_threads)
+        return run.rc, run.value, run.frac if run.rc == 0 else 0.0, step
 
-    def run_epochs(self, X, t, y, w, orders, Py_ssize_t batch_size, double[::1] lrs,
-                   long t_adam, int n_threads):
-        """len(lrs) epochs over (X, t | y, w) in one call: epoch e visits the rows
-        in orders[e] (an (E, n) intp array of permutations; None: in order) in
-        batches of batch_size, with learning rate lrs[e].
+    def gradients(self, X, t, y, w, int n_threads):
+        """The gradient phase of step on all rows of X: forward, loss, backward and
+        grad_W += l2 W into the model's gradient arrays; weights, optimizer state
+        and step count untouched.
 
-        Returns (epochs_done, totals, seen, correct, stop, t_adam): per epoch the
-        sums of loss * batch rows, of batch rows and of accuracy * batch rows;
-        stop is None, or (epoch, batch, status, loss) of the first step that
-        diverged (status 1 or 2, as in step) -- training stops there.
+        Returns (status, loss, accuracy): status 0 gradients formed; 1 the loss is
+        not finite; 3 all sample weights 0 (nothing computed).
+        """
+        cdef Batches d
+        cdef Epochs run
+        cdef double sums[3]
+        cdef double lr = 0
+        cdef long step = 0
+        cdef Py_ssize_t n = X.shape[0]
+        if n < 1 or n > self.batch_max:
+            raise ValueError(f"StepPlan.gradients: n = {n} outside [1, {self.batch_max}]")
+        self.data(&d, X, t, y, w)
+        self.batch_run(&run, RUN_GRADIENTS, n, &lr, sums)
+        self.rows = n
+        self.drive(&d, &run, &step, n_threads)
+        return run.rc, run.value, run.frac if run.rc == 0 else 0.0
+
+    def apply(self, double lr, long step, int n_threads):
+        """The apply phase of step: the optimizer update of the gradients the
+        model's gradient arrays hold now (from gradients(), maybe changed since),
+        all or nothing.
+
+        Returns (status, step): status 0 updated (step + 1); 2 a gradient, or the
+        update, would make a parameter or an optimizer state NaN or inf (nothing
+        updated, step unchanged).
+        """
+        cdef Batches d
+        cdef Epochs run
+        cdef double sums[3]
+        self.batch_run(&run, RUN_APPLY, self.rows, &lr, sums)
+        self.drive(&d, &run, &step, n_threads)
+        return run.rc, step
+
+    def run(self, X, t, y, w, orders, Py_ssize_t batch_size, double[::1] lrs,
+            double[:, ::1] sums, Py_ssize_t epoch, Py_ssize_t batch, Py_ssize_t max_batches,
+            double seconds, long step, int n_threads):
+        """Training steps over (X, t | y, w) in one call, from batch `batch` of epoch
+        `epoch` on: epoch e (e < E = len(lrs)) visits the rows in orders[e] (an
+        (E, n) intp array of permutations; None: in order) in batches of
+        batch_size, the last one partial, with learning rate lrs[e]; a batch whose
+        sample weights are all 0 is skipped. sums[e] (E, 3) accumulates the loss *
+        rows, rows and accuracy * rows of each step of epoch e.
+
+        Stops after max_batches batches (<= 0: no limit), at the first batch
+        boundary after `seconds` (<= 0: none), at the end of epoch E - 1, or at a
+        step that diverged (status 1 or 2, as in step: that batch is not consumed).
+        Returns (epoch, batch, status, loss, accuracy, step): the next batch to
+        run, and the status, loss and accuracy of the last batch run.
         """
         cdef Batches d
         cdef Epochs run
         cdef Py_ssize_t E = lrs.shape[0], n = X.shape[0]
+        cdef Py_ssize_t n_batches
         if batch_size < 1 or batch_size > self.batch_max:
-            raise ValueError(f"StepPlan.run_epochs: batch_size {batch_size} outside "
+            raise ValueError(f"StepPlan.run: batch_size {batch_size} outside "
                              f"[1, {self.batch_max}]")
+        if n < 1:
+            raise ValueError("StepPlan.run: X holds no rows")
+        n_batches = (n + batch_size - 1) // batch_size
+        if sums.shape[0] != E or sums.shape[1] != 3:
+            raise ValueError(f"StepPlan.run: sums must be ({E}, 3)")
+        if not (0 <= epoch <= E and 0 <= batch < n_batches) or (epoch == E and batch):
+            raise ValueError(f"StepPlan.run: start (epoch {epoch}, batch {batch}) outside "
+                             f"{E} epochs of {n_batches} batches")
         self.data(&d, X, t, y, w)
         run.orders = NULL
         if orders is not None:
             if (orders.dtype.kind != "i" or orders.dtype.itemsize != sizeof(Py_ssize_t)
-                    or orders.ndim != 2 or orders.shape[0] != E or orders.shape[1] != n):
-                raise TypeError(f"StepPlan.run_epochs: orders must be ({E}, {n}) intp")
-            if n and (orders.min() < 0 or orders.max() >= n):
-                raise ValueError("StepPlan.run_epochs: orders holds a row outside [0, n)")
+                    or orders.ndim != 2 or orders.shape[0] != E or orders.shape[1] != n
+                    or not orders.flags.c_contiguous):
+                raise TypeError(f"StepPlan.run: orders must be ({E}, {n}) intp, C-contiguous")
+            if orders.min() < 0 or orders.max() >= n:
+                raise ValueError("StepPlan.run: orders holds a row outside [0, n)")
             run.orders = <const Py_ssize_t*> ptr(orders)
-        totals = np.zeros(E)
-        seen = np.zeros(E)
-        correct = np.zeros(E)
-        cdef double[::1] tot_v = totals, seen_v = seen, cor_v = correct
-        if E == 0:
-            return 0, totals, seen, correct, None, t_adam
+        if epoch == E:
+            return epoch, batch, 0, 0.0, 0.0, step
+        run.mode = RUN_STEP
         run.E, run.n, run.batch_size, run.lrs = E, n, batch_size, &lrs[0]
-        run.totals, run.seen, run.correct = &tot_v[0], &seen_v[0], &cor_v[0]
-        run.done = run.stop_batch = 0
+        run.sums = &sums[0, 0]
+        run.epoch, run.batch = epoch, batch
+        run.max_batches, run.seconds = max_batches, seconds
         run.rc = 0
         run.value = run.frac = 0
-        self.drive(&d, &run, &t_adam, n_threads)
-        stop = ((run.done, run.stop_batch, run.rc, run.value)
-                if run.rc not in (0, 3) else None)
-        return run.done, totals, seen, correct, stop, t_adam
+        self.rows = min(batch_size, n)
+        self.drive(&d, &run, &step, n_threads)
+        return (run.epoch, run.batch, run.rc, run.value,
+                run.frac if run.rc == 0 else 0.0, step)

@@ -9,11 +9,20 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BACKENDS = ("compiled", "numpy")
 
 
+def asarray(x, name):
+    """np.asarray(x), with a ValueError naming the argument for a ragged list."""
+    try:
+        return np.asarray(x)
+    except ValueError as e:
+        raise ValueError(f"{name} is ragged (rows of different lengths, or numbers mixed with "
+                         f"sequences): pass a rectangular array ({e})") from None
+
+
 def float_array(x, name, ndim=None):
     """x as a float32/float64 ndarray (array-likes converted, never cast)."""
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple, numbers.Real)):
-            x = np.asarray(x)
+            x = asarray(x, name)
         else:
             raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
@@ -117,7 +126,7 @@ def _as_array(x, name):
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, (list, tuple)):
-        return np.asarray(x)
+        return asarray(x, name)
     raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
 
 
@@ -161,6 +170,33 @@ def sample_weights(w, name, n_samples):
     if not np.any(w > 0):
         raise ValueError(f"{name} must not be all zero (the weights are divided by their sum)")
     return w
+
+
+def model_inputs(x, name, n_inputs, dtype, finite=None):
+    """A model's inputs: real numbers, 2-D (n_samples, n_inputs), as a C-contiguous
+    array of dtype with no NaN or inf. Values that are finite but beyond dtype's range
+    (a float64 1e300 for a float32 model) are refused as such, not as "NaN or inf".
+    finite(a) -> bool checks the converted array (default all_finite below)."""
+    if not isinstance(x, np.ndarray):
+        x = asarray(x, name)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {x.shape}")
+    if x.shape[1] != n_inputs:
+        raise ValueError(f"{name} has {x.shape[1]} features but the first layer takes "
+                         f"{n_inputs}")
+    dtype = np.dtype(dtype)
+    with np.errstate(over="ignore"):                     # reported below
+        converted = np.ascontiguousarray(x, dtype=dtype)
+    if not (finite or all_finite)(converted):
+        if converted is not x and x.dtype.kind == "f" and all_finite(x):
+            big = float(np.max(np.abs(x)))
+            raise ValueError(f"{name} holds values beyond the {dtype} range (largest magnitude "
+                             f"{big:.3g}; {dtype} holds up to {float(np.finfo(dtype).max):.3g}): "
+                             f"scale the inputs or use a float64 model")
+        raise ValueError(f"{name} contains NaN or inf")
+    return converted
 
 
 def all_finite(x, rows=4096):

@@ -8,7 +8,7 @@ import numpy as np
 from nncore._version import __version__
 from nncore._kernels import gemm
 from nncore._kernels.openmp import omp_max_threads, openmp_enabled
-from nncore._threads import get_num_threads
+from nncore._threads import forked_child_serial, get_num_threads
 
 
 def config():
@@ -21,6 +21,8 @@ def config():
         "omp_max_threads": omp_max_threads(),
         "simd": gemm.SIMD_PATH,
         "num_threads": get_num_threads(),
+        # A forked child of a process that used threads runs its kernels on one.
+        "forked_child_serial": forked_child_serial(),
     }
 
 

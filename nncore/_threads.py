@@ -1,11 +1,21 @@
 """How many threads nncore's kernels may use.
 
-nncore keeps its own count and passes it to each kernel; it never calls
+nncore passes a thread count to each kernel; it never calls
 omp_set_num_threads, so embedding nncore changes nothing for other OpenMP
 users in the process. Each kernel still stays on one thread below a size
 threshold (a parallel region costs microseconds).
 
-Default: OMP_NUM_THREADS if set, else the CPUs this process may run on.
+The count, first match wins:
+1. one thread in a forked child of a process that gave a kernel more than one
+   thread (libgomp's thread pool does not survive fork: a parallel region
+   there would wait forever for threads the child does not have);
+2. a `threads(n)` block (per thread and per asyncio task);
+3. `set_num_threads(n)` (the process);
+4. the OpenMP runtime's omp_get_max_threads(), read on each call from the
+   calling thread: OMP_NUM_THREADS, or a limit set with threadpoolctl's
+   `threadpool_limits(n)` in that thread (it calls omp_set_num_threads, whose
+   setting belongs to the calling thread), else the CPUs this process may use;
+   1 in a build without OpenMP. scikit-learn reads it the same way.
 """
 import contextlib
 import contextvars
@@ -14,46 +24,65 @@ import os
 
 import numpy as np
 
-from nncore._kernels.openmp import openmp_enabled
+from nncore._kernels.openmp import omp_max_threads
+
+MAX_THREADS = 2 ** 31 - 1    # the kernels take a C int
 
 _override = contextvars.ContextVar("nncore_num_threads", default=None)
+_num_threads = None          # set_num_threads(n); None: the OpenMP runtime's count
+_pool_used = False           # a kernel was given more than one thread (here or before fork)
+_forked_serial = False       # forked after _pool_used: one thread from now on
 
 
-def _default_num_threads():
-    if not openmp_enabled():
-        return 1
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+def _after_fork_in_child():
+    global _forked_serial
+    if _pool_used:
+        _forked_serial = True
 
 
-_num_threads = _default_num_threads()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forked_child_serial():
+    """True in a forked child whose parent gave kernels more than one thread:
+    every kernel then runs on one thread, whatever count is asked for."""
+    return _forked_serial
 
 
 def _check_count(n, name="n"):
-    if type(n) is int and n >= 1:
+    if type(n) is int and 1 <= n <= MAX_THREADS:
         return n
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name} must be an int >= 1, got {type(n).__name__} {n!r}")
     if n < 1:
         raise ValueError(f"{name} must be >= 1, got {n}")
+    if n > MAX_THREADS:
+        raise ValueError(f"{name} must be <= {MAX_THREADS} (a C int), got {n}")
     return int(n)
 
 
 def set_num_threads(n):
-    """Set the thread count of nncore's kernels for this process; None restores the default."""
+    """Set the thread count of nncore's kernels for this process; None restores the
+    default (omp_get_max_threads(), read on each call)."""
     global _num_threads
-    _num_threads = _default_num_threads() if n is None else _check_count(n)
+    _num_threads = None if n is None else _check_count(n)
 
 
 def get_num_threads():
-    """The thread count kernels use now (a `threads(n)` block, else the process setting)."""
+    """The thread count kernels use now: 1 in a forked child of a parallel parent,
+    else a `threads(n)` block, else set_num_threads(n), else omp_get_max_threads()."""
+    global _pool_used
+    if _forked_serial:
+        return 1
     n = _override.get()
-    return _num_threads if n is None else n
+    if n is None:
+        n = _num_threads
+        if n is None:
+            n = omp_max_threads()
+    if n > 1 and not _pool_used:
+        _pool_used = True
+    return n
 
 
 @contextlib.contextmanager
@@ -67,7 +96,22 @@ def threads(n):
 
 
 def resolve_num_threads(n_threads):
-    """The n_threads a kernel call gets: the argument, else get_num_threads()."""
+    """The n_threads a kernel call gets: the argument, else get_num_threads()
+    (1 in a forked child of a parallel parent, whatever the argument). On every
+    kernel call: get_num_threads is inlined here (one Python call less)."""
+    global _pool_used
     if n_threads is None:
-        return get_num_threads()
-    return _check_count(n_threads, "n_threads")
+        if _forked_serial:
+            return 1
+        n = _override.get()
+        if n is None:
+            n = _num_threads
+            if n is None:
+                n = omp_max_threads()
+    else:
+        n = _check_count(n_threads, "n_threads")
+        if _forked_serial:
+            return 1
+    if n > 1 and not _pool_used:
+        _pool_used = True
+    return n

@@ -16,6 +16,7 @@ A problem with the command, its files or its data prints one line,
 NNCORE_TRACEBACK=1 shows the traceback instead.
 """
 import argparse
+import inspect
 import contextlib
 import json
 import math
@@ -28,12 +29,24 @@ import numpy as np
 
 import nncore as nn
 from nncore import datasets, functional as F, losses as losses_mod
+from nncore._threads import MAX_THREADS
 
 PROG = "nncore"
 GENERATED = ("spiral", "xor", "moons", "circles", "sine")
 DATA_HELP = ("spiral, xor, moons, circles, sine, digits, mnist:<folder> or csv:<file>")
 DEFAULT_SAMPLES = {"spiral": 300, "moons": 500, "circles": 500, "sine": 500}
-DEFAULT_LR = {"sgd": 0.1, "adam": 0.001}
+# The CLI's defaults where they differ from the optimizer classes' own
+DEFAULT_LR = {"sgd": 0.1}
+DEFAULT_MOMENTUM = {"sgd": 0.9}
+
+
+def _optimizer_classes():
+    """{cli name: class} of nncore.optim's optimizers: sgd, adam, rmsprop, ..."""
+    return {name.lower(): cls for name, cls in nn.optim.OPTIMIZERS.items()}
+
+
+def _takes(cls, name):
+    return name in inspect.signature(cls).parameters
 MAX_DEFAULT_CLASSES = 1000      # more whole-number targets than this look like regression
 
 
@@ -73,6 +86,13 @@ def _number(minimum=0.0, positive=False, below=None):
             raise argparse.ArgumentTypeError(f"expected a number {want}, got {text!r}")
         return value
     return parse
+
+
+def _thread_count(text):
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected an int from 1 to {MAX_THREADS}, got {value}")
+    return value
 
 
 def _sizes(text):
@@ -219,14 +239,20 @@ def cmd_train(args):
     loss = losses_mod.get(args.loss or ("softmax_cross_entropy" if _is_labels(y) else "mse"))
     sizes = args.layers or _default_sizes(X, y, loss)
     _check_sizes(sizes, X, y, loss)
-    if args.optimizer == "adam" and args.momentum is not None:
-        raise CLIError("--momentum applies to --optimizer sgd (Adam keeps its betas "
-                       "0.9, 0.999)")
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    if args.optimizer == "sgd":
-        optimizer = nn.optim.SGD(lr=lr, momentum=0.9 if args.momentum is None else args.momentum)
-    else:
-        optimizer = nn.optim.Adam(lr=lr)
+    cls = _optimizer_classes()[args.optimizer]
+    kwargs = {}
+    if args.lr is not None or args.optimizer in DEFAULT_LR:
+        kwargs["lr"] = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    if _takes(cls, "momentum"):
+        momentum = args.momentum if args.momentum is not None else \
+            DEFAULT_MOMENTUM.get(args.optimizer)
+        if momentum is not None:
+            kwargs["momentum"] = momentum
+    elif args.momentum is not None:
+        takes = [n for n, c in _optimizer_classes().items() if _takes(c, "momentum")]
+        raise CLIError(f"--momentum applies to --optimizer {' or '.join(takes)} "
+                       f"({cls.__name__} has no momentum)")
+    optimizer = cls(**kwargs)
     if args.save:
         folder = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(folder):
@@ -508,7 +534,7 @@ def _add_data(p, required=True):
     p.add_argument("--validation-split", type=_number(below=1.0), default=0.0,
                    metavar="F",
                    help="hold out this fraction at random (stratified by class, seeded)")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
+    p.add_argument("--threads", type=_thread_count, metavar="N",
                    help="threads for the kernels (default: nncore.get_num_threads())")
 
 
@@ -532,10 +558,11 @@ def build_parser():
                    help="of the hidden layers (default relu); the output layer stays linear")
     p.add_argument("--loss", choices=list(losses_mod.LOSSES),
                    help="default softmax_cross_entropy for class labels, mse otherwise")
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--optimizer", choices=list(_optimizer_classes()), default="sgd")
     p.add_argument("--lr", type=_number(positive=True),
-                   help="learning rate (default 0.1 for sgd, 0.001 for adam)")
-    p.add_argument("--momentum", type=_number(), help="sgd (default 0.9)")
+                   help="learning rate (default 0.1 for sgd, else the optimizer's own)")
+    p.add_argument("--momentum", type=_number(),
+                   help="for optimizers with momentum (default 0.9 for sgd)")
     p.add_argument("--epochs", type=_positive_int, default=100)
     p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
     p.add_argument("--l2", type=_number(), default=0.0,
@@ -566,7 +593,7 @@ def build_parser():
                    help=".csv (numbers only, optional header) or .npy (n, features)")
     p.add_argument("--output", metavar="FILE", help=".csv or .npy (default: the screen, as CSV)")
     p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
-    p.add_argument("--threads", type=_positive_int, metavar="N")
+    p.add_argument("--threads", type=_thread_count, metavar="N")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("info", help="architecture, parameters, loss, optimizer of a saved model")
@@ -587,7 +614,7 @@ def build_parser():
                                    "loss curve (the spiral without scikit-learn).")
     p.add_argument("--epochs", type=_positive_int, help="default 50 (spiral: 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, metavar="N")
+    p.add_argument("--threads", type=_thread_count, metavar="N")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -625,6 +652,12 @@ def main(argv=None):
         with contextlib.suppress(Exception):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except MemoryError as e:            # e.g. --layers 2,1000000000000,2
+        if os.environ.get("NNCORE_TRACEBACK"):
+            raise
+        print(f"{PROG}: error: out of memory" + (f": {_message(e)}" if str(e) else ""),
+              file=sys.stderr)
+        return 1
     except (OSError, ValueError, TypeError, ImportError, RuntimeError, ArithmeticError) as e:
         if os.environ.get("NNCORE_TRACEBACK"):
             raise

@@ -280,7 +280,8 @@ def _csv_error(path, delimiter, has_header):
                               f"has {width[0]}")
         for col, cell in enumerate(cells, 1):
             if not cell:
-                return ValueError(f"{path}, line {line}, column {col}: empty cell")
+                return ValueError(f"{path}, line {line}, column {col}: empty cell (a "
+                                  f"missing value)")
             if not _is_number(cell):
                 return ValueError(f"{path}, line {line}, column {col}: {cell[:40]!r} is not "
                                   f"a number")
@@ -353,8 +354,9 @@ def read_csv(path, *, header="auto", delimiter=","):
 
 
 def load_csv(path, target=-1, *, header="auto", delimiter=",", dtype=np.float64,
-             target_dtype="auto"):
-    """Features and targets from a numeric CSV file (see read_csv for the format).
+             target_dtype="auto", return_classes=False):
+    """Features and targets from a CSV file of numbers (see read_csv for the format),
+    whose target column may hold text class names.
 
     Parameters
     ----------
@@ -364,18 +366,57 @@ def load_csv(path, target=-1, *, header="auto", delimiter=",", dtype=np.float64,
     header : True, False or "auto"
     delimiter : one character
     dtype : dtype of X
-    target_dtype : "auto" (int64 class labels if every target is a whole number,
-        else float), or a dtype
+    target_dtype : "auto" (int64 class labels if every target is a whole number
+        within int64's range, else the floats), or a dtype (an integer dtype must
+        hold every target: ValueError otherwise). Not used for a text column.
+    return_classes : also return the class names of a text target column
+
+    A target column in which no cell is a number is a column of class names
+    ("setosa", "versicolor", ...): y holds their indices 0..K-1 into the sorted names,
+    and classes[y] gives the names back. A column of numbers and text is refused (a
+    typo must not turn numbers into classes), as is an empty cell anywhere: the
+    ValueError names the file, line and column.
 
     Returns
     -------
     X (n_rows, n_columns - 1) of dtype, y (n_rows,): or (X, None) when target is None.
+    With return_classes=True, (X, y, classes): classes is the sorted array of the class
+    names (str) of a text column, None for a numeric target.
     """
-    data, names = read_csv(path, header=header, delimiter=delimiter)
     path = os.fsdecode(os.fspath(path))
+    try:
+        data, names = read_csv(path, header=header, delimiter=delimiter)
+    except ValueError:
+        if target is None:
+            raise
+        text = _csv_text_target(path, target, header, delimiter, dtype)
+        if text is None:                # the target column is numbers: not the trouble
+            raise
+        return text if return_classes else text[:2]
     if target is None:
-        return data.astype(dtype, copy=False), None
-    n_cols = data.shape[1]
+        X, y = data.astype(dtype, copy=False), None
+        return (X, y, None) if return_classes else (X, y)
+    col = _target_column(path, target, names, data.shape[1])
+    X = np.delete(data, col, axis=1).astype(dtype, copy=False)
+    y = data[:, col]
+    if isinstance(target_dtype, str) and target_dtype == "auto":
+        # int64 labels only when every target is whole and fits int64 (1e19 would
+        # become INT64_MIN); otherwise the floats as read
+        y = y.astype(np.int64) if np.all(y == np.round(y)) and _fits(y, np.int64) else y
+    else:
+        target_dtype = np.dtype(target_dtype)
+        if target_dtype.kind in "iu" and not _fits(y, target_dtype):
+            bad = y[~_fits(y, target_dtype, each=True)][0]
+            raise ValueError(f"{path}: target_dtype={target_dtype.name} cannot hold the "
+                             f"target {bad:.17g} (column {col + 1}); use a float dtype or "
+                             f"target_dtype='auto'")
+        y = y.astype(target_dtype)
+    X = np.ascontiguousarray(X)
+    return (X, y, None) if return_classes else (X, y)
+
+
+def _target_column(path, target, names, n_cols):
+    """The index of the target column (an index or a name), checked."""
     if isinstance(target, str):
         if names is None:
             raise ValueError(f"{path}: target {target!r} is a column name, but the file has "
@@ -395,13 +436,75 @@ def load_csv(path, target=-1, *, header="auto", delimiter=",", dtype=np.float64,
     if n_cols < 2:
         raise ValueError(f"{path}: one column, nothing left for the features once the "
                          f"target is taken")
-    X = np.delete(data, col, axis=1).astype(dtype, copy=False)
-    y = data[:, col]
-    if isinstance(target_dtype, str) and target_dtype == "auto":
-        y = y.astype(np.int64) if np.all(y == np.round(y)) else y
-    else:
-        y = y.astype(target_dtype)
-    return np.ascontiguousarray(X), y
+    return col
+
+
+def _csv_text_target(path, target, header, delimiter, dtype):
+    """(X, y, classes) for a file whose target column holds text, or None when that
+    column is all numbers. The first problem in the file (a row of another length, an
+    empty cell, a feature that is not a finite number) raises a ValueError with its
+    line and column, as read_csv does."""
+    first = _readable(path, lambda: next(_csv_rows(path, delimiter), None))
+    if first is None:
+        return None
+    has_header = (header is True or
+                  (header == "auto" and not any(_is_number(c) for c in first[1])))
+    names = first[1] if has_header else None
+    col = _target_column(path, target, names, len(first[1]))
+    width, features, labels = None, [], []
+
+    def rows():
+        it = _csv_rows(path, delimiter)
+        if has_header:
+            next(it)
+        yield from it
+
+    for line, cells in _readable(path, lambda: list(rows())):
+        if width is None:
+            width = (len(cells), line)
+            if names is not None and len(names) != width[0]:
+                raise ValueError(f"{path}, line {first[0]}: the header names {len(names)} "
+                                 f"columns, the rows have {width[0]}")
+        elif len(cells) != width[0]:
+            raise ValueError(f"{path}, line {line}: {len(cells)} fields, but line "
+                             f"{width[1]} has {width[0]}")
+        row = []
+        for j, cell in enumerate(cells):
+            if not cell:
+                what = "the class name is missing" if j == col else "a missing value"
+                raise ValueError(f"{path}, line {line}, column {j + 1}: empty cell ({what})")
+            if j == col:
+                labels.append((line, cell))
+                continue
+            if not _is_number(cell):
+                raise ValueError(f"{path}, line {line}, column {j + 1}: {cell[:40]!r} is not "
+                                 f"a number")
+            value = float(cell)
+            if not math.isfinite(value):
+                raise ValueError(f"{path}, line {line}, column {j + 1}: {cell!r} is not a "
+                                 f"finite number")
+            row.append(value)
+        features.append(row)
+    numbers_at = [(line, cell) for line, cell in labels if _is_number(cell)]
+    if not labels or len(numbers_at) == len(labels):
+        return None
+    if numbers_at:         # a typo in a numeric column must not turn it into classes
+        line, cell = next((line, cell) for line, cell in labels if not _is_number(cell))
+        raise ValueError(f"{path}, line {line}, column {col + 1}: {cell[:40]!r} is not a "
+                         f"number, and line {numbers_at[0][0]} holds the number "
+                         f"{numbers_at[0][1][:40]!r} (a column of class names holds no "
+                         f"numbers)")
+    classes, y = np.unique(np.array([cell for _, cell in labels]), return_inverse=True)
+    X = np.array(features, dtype=np.float64).reshape(len(labels), width[0] - 1)
+    return np.ascontiguousarray(X.astype(dtype, copy=False)), y.astype(np.int64), classes
+
+
+def _fits(values, dtype, each=False):
+    """Whether float values lie in the range of the integer dtype (all, or each)."""
+    info = np.iinfo(dtype)
+    # float(info.max) rounds up to a power of two for 64 bits: compare below max + 1
+    inside = (values >= info.min) & (values < float(info.max) + 1)
+    return inside if each else bool(inside.all())
 
 
 # ---- tools ------------------------------------------------------------------

@@ -88,8 +88,8 @@ def _activation(name, slope):
 
 
 def _rows(x):
-    """x as a 2-D (rows, last axis) view."""
-    return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    """x as a 2-D (rows, last axis) view (rows counted, not inferred: x may be empty)."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1]) if x.ndim != 2 else x
 
 
 def _input(x, name, ndim=None):
@@ -568,6 +568,60 @@ def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     return None
 
 
+def rmsprop_step(param, grad, v, buf=None, *, lr, alpha=0.99, eps=1e-8, momentum=0.0,
+                 weight_decay=0.0, backend="compiled", n_threads=None):
+    """One RMSprop step in place, PyTorch's torch.optim.RMSprop (centered=False):
+
+        g = grad + weight_decay * param
+        v = alpha * v + (1 - alpha) * g * g
+        d = g / (sqrt(v) + eps)
+        momentum == 0:  param -= lr * d
+        else:           buf = momentum * buf + d;  param -= lr * buf
+
+    Start v (and buf) at zeros.
+
+    Parameters
+    ----------
+    param : ndarray, any shape, float32 or float64, C-contiguous, writeable.
+    grad : ndarray, param's shape and dtype, any layout (copied when it shares
+        memory with an updated array).
+    v : ndarray like param, the square average, updated in place.
+    buf : ndarray like param, or None: the momentum buffer, required when momentum > 0.
+    lr : float > 0; alpha : float in [0, 1); eps : float > 0; momentum, weight_decay >= 0
+    backend : "compiled" or "numpy"; n_threads : int >= 1, optional
+
+    Returns
+    -------
+    None
+    """
+    _checks.backend(backend)
+    param = _updated_in_place(param, "param")
+    v = _updated_in_place(v, "v", like=param)
+    lr = _checks.real_scalar(lr, "lr", positive=True)
+    alpha = _beta(alpha, "alpha")
+    eps = _checks.real_scalar(eps, "eps", positive=True)
+    momentum = _checks.real_scalar(momentum, "momentum", nonnegative=True)
+    weight_decay = _checks.real_scalar(weight_decay, "weight_decay", nonnegative=True)
+    if buf is None and momentum > 0:
+        raise ValueError(f"buf is required when momentum > 0 (got momentum={momentum}): "
+                         f"pass an array like param, zeros before the first step")
+    if buf is not None:
+        buf = _updated_in_place(buf, "buf", like=param)
+    if momentum == 0:
+        buf = None
+    _distinct(param=param, v=v, buf=buf)
+    grad = _gradient(grad, param, v, buf)
+    n_threads = resolve_num_threads(n_threads)
+    if backend == "numpy":
+        return reference.rmsprop_step(param, grad, v, buf, lr=lr, alpha=alpha, eps=eps,
+                                      momentum=momentum, weight_decay=weight_decay)
+    _typed(_optim.rmsprop_step, param.dtype)(
+        param.reshape(-1), _checks.contiguous(grad).reshape(-1), v.reshape(-1),
+        None if buf is None else buf.reshape(-1), lr, alpha, eps, momentum, weight_decay,
+        n_threads)
+    return None
+
+
 # ---- the fused training step ----------------------------------------------------
 
 _PLAN_ARRAYS = ("weight", "bias", "grad_weight", "grad_bias", "z", "a", "grad_z", "grad_x")
@@ -581,17 +635,31 @@ def a_derivable(activation, slope=0.0):
     return activation in A_DERIVABLE and (activation != "leaky_relu" or slope >= 0)
 
 
-def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nesterov=False,
-               weight_decay=0.0, l2=0.0, betas=(0.9, 0.999), eps=1e-8):
-    """A compiled plan that runs whole training steps of a Dense stack in one call.
+# The update kernels a plan runs: {name: {hyper-parameter: check}} and which of the
+# two state slots each needs, given its hyper-parameters.
+_PLAN_OPTIMIZERS = {
+    "sgd": (dict(momentum=lambda v, n: _checks.real_scalar(v, n, nonnegative=True),
+                 nesterov=lambda v, n: bool(v)),
+            lambda h: (("state1",) if h["momentum"] else ())),
+    "adam": (dict(beta1=_beta, beta2=_beta,
+                  eps=lambda v, n: _checks.real_scalar(v, n, positive=True)),
+             lambda h: ("state1", "state2")),
+    "rmsprop": (dict(alpha=_beta, eps=lambda v, n: _checks.real_scalar(v, n, positive=True),
+                     momentum=lambda v, n: _checks.real_scalar(v, n, nonnegative=True)),
+                lambda h: ("state1", "state2") if h["momentum"] else ("state1",)),
+}
+
+
+def train_plan(layers, *, loss, batch_max, optimizer="sgd", hyper=None, weight_decay=0.0,
+               l2=0.0, backend="compiled"):
+    """A training plan: whole training steps of a Dense stack, one call each.
 
     Each step: forward (a_l = f(a_{l-1} @ W_l.T + b_l)), loss + 1/2 l2 sum ||W||^2,
-    backward, grad_W += l2 W, then the optimizer update of every parameter
-    (weight decay on weights only) -- the kernels and order of the layer-by-layer
-    path, so both give bitwise the same weights. The update is all or nothing: a
-    non-finite loss or gradient, or an update that would leave a parameter or an
-    optimizer state NaN or inf, updates nothing (the plan checks this without
-    keeping a copy of the weights).
+    backward, grad_W += l2 W (the gradient phase), then the optimizer update of
+    every parameter, weight decay on weights only (the apply phase). The update is
+    all or nothing: a non-finite loss or gradient, or an update that would leave a
+    parameter or an optimizer state NaN or inf, updates nothing (the compiled
+    plan checks this without keeping a copy of the weights).
 
     Parameters
     ----------
@@ -599,26 +667,42 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
         the arrays weight (n_out, n_in), bias (n_out,) or None, grad_weight,
         grad_bias (n_out,), workspaces z, a (batch_max, n_out), grad_z
         (batch_max, n_out) or None (then grad_z is formed in place of dL/da),
-        grad_x (batch_max, n_in), and the
-        optimizer state state1 = (for weight, for bias) and state2 (Adam's v),
-        None where there is none. Arrays share one dtype, C-contiguous, writeable.
-        z may be a when f' follows from a alone (A_DERIVABLE: identity, step,
-        sigmoid, tanh, relu, leaky_relu with slope >= 0): the step then keeps one
-        buffer, a = f(z) written over z.
+        grad_x (batch_max, n_in), and the optimizer state state1 = (for weight,
+        for bias) and state2, None where there is none (SGD: velocity; Adam: m, v;
+        RMSprop: square average, momentum buffer). Arrays share one dtype,
+        C-contiguous, writeable. z may be a when f' follows from a alone
+        (A_DERIVABLE: identity, step, sigmoid, tanh, relu, leaky_relu with
+        slope >= 0): the step then keeps one buffer, a = f(z) written over z.
     loss : str, one of LOSSES
     batch_max : int, the most rows a step takes
-    optimizer : "sgd" or "adam"; momentum, nesterov, weight_decay, betas, eps as in
-        sgd_step / adam_step; l2 >= 0
+    optimizer : "sgd", "adam" or "rmsprop"; hyper: its parameters by name, as in
+        sgd_step (momentum, nesterov), adam_step (beta1, beta2, eps) and
+        rmsprop_step (alpha, eps, momentum); weight_decay, l2 >= 0
+    backend : "compiled" (nncore._kernels.train.StepPlan) or "numpy" (its twin,
+        nncore.reference.StepPlan); both have the same methods.
 
     Returns
     -------
-    plan : nncore._train.StepPlan: plan.step(X, t, y, w, lr, t_adam, n_threads) for one
-        batch, plan.run_epochs(X, t, y, w, orders, batch_size, lrs, t_adam, n_threads)
-        for whole epochs in one call (rows gathered, scaled and stepped in C).
+    plan : plan.step(X, t, y, w, lr, step, n_threads) for one batch;
+        plan.gradients(X, t, y, w, n_threads) and plan.apply(lr, step, n_threads),
+        its two phases; plan.run(X, t, y, w, orders, batch_size, lrs, sums, epoch,
+        batch, max_batches, seconds, step, n_threads) for epochs of batches in one
+        call (rows gathered, scaled and stepped in C).
     """
-    from nncore._kernels import train as _train
+    _checks.backend(backend)
     _checks.choice(loss, "loss", LOSSES)
-    _checks.choice(optimizer, "optimizer", ("sgd", "adam"))
+    _checks.choice(optimizer, "optimizer", tuple(_PLAN_OPTIMIZERS))
+    checks, slots = _PLAN_OPTIMIZERS[optimizer]
+    hyper = dict(hyper or {})
+    unknown = sorted(set(hyper) - set(checks))
+    if unknown:
+        raise ValueError(f"hyper: {optimizer} takes {', '.join(checks)}, not {', '.join(unknown)}")
+    missing = sorted(set(checks) - set(hyper))
+    if missing:
+        raise ValueError(f"hyper: {optimizer} needs {', '.join(missing)}")
+    hyper = {k: check(hyper[k], k) for k, check in checks.items()}
+    weight_decay = _checks.real_scalar(weight_decay, "weight_decay", nonnegative=True)
+    l2 = _checks.real_scalar(l2, "l2", nonnegative=True)
     if not layers:
         raise ValueError("layers must not be empty")
     dtype = layers[0]["weight"].dtype
@@ -648,28 +732,27 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", momentum=0.0, nester
                     continue
                 raise ValueError(f"layers[{i}]['{name}'] is missing")
             _checks.out_array(arr, f"layers[{i}]['{name}']", shapes[name], dtype)
-        needs = {"sgd": ("s1w",) if momentum else (), "adam": ("s1w", "s2w")}[optimizer]
-        for name in needs:
-            if arrays[name] is None or (d["bias"] is not None and arrays[name[:2] + "b"] is None):
-                raise ValueError(f"layers[{i}] lacks the optimizer state {name}")
+        for slot in slots(hyper):
+            key = "s" + slot[-1]
+            if arrays[key + "w"] is None or (d["bias"] is not None and arrays[key + "b"] is None):
+                raise ValueError(f"layers[{i}] lacks the optimizer state {slot}")
         code, slope = _activation(d["activation"], d["slope"])
-        prepared.append(dict(n_in=n_in, n_out=n_out, act=code, slope=slope,
-                             w=arrays["weight"], b=arrays["bias"], gw=arrays["grad_weight"],
-                             gb=arrays["grad_bias"], z=arrays["z"], a=arrays["a"],
-                             gz=arrays["grad_z"], gx=arrays["grad_x"], s1w=s1w, s1b=s1b,
-                             s2w=s2w, s2b=s2b))
+        prepared.append(dict(n_in=n_in, n_out=n_out, act=code, activation=d["activation"],
+                             slope=slope, w=arrays["weight"], b=arrays["bias"],
+                             gw=arrays["grad_weight"], gb=arrays["grad_bias"], z=arrays["z"],
+                             a=arrays["a"], gz=arrays["grad_z"], gx=arrays["grad_x"],
+                             s1w=s1w, s1b=s1b, s2w=s2w, s2b=s2b))
+    if backend == "numpy":
+        return reference.StepPlan(prepared, loss=loss, optimizer=optimizer, hyper=hyper,
+                                  weight_decay=weight_decay, l2=l2, batch_max=batch_max)
+    from nncore._kernels import train as _train
     n_in, k = layers[0]["n_in"], layers[-1]["n_out"]
     buffers = dict(x=np.empty((batch_max, n_in), dtype), t=np.empty((batch_max, k), dtype),
                    y=np.empty(batch_max, np.intp), w=np.empty(batch_max),
                    scale=np.empty(batch_max), grad_out=np.empty((batch_max, k), dtype))
-    return _train.StepPlan(prepared, dtype == np.float64, batch_max,
-                           _codes.LOSSES[loss], _codes.OPTIMIZERS[optimizer],
-                           _checks.real_scalar(momentum, "momentum", nonnegative=True),
-                           bool(nesterov),
-                           _checks.real_scalar(weight_decay, "weight_decay", nonnegative=True),
-                           _checks.real_scalar(l2, "l2", nonnegative=True),
-                           float(betas[0]), float(betas[1]),
-                           _checks.real_scalar(eps, "eps", positive=True), buffers)
+    return _train.StepPlan(prepared, dtype == np.float64, batch_max, _codes.LOSSES[loss],
+                           _codes.OPTIMIZERS[optimizer], hyper, weight_decay, l2, buffers,
+                           loss != "mse")
 
 
 # ---- checks -------------------------------------------------------------------

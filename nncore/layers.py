@@ -15,6 +15,12 @@ def positive_int(value, name):
     return int(value)
 
 
+def _own(a, dtype, copy):
+    if not copy and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, dtype, order="C")
+
+
 class Dense:
     """A fully connected layer: a = f(x @ weight.T + bias).
 
@@ -42,6 +48,7 @@ class Dense:
         self.weight = self.bias = self.grad_weight = self.grad_bias = None
         self._x = self._z = self._a = None
         self._rows = 0
+        self._owner = None          # weakref to the model the layer belongs to
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
@@ -67,6 +74,25 @@ class Dense:
         self._rows = 0
         return self
 
+    def array_names(self):
+        """The names of the arrays a saved layer holds: weight, and bias if it has one."""
+        return ("weight", "bias") if self.use_bias else ("weight",)
+
+    def arrays(self):
+        """{name: array} of array_names(): the layer's own arrays, for saving."""
+        return {name: getattr(self, name) for name in self.array_names()}
+
+    def restore(self, arrays, dtype, copy=True):
+        """What build sets, with the weights taken from arrays: copied, or with
+        copy=False the arrays themselves where they are C-contiguous and writeable."""
+        dtype = np.dtype(dtype)
+        self.weight = _own(arrays["weight"], dtype, copy)
+        self.bias = _own(arrays["bias"], dtype, copy) if self.use_bias else None
+        self.grad_weight = np.zeros(self.weight.shape, dtype)
+        self.grad_bias = np.zeros(self.n_out, dtype)
+        self._rows = 0
+        return self
+
     def parameters(self):
         """[weight, bias] (bias left out when the layer has none)."""
         return [self.weight, self.bias] if self.use_bias else [self.weight]
@@ -87,6 +113,17 @@ class Dense:
             self._gxbuf = np.empty((n, self.n_in), dt)
             self._rows = n
         return self._zbuf[:n], self._abuf[:n], self._gzbuf[:n], self._gxbuf[:n]
+
+    def buffers(self, n):
+        """New (z, a) buffers of n rows for infer (a is z where f' follows from a)."""
+        z = np.empty((n, self.n_out), self.weight.dtype)
+        return z, (z if F.a_derivable(self.activation, self.slope) else np.empty_like(z))
+
+    def infer(self, x, z, a, *, backend="compiled"):
+        """a = f(x @ weight.T + bias) into the caller's buffers z, a (from buffers(n)):
+        unlike forward, nothing of the layer is written, so threads may call it at once."""
+        return F.dense_forward(x, self.weight, self.bias, self.activation, z_out=z, a_out=a,
+                               slope=self.slope, backend=backend)[1]
 
     def _require_built(self):
         if not self.built:

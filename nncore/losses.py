@@ -23,7 +23,7 @@ class Loss:
 
     def targets(self, y, n, n_outputs, dtype):
         """y checked and converted once per fit: (n, n_outputs) floats or (n,) labels."""
-        y = np.asarray(y)
+        y = _checks.asarray(y, "y")
         if y.ndim == 1 and n_outputs == 1:
             y = y.reshape(-1, 1)
         if y.dtype.kind not in "fiu":
@@ -91,7 +91,7 @@ class BinaryCrossEntropy(Loss):
 
 def labels(y, n, n_classes, name):
     """Integer class labels (n,) in [0, n_classes), as intp."""
-    y = np.asarray(y)
+    y = _checks.asarray(y, "y")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.dtype.kind not in "iu":
@@ -112,3 +112,14 @@ def get(loss):
     if isinstance(loss, Loss):
         return loss
     return LOSSES[_checks.choice(loss, "loss", tuple(LOSSES))]()
+
+
+def saved_name(loss):
+    """The name a model file keeps for loss (a name or a Loss of LOSSES); ValueError
+    for a loss that could not be loaded back (a custom Loss)."""
+    if isinstance(loss, str):
+        return get(loss).name
+    if type(loss) is not LOSSES.get(getattr(loss, "name", None)):
+        raise ValueError(f"cannot save the model: its loss {loss!r} is not one of "
+                         f"nncore.losses.LOSSES ({', '.join(LOSSES)})")
+    return loss.name

@@ -23,7 +23,10 @@ class StepDecay:
         self.gamma = _checks.real_scalar(gamma, "gamma", positive=True)
 
     def __call__(self, epoch):
-        return self.gamma ** (epoch // self.step_size)
+        try:
+            return self.gamma ** (epoch // self.step_size)
+        except OverflowError:              # gamma > 1: the rate goes to inf (TrainingDiverged)
+            return float("inf")
 
     def config(self):
         return dict(type="StepDecay", step_size=self.step_size, gamma=self.gamma)
@@ -36,7 +39,10 @@ class ExponentialDecay:
         self.gamma = _checks.real_scalar(gamma, "gamma", positive=True)
 
     def __call__(self, epoch):
-        return self.gamma ** epoch
+        try:
+            return self.gamma ** epoch
+        except OverflowError:              # gamma > 1: the rate goes to inf (TrainingDiverged)
+            return float("inf")
 
     def config(self):
         return dict(type="ExponentialDecay", gamma=self.gamma)
@@ -49,7 +55,10 @@ class InverseScaling:
         self.power_t = _checks.real_scalar(power_t, "power_t", nonnegative=True)
 
     def __call__(self, epoch):
-        return 1.0 / (epoch + 1) ** self.power_t
+        try:
+            return 1.0 / (epoch + 1) ** self.power_t
+        except OverflowError:              # a large power_t: the rate goes to 0
+            return 0.0
 
     def config(self):
         return dict(type="InverseScaling", power_t=self.power_t)
@@ -67,9 +76,31 @@ def schedule_from_config(config):
 
 # ---- optimizers ----------------------------------------------------------------
 
+OPTIMIZERS = {}          # class name -> class, filled as each optimizer class is defined
+
+# Steps an optimizer may count: the compiled plan keeps the count in a C long.
+MAX_STEPS = 2**62
+
+
 class Optimizer:
-    """Holds hyper-parameters and per-parameter state; `step` updates in place."""
+    """Holds hyper-parameters, per-parameter state, its step count t and its epoch
+    (which drives the schedule). What the training plan needs it says itself:
+    `kernel` (the update kernel's name, in nncore.functional and the plan),
+    `hyper()` (that kernel's parameters), `plan_state(params)` (its state arrays);
+    after a run the fit driver calls `advance(steps, epochs)`.
+
+    A subclass sets `kernel`, `state_names` (the state arrays, in the plan's
+    order: state1, state2) and `hyper_types` ({name: "real" | "bool" | "pair"},
+    the config fields beyond lr and weight_decay), and implements `hyper` and
+    `step`.
+    """
+    kernel = None
     state_names = ()
+    hyper_types = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        OPTIMIZERS[cls.__name__] = cls
 
     def __init__(self, lr, weight_decay=0.0, schedule=None):
         self.lr = _checks.real_scalar(lr, "lr", positive=True)
@@ -77,33 +108,70 @@ class Optimizer:
         if schedule is not None and not callable(schedule):
             raise TypeError(f"schedule must be callable (epoch -> factor), got {schedule!r}")
         self.schedule = schedule
-        self.epoch = 0                     # advanced by fit after each epoch
-        self.state = {name: [] for name in self.state_names}
+        self.epoch = 0                     # epochs trained: the schedule's argument
+        self.t = 0                         # updates made
+        self.state = {name: [] for name in self.active_states()}
+
+    def active_states(self):
+        """The state arrays this configuration keeps (e.g. no velocity without momentum)."""
+        return self.state_names
+
+    def hyper(self):
+        """{name: value} of the update kernel's parameters (lr and weight_decay aside)."""
+        return {}
+
+    # -- learning rate and counters -------------------------------------------
+
+    def lr_at(self, epoch):
+        """lr * schedule(epoch)."""
+        return self.lr * (self.schedule(epoch) if self.schedule else 1.0)
 
     def current_lr(self):
-        """lr * schedule(epoch)."""
-        return self.lr * (self.schedule(self.epoch) if self.schedule else 1.0)
+        return self.lr_at(self.epoch)
+
+    def learning_rates(self, n_epochs):
+        """(n_epochs,) float64: the rates of the next n_epochs epochs."""
+        return np.array([self.lr_at(self.epoch + i) for i in range(n_epochs)], np.float64)
+
+    def advance(self, steps=0, epochs=0):
+        """Count `steps` more updates and `epochs` more epochs."""
+        self.t += int(steps)
+        self.epoch += int(epochs)
+
+    # -- state ------------------------------------------------------------------
 
     def _ensure_state(self, params):
-        for name in self.state_names:
-            arrays = self.state[name]
+        for name in self.active_states():
+            arrays = self.state.get(name, [])
             if len(arrays) != len(params) or any(s.shape != p.shape or s.dtype != p.dtype
                                                  for s, p in zip(arrays, params)):
                 self.state[name] = [np.zeros_like(p) for p in params]
 
-    def step(self, params, grads, decay, *, backend="compiled"):
-        """Update each params[i] from grads[i]; decay[i] says whether weight
-        decay applies (weights yes, biases no)."""
-        raise NotImplementedError
+    def plan_state(self, params):
+        """(state1, state2): this optimizer's state arrays for params (made at zero
+        if it has none yet, or they belong to other parameters), each a list
+        parallel to params, or None."""
+        self._ensure_state(params)
+        active = self.active_states()
+        return tuple(self.state[name] if name in active else None for name in self.state_names
+                     ) + (None,) * (2 - len(self.state_names))
 
     def plan_key(self):
-        """The hyper-parameters a compiled training plan bakes in (lr is passed per step)."""
-        return (type(self).__name__, self.weight_decay) + tuple(
-            getattr(self, k) for k in ("momentum", "nesterov", "betas", "eps") if hasattr(self, k))
+        """What a compiled training plan bakes in (lr is passed per step)."""
+        return (type(self).__name__, self.weight_decay) + tuple(sorted(self.hyper().items()))
+
+    def step(self, params, grads, decay, *, backend="compiled"):
+        """Update each params[i] from grads[i] now (one kernel call per parameter);
+        decay[i] says whether weight decay applies (weights yes, biases no)."""
+        raise NotImplementedError
+
+    # -- saving -----------------------------------------------------------------
 
     def config(self):
         cfg = dict(type=type(self).__name__, lr=self.lr, weight_decay=self.weight_decay,
-                   epoch=self.epoch)
+                   epoch=self.epoch, t=self.t)
+        cfg.update((k, list(v) if isinstance(v, tuple) else v)
+                   for k, v in self._hyper_config().items())
         if self.schedule is not None:
             if not hasattr(self.schedule, "config"):
                 raise ValueError("a schedule without config() cannot be saved: use "
@@ -111,14 +179,32 @@ class Optimizer:
             cfg["schedule"] = self.schedule.config()
         return cfg
 
+    def _hyper_config(self):
+        return {name: getattr(self, name) for name in self.hyper_types}
+
     def state_arrays(self):
-        """{'<state>.<i>': array} for saving."""
+        """{'<state>.<i>': array} of every state array."""
         return {f"{name}.{i}": a for name, arrays in self.state.items()
                 for i, a in enumerate(arrays)}
 
-    def load_state_arrays(self, arrays, params):
-        """Restore state saved by state_arrays, checked against params."""
-        for name in self.state_names:
+    def saved_state(self, params):
+        """{'<state>.<j>': array} for saving with params: each state that matches
+        params. A state that does not (the optimizer last stepped another model) is
+        left out: the next step would restart it at zero, as loading without it does."""
+        saved = self.state_arrays()
+        arrays = {}
+        for name in self.active_states():
+            group = [saved.get(f"{name}.{j}") for j in range(len(params))]
+            if len(self.state.get(name, ())) == len(params) and all(
+                    a is not None and a.shape == p.shape and a.dtype == p.dtype
+                    for a, p in zip(group, params)):
+                arrays.update((f"{name}.{j}", a) for j, a in enumerate(group))
+        return arrays
+
+    def load_state_arrays(self, arrays, params, copy=True):
+        """Restore state saved by saved_state, checked against params (copied, or with
+        copy=False the arrays themselves where they are C-contiguous and writeable)."""
+        for name in self.active_states():
             restored = []
             for i, p in enumerate(params):
                 key = f"{name}.{i}"
@@ -130,8 +216,15 @@ class Optimizer:
                 if a.shape != p.shape or a.dtype != p.dtype:
                     raise ValueError(f"optimizer state {key} has shape {a.shape} {a.dtype}, "
                                      f"expected {p.shape} {p.dtype}")
-                restored.append(np.array(a))
+                own = not copy and a.flags.c_contiguous and a.flags.writeable
+                restored.append(a if own else np.array(a, order="C"))
             self.state[name] = restored
+        self.check_state()
+
+    def check_state(self):
+        """Refuse state no update of this optimizer can produce (ValueError naming it)."""
+        if not 0 <= self.t <= MAX_STEPS:
+            raise ValueError(f"optimizer step count t = {self.t} outside [0, 2**62]")
 
 
 class SGD(Optimizer):
@@ -141,17 +234,22 @@ class SGD(Optimizer):
         v = momentum * v + g                 (v starts at 0)
         w -= lr * v                          or, Nesterov, w -= lr * (g + momentum * v)
     """
+    kernel = "sgd"
     state_names = ("velocity",)
+    hyper_types = dict(momentum="real", nesterov="bool")
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, schedule=None):
-        super().__init__(lr, weight_decay, schedule)
         self.momentum = _checks.real_scalar(momentum, "momentum", nonnegative=True)
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        if self.momentum == 0:
-            self.state = {}
-            self.state_names = ()
+        super().__init__(lr, weight_decay, schedule)
+
+    def active_states(self):
+        return self.state_names if self.momentum else ()
+
+    def hyper(self):
+        return dict(momentum=self.momentum, nesterov=self.nesterov)
 
     def __repr__(self):
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -165,9 +263,7 @@ class SGD(Optimizer):
             F.sgd_step(p, g, velocity[i] if velocity else None, lr=lr,
                        momentum=self.momentum, nesterov=self.nesterov,
                        weight_decay=self.weight_decay if d else 0.0, backend=backend)
-
-    def config(self):
-        return dict(super().config(), momentum=self.momentum, nesterov=self.nesterov)
+        self.t += 1
 
 
 class Adam(Optimizer):
@@ -176,10 +272,11 @@ class Adam(Optimizer):
         g = grad + weight_decay * w;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
         w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     """
+    kernel = "adam"
     state_names = ("m", "v")
+    hyper_types = dict(betas="pair", eps="real")
 
     def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, schedule=None):
-        super().__init__(lr, weight_decay, schedule)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = tuple(_checks.real_scalar(b, "betas") for b in betas)
@@ -187,7 +284,10 @@ class Adam(Optimizer):
             if not 0 <= b < 1:
                 raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
         self.eps = _checks.real_scalar(eps, "eps", positive=True)
-        self.t = 0
+        super().__init__(lr, weight_decay, schedule)
+
+    def hyper(self):
+        return dict(beta1=self.betas[0], beta2=self.betas[1], eps=self.eps)
 
     def __repr__(self):
         return f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay})"
@@ -201,11 +301,59 @@ class Adam(Optimizer):
                         beta2=self.betas[1], eps=self.eps,
                         weight_decay=self.weight_decay if d else 0.0, backend=backend)
 
-    def config(self):
-        return dict(super().config(), betas=list(self.betas), eps=self.eps, t=self.t)
+    def check_state(self):
+        super().check_state()
+        for i, v in enumerate(self.state.get("v", ())):
+            if v.size and v.min() < 0:
+                raise ValueError(f"optimizer.v.{i} holds a negative value "
+                                 f"({v.min():g}): Adam's v is a mean of squares")
 
 
-OPTIMIZERS = {"SGD": SGD, "Adam": Adam}
+class RMSprop(Optimizer):
+    """RMSprop, PyTorch's torch.optim.RMSprop (centered=False):
+
+        g = grad + weight_decay * w;  v = alpha v + (1 - alpha) g^2;  d = g / (sqrt(v) + eps)
+        w -= lr * d                   or, with momentum, b = momentum b + d;  w -= lr * b
+    """
+    kernel = "rmsprop"
+    state_names = ("square_avg", "momentum_buffer")
+    hyper_types = dict(alpha="real", eps="real", momentum="real")
+
+    def __init__(self, lr=0.01, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0,
+                 schedule=None):
+        self.alpha = _checks.real_scalar(alpha, "alpha")
+        if not 0 <= self.alpha < 1:
+            raise ValueError(f"alpha must lie in [0, 1), got {self.alpha}")
+        self.eps = _checks.real_scalar(eps, "eps", positive=True)
+        self.momentum = _checks.real_scalar(momentum, "momentum", nonnegative=True)
+        super().__init__(lr, weight_decay, schedule)
+
+    def active_states(self):
+        return self.state_names if self.momentum else self.state_names[:1]
+
+    def hyper(self):
+        return dict(alpha=self.alpha, eps=self.eps, momentum=self.momentum)
+
+    def __repr__(self):
+        return (f"RMSprop(lr={self.lr}, alpha={self.alpha}, eps={self.eps}, "
+                f"momentum={self.momentum}, weight_decay={self.weight_decay})")
+
+    def step(self, params, grads, decay, *, backend="compiled"):
+        self._ensure_state(params)
+        lr = self.current_lr()
+        buffers = self.state.get("momentum_buffer")
+        for i, (p, g, d) in enumerate(zip(params, grads, decay)):
+            F.rmsprop_step(p, g, self.state["square_avg"][i], buffers[i] if buffers else None,
+                           lr=lr, alpha=self.alpha, eps=self.eps, momentum=self.momentum,
+                           weight_decay=self.weight_decay if d else 0.0, backend=backend)
+        self.t += 1
+
+    def check_state(self):
+        super().check_state()
+        for i, v in enumerate(self.state.get("square_avg", ())):
+            if v.size and v.min() < 0:
+                raise ValueError(f"optimizer.square_avg.{i} holds a negative value "
+                                 f"({v.min():g}): it is a mean of squares")
 
 
 def from_config(config):
@@ -215,10 +363,11 @@ def from_config(config):
     epoch = config.pop("epoch", 0)
     t = config.pop("t", 0)
     schedule = schedule_from_config(config.pop("schedule", None))
-    if "betas" in config:
-        config["betas"] = tuple(config["betas"])
+    for name, kind in cls.hyper_types.items():
+        if kind == "pair" and name in config:
+            config[name] = tuple(config[name])
     opt = cls(schedule=schedule, **config)
     opt.epoch = epoch
-    if isinstance(opt, Adam):
-        opt.t = t
+    opt.t = t
+    opt.check_state()
     return opt

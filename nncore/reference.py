@@ -8,6 +8,7 @@ Names follow the maths: x (n_samples, n_in), w (n_out, n_in) one row per
 neuron, b (n_out,), z = x @ w.T + b, a = f(z); gradients grad_*.
 """
 import math
+import time
 
 import numpy as np
 
@@ -302,6 +303,29 @@ def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     return None
 
 
+def rmsprop_step(param, grad, v, buf=None, *, lr, alpha=0.99, eps=1e-8, momentum=0.0,
+                 weight_decay=0.0):
+    """RMSprop, PyTorch's torch.optim.RMSprop (not centered), in place:
+
+        g = grad + weight_decay * param
+        v = alpha * v + (1 - alpha) * g * g
+        d = g / (sqrt(v) + eps)
+        momentum == 0:  param -= lr * d
+        else:           buf = momentum * buf + d;  param -= lr * buf
+
+    v and buf start at zeros. A zero weight_decay is skipped.
+    """
+    g = grad + weight_decay * param if weight_decay != 0 else grad
+    v[...] = alpha * v + (1 - alpha) * g * g
+    d = g / (np.sqrt(v) + eps)
+    if momentum == 0:
+        param -= lr * d
+        return None
+    buf[...] = momentum * buf + d
+    param -= lr * buf
+    return None
+
+
 # ---- checks -------------------------------------------------------------------
 
 def all_finite(x):
@@ -314,3 +338,133 @@ def max_abs(x):
     if not np.isfinite(x).all():
         return float("inf")
     return float(np.abs(x).max()) if x.size else 0.0
+
+
+# ---- the training plan --------------------------------------------------------
+
+_UPDATES = {
+    "sgd": lambda p, g, s1, s2, lr, wd, h, step: sgd_step(
+        p, g, s1, lr=lr, momentum=h["momentum"], nesterov=h["nesterov"], weight_decay=wd),
+    "adam": lambda p, g, s1, s2, lr, wd, h, step: adam_step(
+        p, g, s1, s2, step=step, lr=lr, beta1=h["beta1"], beta2=h["beta2"], eps=h["eps"],
+        weight_decay=wd),
+    "rmsprop": lambda p, g, s1, s2, lr, wd, h, step: rmsprop_step(
+        p, g, s1, s2, lr=lr, alpha=h["alpha"], eps=h["eps"], momentum=h["momentum"],
+        weight_decay=wd),
+}
+
+
+class StepPlan:
+    """The NumPy twin of nncore._train.StepPlan (same methods, arguments and
+    results): the specification of a training step and of the batch schedule.
+
+    gradients: s_i = w_i / sum(w) (or 1/n); a_0 = X, a_l = f_l(a_{l-1} @ W_l.T + b_l);
+        L = sum_i s_i l_i(a_L, y) + 1/2 l2 sum_l ||W_l||^2; backward l = L..1;
+        grad_W_l += l2 W_l.
+    apply: every parameter updated by the optimizer (weight decay on weights only),
+        all or nothing: nothing changes when a gradient, a parameter or a state
+        would not be finite.
+    run: epoch e visits X[orders[e]] (or X) in batches of batch_size, the last one
+        partial, skipping a batch of zero weights, at learning rate lrs[e].
+
+    layers: the dicts nncore.functional.train_plan prepares (activation, slope and
+    the arrays w, b, gw, gb, s1w, s1b, s2w, s2b; the workspaces are not used).
+    """
+
+    def __init__(self, layers, *, loss, optimizer, hyper, weight_decay, l2, batch_max):
+        self.layers = layers
+        self.loss, self.optimizer, self.hyper = loss, optimizer, hyper
+        self.weight_decay, self.l2 = weight_decay, l2
+        self.batch_max = batch_max
+        self.n_inputs, self.n_outputs = layers[0]["n_in"], layers[-1]["n_out"]
+        self.accuracy = loss != "mse"
+
+    def _params(self):
+        """(param, grad, state1, state2, weight decay) of each parameter, in order."""
+        for d in self.layers:
+            yield d["w"], d["gw"], d["s1w"], d["s2w"], self.weight_decay
+            if d["b"] is not None:
+                yield d["b"], d["gb"], d["s1b"], d["s2b"], 0.0
+
+    def gradients(self, X, t, y, w, n_threads=1):
+        if w is not None and not w.sum() > 0:
+            return 3, 0.0, 0.0
+        target = y if y is not None else t
+        inputs, zs, outs = [], [], []
+        a = X
+        for d in self.layers:
+            inputs.append(a)
+            z, a = dense_forward(a, d["w"], d["b"], d["activation"], slope=d["slope"])
+            zs.append(z)
+            outs.append(a)
+        value, g = loss_forward_backward(self.loss, a, target, sample_weight=w)
+        value += sum(0.5 * self.l2 * float(np.sum(d["w"].astype(np.float64) ** 2))
+                     for d in self.layers) if self.l2 else 0.0
+        if not math.isfinite(value):
+            return 1, value, 0.0
+        for i in range(len(self.layers) - 1, -1, -1):
+            d = self.layers[i]
+            g, _, _ = dense_backward(inputs[i], d["w"], zs[i], outs[i], g, d["activation"],
+                                     grad_weight=d["gw"],
+                                     grad_bias=d["gb"] if d["b"] is not None else None,
+                                     need_grad_x=i > 0, slope=d["slope"])
+            if self.l2:
+                d["gw"][...] = d["gw"] + self.l2 * d["w"].astype(np.float64)
+        return 0, value, _accuracy(a, t, y) if self.accuracy else 0.0
+
+    def apply(self, lr, step, n_threads=1):
+        params = list(self._params())
+        if not all(np.isfinite(g).all() for _, g, _, _, _ in params):
+            return 2, step
+        trial = [(p.copy(), g, None if s1 is None else s1.copy(),
+                  None if s2 is None else s2.copy(), wd) for p, g, s1, s2, wd in params]
+        for p, g, s1, s2, wd in trial:
+            _UPDATES[self.optimizer](p, g, s1, s2, lr, wd, self.hyper, step + 1)
+        if not all(np.isfinite(a).all() for item in trial for a in (item[0], item[2], item[3])
+                   if a is not None):
+            return 2, step
+        for (p, _, s1, s2, _), (p2, _, t1, t2, _) in zip(params, trial):
+            p[...] = p2
+            for s, new in ((s1, t1), (s2, t2)):
+                if s is not None:
+                    s[...] = new
+        return 0, step + 1
+
+    def step(self, X, t, y, w, lr, step, n_threads=1):
+        status, value, acc = self.gradients(X, t, y, w, n_threads)
+        if status == 0:
+            status, step = self.apply(lr, step, n_threads)
+        return status, value, acc if status == 0 else 0.0, step
+
+    def run(self, X, t, y, w, orders, batch_size, lrs, sums, epoch, batch, max_batches,
+            seconds, step, n_threads=1):
+        n = X.shape[0]
+        n_batches = -(-n // batch_size)
+        start = time.perf_counter()
+        done, status, value, acc = 0, 0, 0.0, 0.0
+        while epoch < len(lrs):
+            if (max_batches > 0 and done >= max_batches) or (
+                    seconds > 0 and done and time.perf_counter() - start >= seconds):
+                break
+            rows = slice(batch * batch_size, (batch + 1) * batch_size)
+            idx = orders[epoch][rows] if orders is not None else np.arange(n)[rows]
+            status, value, acc, step = self.step(
+                X[idx], None if t is None else t[idx], None if y is None else y[idx],
+                None if w is None else w[idx], lrs[epoch], step, n_threads)
+            if status not in (0, 3):
+                break
+            if status == 0:
+                nb = len(idx)
+                sums[epoch] += (value * nb, nb, acc * nb)
+            done += 1
+            batch += 1
+            if batch == n_batches:
+                epoch, batch = epoch + 1, 0
+        return epoch, batch, status, value, acc, step
+
+
+def _accuracy(o, t, y):
+    """The fraction right: argmax(o_i) == y_i, or (o_ij > 0) == t_ij."""
+    if y is not None:
+        return float(np.mean(np.argmax(o, axis=1) == y))
+    return float(np.mean((o > 0) == t))

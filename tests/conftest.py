@@ -16,6 +16,18 @@ from hypothesis import settings
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.load_profile("ci")
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only when asked for (-m slow, or any -m expression)."""
+    if config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 DTYPES = [np.float32, np.float64]
 THREADS = [1, 2]
 

@@ -223,7 +223,7 @@ def test_sparkline():
                                                          "classes", 2),
     (["train", "--data", "sine", "--loss", "hinge"], "needs class labels", 2),
     (["train", "--data", "xor", "--optimizer", "adam", "--momentum", "0.5"],
-     "--momentum applies to --optimizer sgd", 2),
+     "--momentum applies to --optimizer sgd or rmsprop", 2),
     (["train", "--data", "xor", "--samples", "10"], "--samples applies to", 2),
     (["train", "--data", "xor", "--target", "1"], "--target applies to csv", 2),
     (["train", "--data", "xor", "--validation-split", "1.5"], "argument --validation-split", 2),

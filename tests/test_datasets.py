@@ -2,6 +2,7 @@
 (train_test_split, one_hot, Standardizer). Everything offline: the IDX and CSV files
 are written here, in tmp_path."""
 import os
+import re
 import sys
 
 import numpy as np
@@ -215,6 +216,23 @@ def test_load_csv_without_header_float_target_and_no_target(tmp_path):
     assert y.dtype == np.float32
 
 
+@pytest.mark.parametrize("big", ["1e19", "-1e19", "9223372036854775808", "-9.3e18"])
+def test_load_csv_whole_targets_beyond_int64_stay_floats(tmp_path, big):
+    """Whole numbers become int64 labels only when every one fits int64: 1e19 cast to
+    int64 would be INT64_MIN. (2**63 itself does not fit; -2**63 does.)"""
+    _, y = datasets.load_csv(csv_file(tmp_path, f"1,2,{big}\n3,4,2\n"))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, [float(big), 2.0])
+    _, y = datasets.load_csv(csv_file(tmp_path, "1,2,-9223372036854775808\n3,4,2\n",
+                                      "fits.csv"))
+    assert y.dtype == np.int64 and y[0] == np.iinfo(np.int64).min
+    with pytest.raises(ValueError, match=re.escape(f"target_dtype=int64 cannot hold the "
+                                                   f"target {float(big):.17g} (column 3)")):
+        datasets.load_csv(csv_file(tmp_path, f"1,2,{big}\n3,4,2\n"), target_dtype=np.int64)
+    with pytest.raises(ValueError, match="target_dtype=uint8 cannot hold the target 300"):
+        datasets.load_csv(csv_file(tmp_path, "1,300\n"), target_dtype="uint8")
+
+
 def test_load_csv_skips_blank_and_comment_lines_and_reads_quotes_bom_spaces(tmp_path):
     text = "\ufeff# a comment\na,b\n\n   \n\"1\", 2 \n  # another\n3,4\n"
     X, y = datasets.load_csv(csv_file(tmp_path, text))
@@ -243,6 +261,56 @@ def test_load_csv_delimiter_and_forced_header(tmp_path):
     ("a,b,c\n1,2\n", "the header names 3 columns, the rows have 2"),
 ])
 def test_load_csv_refuses_malformed_files_with_line_numbers(tmp_path, text, match):
+    path = csv_file(tmp_path, text)
+    with pytest.raises(ValueError, match=match) as info:
+        datasets.load_csv(path)
+    assert str(path) in str(info.value)
+
+
+IRIS_LIKE = ("sepal,petal,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n"
+             "6.3,3.3,virginica\n5.8,2.7,versicolor\n")
+
+
+def test_load_csv_text_class_column(tmp_path):
+    path = csv_file(tmp_path, IRIS_LIKE)
+    X, y, classes = datasets.load_csv(path, return_classes=True)
+    np.testing.assert_array_equal(X, [[5.1, 3.5], [4.9, 3.0], [6.3, 3.3], [5.8, 2.7]])
+    assert X.dtype == np.float64 and X.flags.c_contiguous
+    np.testing.assert_array_equal(classes, ["setosa", "versicolor", "virginica"])
+    np.testing.assert_array_equal(y, [0, 0, 2, 1])                 # sorted names
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(classes[y], ["setosa", "setosa", "virginica", "versicolor"])
+    X2, y2 = datasets.load_csv(path, target="species", dtype=np.float32)   # names: a pair
+    assert X2.dtype == np.float32
+    np.testing.assert_array_equal(y2, y)
+    # first column, no header, quoted names with the delimiter inside
+    path = csv_file(tmp_path, '"New York, NY",1,2\nParis,3,4\n"New York, NY",5,6\n', "c.csv")
+    X, y, classes = datasets.load_csv(path, target=0, return_classes=True)
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(classes[y], ["New York, NY", "Paris", "New York, NY"])
+    # numeric targets: no names
+    _, y, none = datasets.load_csv(csv_file(tmp_path, "1,2,0\n3,4,1\n", "n.csv"),
+                                   return_classes=True)
+    assert none is None and y.dtype == np.int64
+    _, none, no_names = datasets.load_csv(csv_file(tmp_path, "1,2\n", "x.csv"), target=None,
+                                          return_classes=True)
+    assert none is None and no_names is None
+
+
+@pytest.mark.parametrize("text, match", [
+    ("a,b,label\n1,2,cat\n3,4,\n", r"line 3, column 3: empty cell \(the class name is "
+                                     r"missing\)"),
+    ("a,b,label\n1,,cat\n", r"line 2, column 2: empty cell \(a missing value\)"),
+    ("1,x,cat\n", r"line 1, column 2: 'x' is not a number"),
+    ("1,inf,cat\n", r"line 1, column 2: 'inf' is not a finite number"),
+    ("1,2,cat\n3,dog\n", r"line 2: 2 fields, but line 1 has 3"),
+    ("a,b\n1,2,cat\n", r"line 1: the header names 2 columns, the rows have 3"),
+    # numbers and text in the target column: a typo, not class names
+    ("1,2,cat\n3,4,5\n", r"line 1, column 3: 'cat' is not a number, and line 2 holds "
+                          r"the number '5'"),
+])
+def test_load_csv_text_class_column_refuses_missing_cells_with_line_and_column(
+        tmp_path, text, match):
     path = csv_file(tmp_path, text)
     with pytest.raises(ValueError, match=match) as info:
         datasets.load_csv(path)

@@ -81,8 +81,8 @@ def trained(name, epochs=2):
 def assert_same_model(a, b):
     """Same config (optimizer epoch and t, shuffling state included) and bitwise
     the same weights and optimizer state."""
-    config_a, arrays_a = io.get_state(a)
-    config_b, arrays_b = io.get_state(b)
+    config_a, arrays_a = a.get_state()
+    config_b, arrays_b = b.get_state()
     assert config_a == config_b
     assert arrays_a.keys() == arrays_b.keys()
     for key in arrays_a:
@@ -145,8 +145,9 @@ def test_file_layout(tmp_path):
         "softmax_cross_entropy"
     assert config["layers"] == [layer.config() for layer in model.layers]
     assert config["optimizer"] == dict(
-        type="SGD", lr=0.05, weight_decay=1e-3, epoch=2, momentum=0.9, nesterov=True,
-        schedule=dict(type="StepDecay", step_size=1, gamma=0.5))
+        type="SGD", lr=0.05, weight_decay=1e-3, epoch=2, t=model.optimizer.t, momentum=0.9,
+        nesterov=True, schedule=dict(type="StepDecay", step_size=1, gamma=0.5))
+    assert model.optimizer.t == 2 * -(-N // 8)          # every optimizer counts its steps
     assert config["shuffle_rng"] == model._shuffle_rng.bit_generator.state
 
 
@@ -199,7 +200,7 @@ def test_file_mode(tmp_path):
 
 def test_fortran_order_arrays_accepted(tmp_path):
     model = trained("adam_model")
-    config, arrays = io.get_state(model)
+    config, arrays = model.get_state()
     arrays = {k: np.asfortranarray(a) for k, a in arrays.items()}
     write(tmp_path / "f.npz", config, arrays)
     loaded = nncore.load(tmp_path / "f.npz")
@@ -253,7 +254,7 @@ def test_multiprocessing():
 
 
 def test_set_state_fills_all_or_nothing():
-    config, arrays = io.get_state(trained("sgd_model"))
+    config, arrays = trained("sgd_model").get_state()
     arrays = dict(arrays, **{"layers.1.bias": np.full(3, np.nan, np.float32)})
     bare = Sequential.__new__(Sequential)
     with pytest.raises(ModelFileError, match="layers.1.bias holds NaN or inf"):
@@ -438,7 +439,7 @@ def write(path, config, arrays, config_array=None):
 
 
 def good_state(name):
-    config, arrays = io.get_state(trained(name))
+    config, arrays = trained(name).get_state()
     return copy.deepcopy(config), {k: a.copy() for k, a in arrays.items()}
 
 
@@ -617,7 +618,7 @@ def test_bad_arrays(tmp_path, name, edit, match):
     assert_refused(tmp_path / "bad.npz", match)
     # the same state is refused when unpickled
     with pytest.raises(ModelFileError, match=match):
-        io.from_state(config, arrays)
+        Sequential.from_state(config, arrays)
 
 
 def test_bias_for_layer_without_one(tmp_path):
@@ -770,3 +771,83 @@ def test_flipped_bytes(tmp_path, saved_bytes):
         assert_same_model(model, loaded)
         n_loaded += 1
     assert n_loaded < len(content) // 7 // 4
+
+
+@pytest.mark.parametrize("opt, state", [(lambda: optim.Adam(lr=0.01), "v"),
+                                        (lambda: optim.RMSprop(lr=0.01), "square_avg")])
+def test_state_no_optimizer_can_produce_is_refused(tmp_path, opt, state):
+    model = MLP([N_IN, 5, 3], seed=0)
+    X, y = data("softmax_cross_entropy", 3, np.float32)
+    model.fit(X, y, loss="softmax_cross_entropy", optimizer=opt(), epochs=1)
+    model.optimizer.state[state][1][2] = -0.5
+    with pytest.raises(ValueError, match=f"{state}.1 holds a negative value"):
+        model.save(tmp_path / "m.npz")
+    # written by hand: refused on load, naming the member
+    model.optimizer.state[state][1][2] = 0.5
+    config, arrays = model.get_state()
+    arrays = dict(arrays, **{f"optimizer.{state}.1": -arrays[f"optimizer.{state}.1"]})
+    np.savez(tmp_path / "bad.npz", config=np.array(json.dumps(config)), **arrays)
+    with pytest.raises(ModelFileError, match=f"optimizer state.*{state}.1 holds a negative"):
+        nncore.load(tmp_path / "bad.npz")
+
+
+def test_step_count_beyond_the_kernels_is_refused(tmp_path):
+    model = trained("adam_model")
+    config, arrays = model.get_state()
+    config["optimizer"]["t"] = 2**70
+    np.savez(tmp_path / "bad.npz", config=np.array(json.dumps(config)), **arrays)
+    with pytest.raises(ModelFileError, match=r"config.optimizer.t must be an int in \[0, "):
+        nncore.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA],
+                         ids=["deflate", "bzip2", "lzma"])
+def test_compressed_members_are_refused(tmp_path, method):
+    """A compressed member could expand a small file into gigabytes (a zip bomb): the
+    format stores members, and nothing else is read."""
+    model = trained("adam_model")
+    model.save(tmp_path / "m.npz")
+    with zipfile.ZipFile(tmp_path / "m.npz") as src, \
+            zipfile.ZipFile(tmp_path / "bomb.npz", "w", compression=method) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    assert_refused(tmp_path / "bomb.npz", "is compressed")
+
+
+def test_declared_sizes_must_fit_the_file(tmp_path):
+    """A stored member whose declared size exceeds the file (a forged central directory)
+    is refused before anything is read."""
+    model = trained("sgd_model")
+    model.save(tmp_path / "m.npz")
+    data = bytearray((tmp_path / "m.npz").read_bytes())
+    with zipfile.ZipFile(tmp_path / "m.npz") as z:
+        info = z.getinfo("layers.0.weight.npy")
+    # the central directory entry of that member: patch its uncompressed size field
+    name = b"layers.0.weight.npy"
+    cd = data.index(b"PK\x01\x02")                     # the first central-directory entry
+    at = data.index(name, cd) - 46 + 24                # its 46-byte header: size at 24
+    data[at:at + 4] = (len(data) * 4).to_bytes(4, "little")
+    (tmp_path / "forged.npz").write_bytes(bytes(data))
+    assert info.file_size < len(data)
+    with pytest.raises(ModelFileError, match="declares|damaged"):
+        nncore.load(tmp_path / "forged.npz")
+
+
+def test_load_holds_one_copy_of_each_array(tmp_path):
+    """Loading a model of 8 MB of float64 weights allocates about 8 MB, not two or three
+    times that (numpy's allocations are traced by tracemalloc)."""
+    import tracemalloc
+    model = MLP([1000, 1000, 2], seed=0, dtype="float64")
+    model.save(tmp_path / "big.npz")
+    size = sum(p.nbytes for p in model.parameters())
+    tracemalloc.start()
+    try:
+        loaded = nncore.load(tmp_path / "big.npz")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_same_model(model, loaded)
+    # the weights once, their (untouched, calloc'd) gradients traced as allocated,
+    # and small buffers: well below two copies of the weights plus the gradients
+    assert peak < 2.5 * size, (peak, size)
+    assert loaded.layers[0].weight.flags.writeable

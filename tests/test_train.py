@@ -1,10 +1,14 @@
-"""The fused training step (nncore._kernels.train) against the layer-by-layer path.
+"""The training plans (nncore._kernels.train.StepPlan and its twin
+nncore.reference.StepPlan) against the layer-by-layer path (tests/layerwise.py), and the
+step in phases.
 
-Both call the same kernels in the same order, so weights and losses must be
-bitwise equal; against the NumPy backend the tolerance is rounding only."""
+The compiled plan and the layer path call the same kernels in the same order, so
+weights and losses must be bitwise equal; against the NumPy plan the tolerance
+is rounding only."""
 import numpy as np
 import pytest
 
+import layerwise
 import nncore as nn
 from nncore import functional as F
 
@@ -13,6 +17,8 @@ OPTIMIZERS = {
     "momentum": lambda: nn.optim.SGD(lr=0.1, momentum=0.9),
     "nesterov": lambda: nn.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
     "adam": lambda: nn.optim.Adam(lr=0.01, weight_decay=1e-3),
+    "rmsprop": lambda: nn.optim.RMSprop(lr=0.01, weight_decay=1e-3),
+    "rmsprop_momentum": lambda: nn.optim.RMSprop(lr=0.005, alpha=0.9, momentum=0.8),
 }
 # (loss, first hidden activation, output activation)
 CASES = [("softmax_cross_entropy", "softmax", "identity"), ("hinge", "sigmoid", "identity"),
@@ -32,9 +38,8 @@ def trained(loss, acts, opt, dtype, fused, **fit):
     X, y = data(loss)
     model = nn.Sequential([nn.Dense(2, 20, acts[0]), nn.Dense(20, 12, "relu", bias=False),
                            nn.Dense(12, 3, acts[1])], seed=0, dtype=dtype, l2=1e-3)
-    model._fused = fused
-    history = model.fit(X, y, loss=loss, optimizer=OPTIMIZERS[opt](), epochs=3,
-                        batch_size=16, **fit)
+    run = model.fit if fused else lambda *a, **k: layerwise.fit(model, *a, **k)
+    history = run(X, y, loss=loss, optimizer=OPTIMIZERS[opt](), epochs=3, batch_size=16, **fit)
     return model, history
 
 
@@ -77,20 +82,42 @@ def test_non_finite_loss_updates_nothing():
 
 
 class Noop(nn.callbacks.Callback):
-    """Any callback sends fit through the per-batch loop instead of whole epochs in C."""
+    """A callback with batch events: the plan hands control back after every batch."""
+
+    def on_batch_end(self, model, batch, logs):
+        pass
+
+
+class EpochNoop(nn.callbacks.Callback):
+    """A callback of epoch ends only: the plan hands control back after every epoch."""
+
+
+class LayerwiseModel:
+    """train_step and fit of a model through the layer-by-layer path."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def train_step(self, X, y, loss, optimizer):
+        return layerwise.train_step(self.model, X, y, loss, optimizer)
+
+    def fit(self, X, y, *, loss, optimizer, callbacks=(), **kw):
+        return layerwise.fit(self.model, X, y, loss=loss, optimizer=optimizer, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
 
 
 def one_weight(weight, dtype="float32", fused=True):
     model = nn.Sequential([nn.Dense(1, 1)], dtype=dtype)
     model.layers[0].weight[...] = weight
-    model._fused = fused
-    return model
+    return model if fused else LayerwiseModel(model)
 
 
 def state(model, opt):
-    """Copies of the parameters, the optimizer's state arrays and Adam's step count."""
+    """Copies of the parameters, the optimizer's state arrays and its step count."""
     arrays = [a for v in opt.state.values() for a in v]
-    return [p.copy() for p in model.parameters() + arrays], getattr(opt, "t", None)
+    return [p.copy() for p in model.parameters() + arrays], opt.t
 
 
 def assert_same_state(a, b):
@@ -150,24 +177,32 @@ def test_plan_checks_its_arrays():
     z = np.zeros((4, 3)); gz = np.zeros((4, 3)); gx = np.zeros((4, 2))
     spec = dict(n_in=2, n_out=3, activation="relu", slope=0.0, weight=w, bias=None,
                 grad_weight=gw, grad_bias=gb, z=z, a=z.copy(), grad_z=gz, grad_x=gx)
-    F.train_plan([spec], loss="mse", batch_max=4)            # a valid plan
+    SGD = dict(hyper=dict(momentum=0.0, nesterov=False))
+    F.train_plan([spec], loss="mse", batch_max=4, **SGD)    # a valid plan
     with pytest.raises(ValueError, match=r"grad_x'\] must have shape \(4, 2\)"):
-        F.train_plan([dict(spec, grad_x=np.zeros((3, 2)))], loss="mse", batch_max=4)
+        F.train_plan([dict(spec, grad_x=np.zeros((3, 2)))], loss="mse", batch_max=4, **SGD)
     with pytest.raises(TypeError, match=r"grad_weight'\] must have dtype float64"):
-        F.train_plan([dict(spec, grad_weight=gw.astype(np.float32))], loss="mse", batch_max=4)
-    with pytest.raises(ValueError, match=r"lacks the optimizer state s1w"):
+        F.train_plan([dict(spec, grad_weight=gw.astype(np.float32))], loss="mse", batch_max=4,
+                     **SGD)
+    with pytest.raises(ValueError, match=r"lacks the optimizer state state1"):
+        F.train_plan([spec], loss="mse", batch_max=4, optimizer="adam",
+                     hyper=dict(beta1=0.9, beta2=0.999, eps=1e-8))
+    with pytest.raises(ValueError, match=r"hyper: adam needs beta1, beta2, eps"):
         F.train_plan([spec], loss="mse", batch_max=4, optimizer="adam")
+    with pytest.raises(ValueError, match=r"hyper: sgd takes momentum, nesterov, not beta1"):
+        F.train_plan([spec], loss="mse", batch_max=4, hyper=dict(beta1=0.9))
     with pytest.raises(ValueError, match=r"loss must be one of"):
-        F.train_plan([spec], loss="l1", batch_max=4)
+        F.train_plan([spec], loss="l1", batch_max=4, **SGD)
     # one buffer for z and a only where f' follows from a
     shared = dict(spec, a=z, grad_z=None)
-    F.train_plan([shared], loss="mse", batch_max=4)
-    F.train_plan([dict(shared, activation="leaky_relu", slope=0.1)], loss="mse", batch_max=4)
+    F.train_plan([shared], loss="mse", batch_max=4, **SGD)
+    F.train_plan([dict(shared, activation="leaky_relu", slope=0.1)], loss="mse", batch_max=4,
+                 **SGD)
     for act, slope in (("softplus", 0.0), ("softmax", 0.0), ("leaky_relu", -0.5)):
         with pytest.raises(ValueError, match=rf"z is a, but {act}' needs z"):
             F.train_plan([dict(shared, activation=act, slope=slope)], loss="mse",
-                         batch_max=4)
-    plan = F.train_plan([spec], loss="mse", batch_max=4)
+                         batch_max=4, **SGD)
+    plan = F.train_plan([spec], loss="mse", batch_max=4, **SGD)
     x = np.zeros((4, 2)); t = np.zeros((4, 3))
     with pytest.raises(ValueError, match=r"outside \[1, 4\]"):
         plan.step(np.zeros((5, 2)), np.zeros((5, 3)), None, None, 0.1, 0, 1)
@@ -176,7 +211,10 @@ def test_plan_checks_its_arrays():
     with pytest.raises(ValueError, match=r"exactly one of t and y"):
         plan.step(x, None, None, None, 0.1, 0, 1)
     with pytest.raises(ValueError, match=r"orders holds a row outside"):
-        plan.run_epochs(x, t, None, None, np.full((1, 4), 7, np.intp), 2, np.ones(1), 0, 1)
+        plan.run(x, t, None, None, np.full((1, 4), 7, np.intp), 2, np.ones(1),
+                 np.zeros((1, 3)), 0, 0, 0, 0.0, 0, 1)
+    with pytest.raises(ValueError, match=r"start \(epoch 0, batch 2\) outside"):
+        plan.run(x, t, None, None, None, 2, np.ones(1), np.zeros((1, 3)), 0, 2, 0, 0.0, 0, 1)
     status, value, acc, t_adam = plan.step(x, t, None, None, 0.1, 0, 1)
     assert status == 0 and value == 0.0                 # zero weights, zero targets
 
@@ -200,7 +238,7 @@ def test_epochs_in_one_call_equal_the_per_batch_loop(dtype, opt, loss, first, la
     for p, q in zip(a.parameters(), b.parameters()):
         assert np.array_equal(p, q)
     assert ha.history == hb.history
-    assert oa.epoch == ob.epoch == 5 and getattr(oa, "t", 0) == getattr(ob, "t", 0)
+    assert oa.epoch == ob.epoch == 5 and oa.t == ob.t > 0
 
 
 def test_epochs_in_one_call_stop_on_divergence():
@@ -211,3 +249,20 @@ def test_epochs_in_one_call_stop_on_divergence():
             model.fit(X, y * 1e200, loss="mse", optimizer=nn.optim.SGD(lr=1.0), epochs=3,
                       batch_size=8, callbacks=callbacks)
         assert all(np.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("opt, state", [("adam", "v"), ("rmsprop", "square_avg")])
+@pytest.mark.parametrize("callbacks", [[], [Noop()]], ids=["epochs", "batches"])
+def test_negative_square_average_never_reaches_the_weights(opt, state, callbacks):
+    """A mean of squares below 0 is finite (so it passes a finiteness check) but its
+    square root is NaN: the update must be refused, not written."""
+    X, y = data("softmax_cross_entropy")
+    model = nn.MLP([2, 8, 3], seed=0, dtype="float32")
+    optimizer = OPTIMIZERS[opt]()
+    model.fit(X, y, loss="softmax_cross_entropy", optimizer=optimizer, epochs=1)
+    optimizer.state[state][0][0, 0] = -1.0
+    before = [p.copy() for p in model.parameters()]
+    with pytest.raises(nn.TrainingDiverged, match="a gradient or the update would be NaN"):
+        model.fit(X, y, epochs=2, callbacks=callbacks)
+    for p, q in zip(before, model.parameters()):
+        assert np.array_equal(p, q)

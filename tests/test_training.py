@@ -21,6 +21,7 @@ and |L - L_ref| <= rtol |L_ref| for the per-step losses.
 import numpy as np
 import pytest
 
+import layerwise
 import nncore
 from nncore import MLP, Dense, Sequential, datasets, optim
 
@@ -132,17 +133,19 @@ def fit_deep(n_threads, fused=True, callbacks=()):
     y = rng.integers(0, 10, 300)
     model = Sequential([Dense(784, 192, "tanh"), Dense(192, 96, "softmax"), Dense(96, 10)],
                        seed=5, dtype="float32", l2=1e-4)
-    model._fused = fused
+    kw = dict(loss="softmax_cross_entropy", optimizer=optim.SGD(lr=0.1, momentum=0.9),
+              batch_size=96, epochs=2, sample_weight=np.linspace(0.5, 1, 300))
     with nncore.threads(n_threads):
-        history = model.fit(X, y, loss="softmax_cross_entropy",
-                            optimizer=optim.SGD(lr=0.1, momentum=0.9), batch_size=96,
-                            epochs=2, sample_weight=np.linspace(0.5, 1, 300),
-                            callbacks=list(callbacks))
+        history = (model.fit(X, y, callbacks=list(callbacks), **kw) if fused
+                   else layerwise.fit(model, X, y, **kw))
     return model.parameters(), history.history
 
 
 class _Noop(nncore.callbacks.Callback):
-    """Any callback sends fit through one compiled call per step."""
+    """A callback with batch events sends fit through one compiled call per step."""
+
+    def on_batch_end(self, model, batch, logs):
+        pass
 
 
 def test_step_region_same_for_any_thread_count():

@@ -1,0 +1,232 @@
+"""The fit driver: one epoch loop for every backend and every way of calling fit.
+
+A fit runs on the model's training plan (nncore._train.StepPlan, or its NumPy twin
+nncore.reference.StepPlan with backend="numpy"), which holds the batch schedule:
+order, partial last batch, sample-weight scales, learning rate per epoch, the
+optimizer's step count. This module owns what lies around it -- checking the
+data, shuffling, callbacks, validation, Ctrl-C and the History -- and decides
+where the plan hands control back to Python:
+
+    per batch   when a callback asks for batch events (on_batch_end)
+    per epoch   when a callback, validation or the progress display needs epoch ends
+    otherwise   only every CHECK_SECONDS, to see whether Ctrl-C was pressed
+
+Where control returns changes nothing else: the same steps run in the same
+order, so every way gives bitwise the same weights and History.
+"""
+import math
+import signal
+import threading
+
+import numpy as np
+
+from nncore import _checks
+from nncore.callbacks import Callback, History, ProgressDisplay
+from nncore.layers import positive_int
+from nncore._threads import get_num_threads
+
+# The plan hands control back at least this often (seconds) to let Ctrl-C stop a fit.
+CHECK_SECONDS = 0.05
+# Shuffled epochs planned per call: their permutations hold about this many rows.
+ORDER_ROWS = 1 << 16
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss, a gradient, or a weight or optimizer state after the update would be
+    NaN or inf; the step that found it changed nothing, so the model (and its
+    optimizer's state) are as after the last finite step."""
+
+
+def divergence(value):
+    """What went wrong in a step the plan reported as diverged."""
+    if not math.isfinite(value):
+        return f"the loss became {value}"
+    return f"a gradient or the update would be NaN or inf (the loss was {value:.3g})"
+
+
+def _wants_batches(cb):
+    """True when the callback has batch events to hear (it defines on_batch_end)."""
+    wants = getattr(cb, "batch_events", None)
+    if wants is not None:
+        return bool(wants)
+    return "on_batch_end" in vars(cb) or type(cb).on_batch_end is not Callback.on_batch_end
+
+
+def _validation(model, loss, X, y, w, validation_data, validation_split):
+    """(X, y, w) to train on and (X_val, y_val) or None."""
+    if validation_data is not None and validation_split:
+        raise ValueError("pass validation_data or validation_split, not both")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        Xv = model._inputs(validation_data[0], "validation_data[0]")
+        yv = loss.targets(validation_data[1], Xv.shape[0], model.n_outputs, model.dtype)
+        return X, y, w, (Xv, yv)
+    if not validation_split:
+        return X, y, w, None
+    n = X.shape[0]
+    split = _checks.real_scalar(validation_split, "validation_split", nonnegative=True)
+    if not split < 1:
+        raise ValueError(f"validation_split must lie in [0, 1), got {split}")
+    n_val = int(round(n * split))
+    if n_val == 0 or n_val == n:
+        raise ValueError(f"validation_split={split} leaves {n - n_val} training "
+                         f"and {n_val} validation samples")
+    k = n - n_val
+    return X[:k], y[:k], None if w is None else w[:k], (X[k:], y[k:])
+
+
+def _callbacks(callbacks):
+    if not isinstance(callbacks, (list, tuple, type(None))):
+        raise TypeError(f"callbacks must be a list of nncore.callbacks.Callback objects, "
+                        f"got {type(callbacks).__name__}")
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be nncore.callbacks.Callback objects, got {cb!r}")
+    return callbacks
+
+
+def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
+        validation_data=None, validation_split=0.0, callbacks=None, verbose=0,
+        shuffle=True, sample_weight=None):
+    """Train `model` (see Sequential.fit for the arguments); returns its History."""
+    loss = model._loss(loss)
+    optimizer = model._optimizer(optimizer)
+    epochs = positive_int(epochs, "epochs")
+    X = model._inputs(X)
+    y = loss.targets(y, X.shape[0], model.n_outputs, model.dtype)
+    w = model._sample_weight(sample_weight, X.shape[0])
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
+    X, y, w, validation = _validation(model, loss, X, y, w, validation_data, validation_split)
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("X holds no samples")
+    batch_size = n if batch_size is None else min(positive_int(batch_size, "batch_size"), n)
+    callbacks = _callbacks(callbacks)
+    n_batches = -(-n // batch_size)
+    if verbose:
+        callbacks.append(ProgressDisplay(epochs, n_batches, bar=None if verbose == 1 else False))
+
+    with model._usage.training("fit"), _InterruptFlag() as interrupted:
+        model.loss, model.optimizer = loss, optimizer
+        model.history = history = History()
+        model.stop_training = False
+        run = _Run(model, model._plan(loss, optimizer, batch_size), loss, optimizer, X, y, w,
+                   batch_size, shuffle, validation, callbacks)
+        for cb in callbacks:
+            cb.on_train_begin(model)
+        run.epochs(epochs, interrupted, verbose)
+        for cb in callbacks:
+            cb.on_train_end(model)
+    return history
+
+
+class _Run:
+    """One fit's loop: the plan's calls, and the bookkeeping between them."""
+
+    def __init__(self, model, plan, loss, optimizer, X, y, w, batch_size, shuffle,
+                 validation, callbacks):
+        self.model, self.plan, self.loss, self.optimizer = model, plan, loss, optimizer
+        self.X, self.w = X, w
+        self.t, self.y = (None, y) if y.ndim == 1 else (y, None)
+        self.n, self.batch_size, self.shuffle = X.shape[0], batch_size, shuffle
+        self.n_batches = -(-self.n // batch_size)
+        self.validation, self.callbacks = validation, callbacks
+        self.batch_events = any(_wants_batches(cb) for cb in callbacks)
+        self.epoch_events = bool(callbacks) or validation is not None
+        self.quiet_nan = any(getattr(cb, "quiet_on_nan", False) for cb in callbacks)
+
+    def epochs(self, epochs, interrupted, verbose):
+        model, plan, optimizer = self.model, self.plan, self.optimizer
+        done = 0
+        while done < epochs:
+            chunk = 1 if self.epoch_events else min(epochs - done,
+                                                    max(1, ORDER_ROWS // self.n))
+            orders = (np.stack([model._shuffle_rng.permutation(self.n) for _ in range(chunk)])
+                      if self.shuffle else None)
+            lrs = optimizer.learning_rates(chunk)
+            sums = np.zeros((chunk, 3))
+            e = b = 0
+            stop = False
+            while e < chunk and not stop:
+                e2, b2, status, value, acc, step = plan.run(
+                    self.X, self.t, self.y, self.w, orders, self.batch_size, lrs, sums, e, b,
+                    1 if self.batch_events else 0, CHECK_SECONDS, optimizer.t,
+                    get_num_threads())
+                optimizer.advance(steps=step - optimizer.t)
+                if status in (1, 2):                 # (e2, b2): the batch that diverged
+                    self._end_epochs(done + e, sums[e:e2])
+                    self._diverged(value, b2, done + e2)
+                    return
+                if self.batch_events and status == 0:
+                    logs = dict(epoch=done + e, loss=value,
+                                size=min(self.batch_size, self.n - b * self.batch_size))
+                    for cb in self.callbacks:
+                        cb.on_batch_end(model, b, logs)
+                stop = model.stop_training or interrupted()
+                if stop and b2 != 0:                 # end the epoch where the step stopped
+                    e2, b2 = e2 + 1, 0
+                self._end_epochs(done + e, sums[e:e2])
+                e, b = e2, b2
+            done += e
+            if interrupted():
+                model.history.interrupted = True
+                if verbose:
+                    print("interrupted: training stopped after a complete step")
+                return
+            if model.stop_training:
+                return
+
+    def _end_epochs(self, first, sums):
+        """Log each epoch of sums (rows: loss * rows, rows, accuracy * rows) in the
+        History, with the validation metrics, advance the optimizer's schedule and
+        tell the callbacks."""
+        model = self.model
+        for i, (total, seen, correct) in enumerate(sums):
+            seen = max(float(seen), 1.0)
+            logs = {"loss": float(total) / seen}
+            if self.loss.classification:
+                logs["accuracy"] = float(correct) / seen
+            if self.validation is not None:
+                logs.update({f"val_{k}": v for k, v in
+                             model._evaluate(*self.validation, self.loss).items()})
+            self.optimizer.advance(epochs=1)
+            model.history.append(first + i, logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(model, first + i, logs)
+
+    def _diverged(self, value, batch, epoch):
+        """A step diverged (the weights are as before it): stop quietly or raise."""
+        if self.quiet_nan:
+            self.model.history.stopped_early = True
+            return
+        raise TrainingDiverged(
+            f"{divergence(value)} at epoch {epoch + 1}, batch {batch + 1}: training "
+            f"stopped and the model keeps its last finite weights (try a smaller lr)")
+
+
+class _InterruptFlag:
+    """Turns Ctrl-C during fit into a flag checked between calls of the plan. It takes
+    over SIGINT only from Python's default handler (which raises KeyboardInterrupt),
+    in the main thread, and puts that handler back: a handler set by the user or from
+    C, or SIGINT ignored, is left alone. A second Ctrl-C raises KeyboardInterrupt."""
+
+    def __enter__(self):
+        self.hit = False
+        self.installed = (threading.current_thread() is threading.main_thread()
+                          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if self.installed:
+            signal.signal(signal.SIGINT, self._handler)
+        return lambda: self.hit
+
+    def _handler(self, signum, frame):
+        if self.hit:                      # a second Ctrl-C: stop right away
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return False

@@ -1,0 +1,178 @@
+"""Careless and hostile arguments: each wrong answer found by trying them is a
+reproducer here. Every refusal is a ValueError or TypeError that names the
+argument; nothing here may give a silently wrong result.
+"""
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore import MLP, _checks, cli, functional as F, optim, reference
+from nncore._threads import MAX_THREADS
+
+
+
+def classifier(dtype="float32"):
+    return MLP([2, 4, 2], seed=0, dtype=dtype)
+
+
+X4 = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+Y4 = np.array([0, 1, 0, 1])
+
+
+# ---- complex sample weights --------------------------------------------------------------
+
+@pytest.mark.parametrize("w", [np.array([1 + 1j] * 4), [1 + 0j] * 4,
+                               np.array([1, 1, 1, 1 + 2j], dtype=object)])
+def test_checks_refuse_complex_sample_weights(w):
+    with pytest.raises(TypeError, match=r"^sample_weight must hold real numbers, got dtype"):
+        _checks.sample_weights(w, "sample_weight", 4)
+
+
+def test_fit_refuses_complex_sample_weight():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # not "discards the imaginary part"
+        with pytest.raises(TypeError, match=r"^sample_weight must hold real numbers"):
+            classifier().fit(X4, Y4, loss="softmax_cross_entropy",
+                             sample_weight=np.array([1 + 1j] * 4))
+
+
+# ---- ragged lists -------------------------------------------------------------------------
+
+RAGGED = [[0.0, 1.0], [1.0]]
+
+
+@pytest.mark.parametrize("call", [
+    lambda: _checks.model_inputs(RAGGED, "X", 2, np.float32),
+    lambda: F.activation_forward("relu", RAGGED),
+], ids=["model_inputs", "functional"])
+def test_ragged_list_is_named(call):
+    with pytest.raises(ValueError, match=r"^(X|z) is ragged .*rectangular array"):
+        call()
+
+
+def test_ragged_targets_and_weights_are_named():
+    model = classifier()
+    with pytest.raises(ValueError, match=r"^y is ragged"):
+        model.fit(X4, [[0], [1, 0], [0], [1]], loss="softmax_cross_entropy")
+    with pytest.raises(ValueError, match=r"^y is ragged"):
+        model.fit(X4, [[0, 1], [1], [0, 1], [1, 0]], loss="mse")
+    with pytest.raises(ValueError, match=r"^sample_weight is ragged"):
+        _checks.sample_weights([1.0, [1.0, 2.0], 1.0, 1.0], "sample_weight", 4)
+
+
+def test_fit_names_a_ragged_X():
+    with pytest.raises(ValueError, match=r"^X is ragged"):
+        classifier().fit(RAGGED, [0, 1], loss="softmax_cross_entropy")
+
+
+# ---- X beyond the float32 range ---------------------------------------------------------
+
+def test_model_inputs_tell_overflow_from_nan():
+    big = np.array([[1e300, 0.0]])
+    with pytest.raises(ValueError, match=r"^X holds values beyond the float32 range "
+                                         r"\(largest magnitude 1e\+300"):
+        _checks.model_inputs(big, "X", 2, np.float32)
+    np.testing.assert_array_equal(_checks.model_inputs(big, "X", 2, np.float64), big)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match=r"^X contains NaN or inf$"):
+            _checks.model_inputs(np.array([[bad, 0.0]]), "X", 2, np.float32, F.all_finite)
+
+
+def test_model_inputs_convert_like_the_model():
+    X = np.arange(6).reshape(3, 2)                       # integers: converted
+    got = _checks.model_inputs(X, "X", 2, np.float32)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, X)
+    with pytest.raises(TypeError, match=r"^X must hold real numbers, got dtype complex128"):
+        _checks.model_inputs(X + 1j, "X", 2, np.float32)
+    with pytest.raises(ValueError, match=r"^X has 2 features but the first layer takes 3"):
+        _checks.model_inputs(X, "X", 3, np.float32)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_predict_says_X_is_beyond_float32():
+    model = classifier()
+    model.loss = "softmax_cross_entropy"
+    with pytest.raises(ValueError, match=r"^X holds values beyond the float32 range"):
+        model.predict(np.array([[1e300, 0.0]]))
+
+
+# ---- empty inputs -----------------------------------------------------------------------
+
+def test_evaluate_on_empty_X_names_X():
+    with pytest.raises(ValueError, match=r"^X is an empty batch"):
+        classifier().evaluate(np.empty((0, 2)), np.empty(0, int), loss="softmax_cross_entropy")
+
+
+@pytest.mark.parametrize("name", ["relu", "softmax", "sigmoid"])
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (3, 0), (2, 0, 4)])
+def test_activations_of_empty_arrays_are_empty(name, shape):
+    z = np.empty(shape)
+    a = F.activation_forward(name, z)
+    assert a.shape == shape
+    g = F.activation_backward(name, z, a, np.empty(shape))
+    assert g.shape == shape
+    if shape[-1]:           # reference softmax takes z.max over the last axis: not on width 0
+        assert reference.activation_forward(name, z, np.empty(shape)).shape == shape
+
+
+# ---- learning-rate schedules that overflow ------------------------------------------------
+
+@pytest.mark.parametrize("schedule, epoch, factor", [
+    (optim.ExponentialDecay(gamma=1e100), 4, float("inf")),      # 1e400 overflows
+    (optim.ExponentialDecay(gamma=2.0), 10 ** 6, float("inf")),
+    (optim.ExponentialDecay(gamma=0.5), 10 ** 6, 0.0),          # underflow is already 0
+    (optim.StepDecay(1, gamma=1e200), 2, float("inf")),
+    (optim.InverseScaling(power_t=1e6), 10, 0.0),               # 11 ** 1e6 overflows
+])
+def test_schedules_overflow_to_inf_or_zero(schedule, epoch, factor):
+    assert schedule(epoch) == factor
+
+
+def test_an_exploding_schedule_stops_fit_with_training_diverged():
+    model = classifier()
+    opt = optim.SGD(lr=0.1, schedule=optim.ExponentialDecay(gamma=1e100))
+    before = [p.copy() for p in model.parameters()]
+    with pytest.raises(nncore.TrainingDiverged):
+        model.fit(X4, Y4, loss="softmax_cross_entropy", optimizer=opt, epochs=8, batch_size=4)
+    for p in model.parameters():                         # the last finite weights are kept
+        assert np.isfinite(p).all()
+    assert any(not np.array_equal(p, q) for p, q in zip(model.parameters(), before))
+
+
+# ---- thread counts too large for a C int ----------------------------------------------
+
+def test_thread_counts_beyond_a_c_int_are_refused():
+    match = rf"must be <= {MAX_THREADS} \(a C int\), got {2 ** 40}"
+    with pytest.raises(ValueError, match=r"^n " + match):
+        nncore.set_num_threads(2 ** 40)
+    with pytest.raises(ValueError, match=r"^n " + match):
+        with nncore.threads(2 ** 40):
+            pass
+    with pytest.raises(ValueError, match=r"^n_threads " + match):
+        F.all_finite(np.ones(3), n_threads=2 ** 40)
+    with nncore.threads(MAX_THREADS):                    # the largest count is accepted
+        assert nncore.get_num_threads() == MAX_THREADS
+
+
+# ---- the command line -------------------------------------------------------------------
+
+def test_cli_threads_beyond_a_c_int(capsys):
+    status = cli.main(["train", "--data", "moons", "--epochs", "1", "--threads", str(2 ** 40)])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith(f"nncore: error: argument --threads: expected an int from 1 to "
+                          f"{MAX_THREADS}, got {2 ** 40}")
+
+
+def test_cli_out_of_memory_is_one_line():
+    proc = subprocess.run([sys.executable, "-m", "nncore", "train", "--data", "moons",
+                           "--layers", "2,1000000000000,2", "--epochs", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("nncore: error: out of memory: Unable to allocate")
