@@ -10,8 +10,8 @@ Design:
   l = L..1, no dL/dX for layer 1; grad_W += l2 W) and apply (the optimizer
   update of grad_*, parameters in the order W_1, b_1, W_2, ...). StepPlan.step
   runs both in one region and is bitwise gradients() then apply(): the same
-  kernels (GEMM with the bias/activation epilogue, nncore._losses, the fused
-  grad_z + bias-gradient pass, nncore._optim) with the same arguments.
+  kernels (GEMM with the bias/activation epilogue, nncore._kernels.losses, the fused
+  grad_z + bias-gradient pass, nncore._kernels.optim) with the same arguments.
 - StepPlan.run holds the batch schedule, the one copy of it: epochs of
   batches (rows in order or gathered by a permutation, the last batch
   partial, row scales w_i / sum w or 1/n, a batch of zero weights skipped,
@@ -128,7 +128,7 @@ cdef inline void gemm_p(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                         const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                         real* c, Py_ssize_t ldc, const Epilogue* ep,
                         int t, int nt, int orient, real* buf) noexcept nogil:
-    """Thread t's part of c = a @ b (all threads call it; see nncore/_gemm.pxd)."""
+    """Thread t's part of c = a @ b (all threads call it; see csrc/gemm.pxd)."""
     cdef int p = gemm_part_threads(m, n, k, rs_a, cs_a, nt, orient, real is double)
     if real is float:
         sgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, orient, buf)

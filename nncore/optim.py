@@ -1,4 +1,4 @@
-"""Optimizers (the update rules run in nncore._optim) and learning-rate schedules.
+"""Optimizers (the update rules run in nncore._kernels.optim) and learning-rate schedules.
 
 Batch, stochastic and minibatch gradient descent are one optimizer with
 different batch sizes: `fit(batch_size=None)` (the whole set), `1`, or `n`.

@@ -355,7 +355,7 @@ _UPDATES = {
 
 
 class StepPlan:
-    """The NumPy twin of nncore._train.StepPlan (same methods, arguments and
+    """The NumPy twin of nncore._kernels.train.StepPlan (same methods, arguments and
     results): the specification of a training step and of the batch schedule.
 
     gradients: s_i = w_i / sum(w) (or 1/n); a_0 = X, a_l = f_l(a_{l-1} @ W_l.T + b_l);

@@ -1,6 +1,6 @@
 """The fit driver: one epoch loop for every backend and every way of calling fit.
 
-A fit runs on the model's training plan (nncore._train.StepPlan, or its NumPy twin
+A fit runs on the model's training plan (nncore._kernels.train.StepPlan, or its NumPy twin
 nncore.reference.StepPlan with backend="numpy"), which holds the batch schedule:
 order, partial last batch, sample-weight scales, learning rate per epoch, the
 optimizer's step count. This module owns what lies around it -- checking the
