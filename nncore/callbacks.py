@@ -37,6 +37,13 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
+    def extend(self, epochs, metrics):
+        """Append several epochs at once: metrics {key: [value per epoch]}."""
+        epochs = list(epochs)
+        self.epoch.extend(epochs)
+        for key, values in metrics.items():
+            self.history.setdefault(key, []).extend(values)
+
     def __getitem__(self, key):
         return self.history[key]
 

@@ -184,13 +184,21 @@ class _Run:
     def _end_epochs(self, first, sums):
         """Log each epoch of sums (rows: loss * rows, rows, accuracy * rows) in the
         History, with the validation metrics, advance the optimizer's schedule and
-        tell the callbacks."""
+        tell the callbacks. Without validation or callbacks, all of them at once."""
+        if len(sums) == 0:
+            return
+        seen = np.maximum(sums[:, 1], 1.0)
+        metrics = {"loss": (sums[:, 0] / seen).tolist()}
+        if self.loss.classification:
+            metrics["accuracy"] = (sums[:, 2] / seen).tolist()
         model = self.model
-        for i, (total, seen, correct) in enumerate(sums):
-            seen = max(float(seen), 1.0)
-            logs = {"loss": float(total) / seen}
-            if self.loss.classification:
-                logs["accuracy"] = float(correct) / seen
+        if self.validation is None and not self.callbacks:
+            model.history.extend(range(first, first + len(sums)), metrics)
+            self.optimizer.advance(epochs=len(sums))
+            self.last_logs = {k: v[-1] for k, v in metrics.items()}
+            return
+        for i in range(len(sums)):
+            logs = {k: v[i] for k, v in metrics.items()}
             if self.validation is not None:
                 logs.update({f"val_{k}": v for k, v in
                              model._evaluate(*self.validation, self.loss).items()})
