@@ -43,7 +43,7 @@ class Probe(nn.callbacks.Callback):
         self.marks = marks
         self.seen = np.zeros((len(marks), 4), np.int64)     # step, current, peak, RSS KiB
 
-    def on_batch_end(self, model, batch, logs):
+    def on_train_batch_end(self, batch, logs=None):
         if batch in self.marks:
             current, peak = tracemalloc.get_traced_memory()
             self.seen[self.marks.index(batch)] = batch + 1, current, peak, rss_kib()

@@ -7,7 +7,7 @@ optimizer's step count. This module owns what lies around it -- checking the
 data, shuffling, callbacks, validation, Ctrl-C and the History -- and decides
 where the plan hands control back to Python:
 
-    per batch   when a callback asks for batch events (on_batch_end)
+    per batch   when a callback has batch hooks (on_train_batch_begin/end)
     per epoch   when a callback, validation or the progress display needs epoch ends
     otherwise   only every CHECK_SECONDS, to see whether Ctrl-C was pressed
 
@@ -17,6 +17,12 @@ order, so every way gives bitwise the same weights and History.
 import math
 import signal
 import threading
+
+try:                    # the signal module's C functions, without its enum conversions
+    import _signal as _signals                                    # (~10 us a fit)
+except ImportError:     # not CPython
+    _signals = signal
+SIGINT = int(signal.SIGINT)
 
 import numpy as np
 
@@ -42,14 +48,6 @@ def divergence(value):
     if not math.isfinite(value):
         return f"the loss became {value}"
     return f"a gradient or the update would be NaN or inf (the loss was {value:.3g})"
-
-
-def _wants_batches(cb):
-    """True when the callback has batch events to hear (it defines on_batch_end)."""
-    wants = getattr(cb, "batch_events", None)
-    if wants is not None:
-        return bool(wants)
-    return "on_batch_end" in vars(cb) or type(cb).on_batch_end is not Callback.on_batch_end
 
 
 def _validation(model, loss, X, y, w, validation_data, validation_split):
@@ -107,7 +105,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
     callbacks = _callbacks(callbacks)
     n_batches = -(-n // batch_size)
     if verbose:
-        callbacks.append(ProgressDisplay(epochs, n_batches, bar=None if verbose == 1 else False))
+        callbacks.append(ProgressDisplay(epochs, n_batches, n, bar=None if verbose == 1 else False))
 
     with model._usage.training("fit"), _InterruptFlag() as interrupted:
         model.loss, model.optimizer = loss, optimizer
@@ -116,10 +114,12 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
         run = _Run(model, model._plan(loss, optimizer, batch_size), loss, optimizer, X, y, w,
                    batch_size, shuffle, validation, callbacks)
         for cb in callbacks:
-            cb.on_train_begin(model)
+            cb.set_model(model)
+        for cb in callbacks:
+            cb.on_train_begin({})
         run.epochs(epochs, interrupted, verbose)
         for cb in callbacks:
-            cb.on_train_end(model)
+            cb.on_train_end(dict(run.last_logs))
     return history
 
 
@@ -134,8 +134,9 @@ class _Run:
         self.n, self.batch_size, self.shuffle = X.shape[0], batch_size, shuffle
         self.n_batches = -(-self.n // batch_size)
         self.validation, self.callbacks = validation, callbacks
-        self.batch_events = any(_wants_batches(cb) for cb in callbacks)
+        self.batch_events = any(cb.batch_events for cb in callbacks)
         self.epoch_events = bool(callbacks) or validation is not None
+        self.last_logs = {}
         self.quiet_nan = any(getattr(cb, "quiet_on_nan", False) for cb in callbacks)
 
     def epochs(self, epochs, interrupted, verbose):
@@ -144,6 +145,8 @@ class _Run:
         while done < epochs:
             chunk = 1 if self.epoch_events else min(epochs - done,
                                                     max(1, ORDER_ROWS // self.n))
+            for cb in self.callbacks:                # (chunk is 1 when there are callbacks)
+                cb.on_epoch_begin(done, {})
             orders = (np.stack([model._shuffle_rng.permutation(self.n) for _ in range(chunk)])
                       if self.shuffle else None)
             lrs = optimizer.learning_rates(chunk)
@@ -151,6 +154,10 @@ class _Run:
             e = b = 0
             stop = False
             while e < chunk and not stop:
+                if self.batch_events:
+                    size = min(self.batch_size, self.n - b * self.batch_size)
+                    for cb in self.callbacks:
+                        cb.on_train_batch_begin(b, dict(epoch=done + e, size=size))
                 e2, b2, status, value, acc, step = plan.run(
                     self.X, self.t, self.y, self.w, orders, self.batch_size, lrs, sums, e, b,
                     1 if self.batch_events else 0, CHECK_SECONDS, optimizer.t,
@@ -160,11 +167,12 @@ class _Run:
                     self._end_epochs(done + e, sums[e:e2])
                     self._diverged(value, b2, done + e2)
                     return
-                if self.batch_events and status == 0:
-                    logs = dict(epoch=done + e, loss=value,
-                                size=min(self.batch_size, self.n - b * self.batch_size))
+                if self.batch_events:
+                    logs = dict(epoch=done + e, size=size, loss=value if status == 0 else math.nan)
+                    if status == 3:
+                        logs["skipped"] = True           # every sample weight 0
                     for cb in self.callbacks:
-                        cb.on_batch_end(model, b, logs)
+                        cb.on_train_batch_end(b, logs)
                 stop = model.stop_training or interrupted()
                 if stop and b2 != 0:                 # end the epoch where the step stopped
                     e2, b2 = e2 + 1, 0
@@ -182,20 +190,29 @@ class _Run:
     def _end_epochs(self, first, sums):
         """Log each epoch of sums (rows: loss * rows, rows, accuracy * rows) in the
         History, with the validation metrics, advance the optimizer's schedule and
-        tell the callbacks."""
+        tell the callbacks. Without validation or callbacks, all of them at once."""
+        if len(sums) == 0:
+            return
+        seen = np.maximum(sums[:, 1], 1.0)
+        metrics = {"loss": (sums[:, 0] / seen).tolist()}
+        if self.loss.classification:
+            metrics["accuracy"] = (sums[:, 2] / seen).tolist()
         model = self.model
-        for i, (total, seen, correct) in enumerate(sums):
-            seen = max(float(seen), 1.0)
-            logs = {"loss": float(total) / seen}
-            if self.loss.classification:
-                logs["accuracy"] = float(correct) / seen
+        if self.validation is None and not self.callbacks:
+            model.history.extend(range(first, first + len(sums)), metrics)
+            self.optimizer.advance(epochs=len(sums))
+            self.last_logs = {k: v[-1] for k, v in metrics.items()}
+            return
+        for i in range(len(sums)):
+            logs = {k: v[i] for k, v in metrics.items()}
             if self.validation is not None:
                 logs.update({f"val_{k}": v for k, v in
                              model._evaluate(*self.validation, self.loss).items()})
             self.optimizer.advance(epochs=1)
             model.history.append(first + i, logs)
+            self.last_logs = logs
             for cb in self.callbacks:
-                cb.on_epoch_end(model, first + i, logs)
+                cb.on_epoch_end(first + i, dict(logs))
 
     def _diverged(self, value, batch, epoch):
         """A step diverged (the weights are as before it): stop quietly or raise."""
@@ -216,9 +233,9 @@ class _InterruptFlag:
     def __enter__(self):
         self.hit = False
         self.installed = (threading.current_thread() is threading.main_thread()
-                          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+                          and _signals.getsignal(SIGINT) is signal.default_int_handler)
         if self.installed:
-            signal.signal(signal.SIGINT, self._handler)
+            _signals.signal(SIGINT, self._handler)
         return lambda: self.hit
 
     def _handler(self, signum, frame):
@@ -228,5 +245,5 @@ class _InterruptFlag:
 
     def __exit__(self, *exc):
         if self.installed:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _signals.signal(SIGINT, signal.default_int_handler)
         return False

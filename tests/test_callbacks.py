@@ -6,6 +6,7 @@ import signal
 import numpy as np
 import pytest
 
+import nncore as nn
 from nncore import MLP, Dense, Sequential, TrainingDiverged
 from nncore.callbacks import (Callback, EarlyStopping, History, LambdaCallback,
                               ProgressDisplay, TerminateOnNaN)
@@ -34,18 +35,24 @@ class Recorder(Callback):
     def __init__(self):
         self.calls, self.epoch_weights, self.batch_weights = [], [], []
 
-    def on_train_begin(self, model):
+    def on_train_begin(self, logs=None):
         self.calls.append(("begin",))
 
-    def on_batch_end(self, model, batch, logs):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch-begin", epoch))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(("batch-begin", logs["epoch"], batch, logs["size"]))
+
+    def on_train_batch_end(self, batch, logs=None):
         self.calls.append(("batch", logs["epoch"], batch, logs["size"]))
-        self.batch_weights.append(weights(model))
+        self.batch_weights.append(weights(self.model))
 
-    def on_epoch_end(self, model, epoch, logs):
+    def on_epoch_end(self, epoch, logs=None):
         self.calls.append(("epoch", epoch, tuple(sorted(logs))))
-        self.epoch_weights.append(weights(model))
+        self.epoch_weights.append(weights(self.model))
 
-    def on_train_end(self, model):
+    def on_train_end(self, logs=None):
         self.calls.append(("end",))
 
 
@@ -69,24 +76,28 @@ def test_hooks_are_called_with_epoch_and_batch_counts():
     keys = ("accuracy", "loss", "val_accuracy", "val_loss")
     expected = [("begin",)]
     for epoch in range(2):
-        expected += [("batch", epoch, 0, 4), ("batch", epoch, 1, 4), ("batch", epoch, 2, 2),
-                     ("epoch", epoch, keys)]
+        expected.append(("epoch-begin", epoch))
+        for batch, size in enumerate((4, 4, 2)):
+            expected += [("batch-begin", epoch, batch, size), ("batch", epoch, batch, size)]
+        expected.append(("epoch", epoch, keys))
     assert rec.calls == expected + [("end",)]
+    assert rec.model is not None and len(rec.batch_weights) == 6
 
 
 def test_lambda_callback():
     X, y = blobs(n=10)
     calls = []
-    cb = LambdaCallback(on_train_begin=lambda m: calls.append("begin"),
-                        on_batch_end=lambda m, b, logs: calls.append(("batch", logs["epoch"], b)),
-                        on_epoch_end=lambda m, e, logs: calls.append(("epoch", e, logs["loss"])),
-                        on_train_end=lambda m: calls.append("end"))
+    cb = LambdaCallback(on_train_begin=lambda logs: calls.append("begin"),
+                        on_batch_end=lambda b, logs: calls.append(("batch", logs["epoch"], b)),
+                        on_epoch_end=lambda e, logs: calls.append(("epoch", e, logs["loss"])),
+                        on_train_end=lambda logs: calls.append("end"))
     history = MLP([3, 4, 3], seed=0).fit(X, y, loss="softmax_cross_entropy", epochs=2,
                                          batch_size=5, callbacks=[cb])
     assert calls == ["begin", ("batch", 0, 0), ("batch", 0, 1), ("epoch", 0, history["loss"][0]),
                      ("batch", 1, 0), ("batch", 1, 1), ("epoch", 1, history["loss"][1]), "end"]
-    only_epochs = LambdaCallback(on_epoch_end=lambda m, e, logs: None)
-    assert only_epochs.on_batch_end(None, 0, {}) is None          # the others do nothing
+    only_epochs = LambdaCallback(on_epoch_end=lambda e, logs: None)
+    assert only_epochs.on_train_batch_end(0, {}) is None          # the others do nothing
+    assert not only_epochs.batch_events and cb.batch_events
     with pytest.raises(TypeError, match="on_epoch_end must be callable"):
         LambdaCallback(on_epoch_end="print")
 
@@ -102,7 +113,7 @@ def test_stop_training_in_on_batch_end():
     X, y = blobs(n=10)
     rec = Recorder()
 
-    def stop(model, batch, logs):
+    def stop(batch, logs):
         if logs["epoch"] == 1 and batch == 1:
             model.stop_training = True
 
@@ -119,9 +130,9 @@ def test_stop_training_in_on_batch_end():
 
 def test_stop_training_in_on_epoch_end():
     X, y = blobs(n=10)
-    stop = LambdaCallback(on_epoch_end=lambda m, e, logs: setattr(m, "stop_training", e == 2))
-    history = MLP([3, 4, 3], seed=0).fit(X, y, loss="softmax_cross_entropy", epochs=10,
-                                         callbacks=[stop])
+    model = MLP([3, 4, 3], seed=0)
+    stop = LambdaCallback(on_epoch_end=lambda e, logs: setattr(model, "stop_training", e == 2))
+    history = model.fit(X, y, loss="softmax_cross_entropy", epochs=10, callbacks=[stop])
     assert history.epoch == [0, 1, 2]
 
 
@@ -131,9 +142,10 @@ def stopped_at(es, values, key="val_loss"):
     """Feed es one value per epoch; the epoch at which it stops training, or None."""
     model = MLP([1, 1], seed=0)
     model.history = History()
-    es.on_train_begin(model)
+    es.set_model(model)
+    es.on_train_begin()
     for epoch, value in enumerate(values):
-        es.on_epoch_end(model, epoch, {key: value})
+        es.on_epoch_end(epoch, {key: value})
         if model.stop_training:
             assert model.history.stopped_early
             return epoch
@@ -289,7 +301,7 @@ def test_train_step_diverged_update():
 # ---- Ctrl-C ----------------------------------------------------------------------------
 
 def interrupt_at(epoch, batch, times=1):
-    def hook(model, b, logs):
+    def hook(b, logs):
         if (logs["epoch"], b) == (epoch, batch):
             for _ in range(times):
                 signal.raise_signal(signal.SIGINT)
@@ -394,7 +406,7 @@ class Terminal(io.StringIO):
 def test_progress_bar_on_a_terminal():
     X, y = blobs(n=20)
     out = Terminal()
-    display = ProgressDisplay(epochs=2, n_batches=5, file=out)
+    display = ProgressDisplay(epochs=2, n_batches=5, n_samples=20, file=out)
     assert display.bar
     MLP([3, 4, 3], seed=0).fit(X, y, loss="softmax_cross_entropy", epochs=2, batch_size=4,
                                callbacks=[display])
@@ -403,4 +415,99 @@ def test_progress_bar_on_a_terminal():
     assert len(lines) == 3 and lines[-1] == ""             # one line per epoch ...
     assert lines[0].count("\r") == 6                       # ... redrawn after each batch
     assert "[" + "=" * 30 + "]" in lines[0] and "epoch 1/2" in lines[0]
-    assert not ProgressDisplay(2, 5, file=io.StringIO()).bar
+    assert not ProgressDisplay(2, 5, 20, file=io.StringIO()).bar
+
+
+# ---- Keras' callbacks -------------------------------------------------------------------
+
+class CountingPlan:
+    """The model's plan, counting the calls of run (where control returns to Python)."""
+
+    def __init__(self, plan):
+        self.plan, self.runs = plan, 0
+
+    def run(self, *args):
+        self.runs += 1
+        return self.plan.run(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.plan, name)
+
+
+def counted_fit(model, callbacks, monkeypatch, **kw):
+    made = []
+    real = model._plan
+    monkeypatch.setattr(model, "_plan", lambda *a: made.append(CountingPlan(real(*a))) or made[-1])
+    X, y = blobs(n=40)
+    history = model.fit(X, y, loss="softmax_cross_entropy", epochs=3, batch_size=4,
+                        validation_data=(X, y), callbacks=callbacks, **kw)
+    return history, made[0].runs
+
+
+def test_epoch_only_callbacks_return_once_per_epoch(tmp_path, monkeypatch):
+    """10 batches an epoch: epoch hooks cost one return an epoch, batch hooks one a batch."""
+    epoch_only = [EarlyStopping(patience=5), nn.callbacks.CSVLogger(tmp_path / "log.csv"),
+                  nn.callbacks.ModelCheckpoint(tmp_path / "m.npz"),
+                  nn.callbacks.ReduceLROnPlateau(patience=5),
+                  nn.callbacks.LearningRateScheduler(lambda epoch, lr: lr)]
+    _, runs = counted_fit(MLP([3, 4, 3], seed=0), epoch_only, monkeypatch)
+    assert runs == 3
+    _, runs = counted_fit(MLP([3, 4, 3], seed=0), [Recorder()], monkeypatch)
+    assert runs == 30
+
+
+def test_model_checkpoint_best_only(tmp_path):
+    X, y = blobs(n=40)
+    Xv, yv = blobs(n=20, seed=3)
+    seen = []
+    model = MLP([3, 8, 3], seed=0)
+    ckpt = nn.callbacks.ModelCheckpoint(tmp_path / "best-{epoch:02d}.npz", save_best_only=True)
+    record = LambdaCallback(on_epoch_end=lambda e, logs: seen.append(logs["val_loss"]))
+    model.fit(X, y, loss="softmax_cross_entropy", optimizer=SGD(lr=0.5), epochs=8,
+              validation_data=(Xv, yv), callbacks=[ckpt, record])
+    best = [i + 1 for i, v in enumerate(seen) if v == min(seen[:i + 1])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"best-{e:02d}.npz" for e in best]
+    # the last file saved holds the best epoch's weights: its val_loss is the minimum
+    last = nn.load(tmp_path / f"best-{best[-1]:02d}.npz")
+    assert last.evaluate(Xv, yv)["loss"] == pytest.approx(min(seen), rel=1e-6)
+    with pytest.raises(ValueError, match="ModelCheckpoint monitors 'val_loss'"):
+        MLP([3, 8, 3], seed=0).fit(X, y, loss="softmax_cross_entropy", callbacks=[
+            nn.callbacks.ModelCheckpoint(tmp_path / "x.npz", save_best_only=True)])
+
+
+def test_reduce_lr_on_plateau_and_scheduler():
+    X, y = blobs(n=40)
+    model = MLP([3, 4, 3], seed=0)
+    opt = SGD(lr=0.1)
+    lrs = []
+    # a monitored value that never improves after epoch 0: patience 2, cooldown 1
+    plateau = nn.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2,
+                                             cooldown=1, min_lr=0.02)
+    record = LambdaCallback(on_epoch_begin=lambda e, logs: lrs.append(opt.lr))
+    model.fit(X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=9,
+              validation_data=(X[:8] * 0, y[:8]), callbacks=[record, plateau])
+    # val_loss of zero inputs is constant. Keras' counting: epochs 1, 2 fail -> halve after
+    # epoch 2; epoch 3 ends the cooldown (and counts as the first failure after it), 4
+    # fails -> halve after 4; likewise after 6 (0.0125, floored to min_lr 0.02) and 8
+    assert lrs == [0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.02, 0.02]
+    assert opt.lr == 0.02
+    sched = nn.callbacks.LearningRateScheduler(lambda epoch, lr: 0.2 / (epoch + 1))
+    seen = []
+    record = LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(opt.lr))
+    model.fit(X, y, epochs=3, batch_size=20, callbacks=[sched, record])
+    assert seen == [0.2, 0.2, 0.1, 0.1, 0.2 / 3, 0.2 / 3]
+    with pytest.raises(ValueError, match="returned -1, not a finite number > 0"):
+        model.fit(X, y, callbacks=[nn.callbacks.LearningRateScheduler(lambda e, lr: -1)])
+
+
+def test_csv_logger(tmp_path):
+    X, y = blobs(n=40)
+    path = tmp_path / "log.csv"
+    model = MLP([3, 4, 3], seed=0)
+    h = model.fit(X, y, loss="softmax_cross_entropy", epochs=2,
+                  callbacks=[nn.callbacks.CSVLogger(path)])
+    model.fit(X, y, epochs=1, callbacks=[nn.callbacks.CSVLogger(path, append=True)])
+    rows = path.read_text().splitlines()
+    assert rows[0] == "epoch,accuracy,loss" and len(rows) == 4
+    assert rows[1] == f"0,{h['accuracy'][0]},{h['loss'][0]}"
+    assert rows[3].startswith("0,")                    # the appended run, epochs from 0

@@ -67,7 +67,7 @@ def test_predict_during_fit_is_refused_and_the_fit_is_unchanged():
     outcomes = []
 
     class Signal(nn.callbacks.Callback):
-        def on_epoch_end(self, model, epoch, logs):
+        def on_epoch_end(self, epoch, logs=None):
             started.set()
 
     def predict(_):
@@ -110,7 +110,7 @@ def test_second_fit_of_one_model_is_refused():
 def test_fit_from_its_own_callback_is_refused():
     m, X, y = model_and_data()
     nested = nn.callbacks.LambdaCallback(
-        on_epoch_end=lambda model, epoch, logs: model.fit(X, y, epochs=1))
+        on_epoch_end=lambda epoch, logs: m.fit(X, y, epochs=1))
     with pytest.raises(RuntimeError, match="a callback of its own fit"):
         m.fit(X, y, epochs=2, callbacks=[nested])
     m.fit(X, y, epochs=1)                       # the model is usable afterwards

@@ -43,7 +43,7 @@ class BatchEvents(nn.callbacks.Callback):
     def __init__(self):
         self.seen = []
 
-    def on_batch_end(self, model, batch, logs):
+    def on_train_batch_end(self, batch, logs=None):
         self.seen.append((logs["epoch"], batch, logs["size"]))
 
 

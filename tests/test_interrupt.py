@@ -25,7 +25,7 @@ CHILD = textwrap.dedent("""
     mode = sys.argv[1]
 
     class Slow(nn.callbacks.Callback):
-        def on_epoch_end(self, model, epoch, logs):
+        def on_epoch_end(self, epoch, logs=None):
             print("epoch-end", flush=True)
             time.sleep(3)
 

@@ -361,8 +361,8 @@ def test_validation_data_is_evaluated_after_each_epoch():
     model = MLP([3, 4, 3], seed=0)
     seen = []
     history = model.fit(X, y, loss="softmax_cross_entropy", epochs=2, validation_data=(Xv, yv),
-                        callbacks=[LambdaCallback(on_epoch_end=lambda m, e, logs:
-                                                  seen.append(m.evaluate(Xv, yv)))])
+                        callbacks=[LambdaCallback(on_epoch_end=lambda e, logs:
+                                                  seen.append(model.evaluate(Xv, yv)))])
     assert history["val_loss"] == [r["loss"] for r in seen]
     assert history["val_accuracy"] == [r["accuracy"] for r in seen]
 
@@ -385,7 +385,7 @@ def batch_sizes(batch_size, n=10, epochs=2):
     sizes = [[] for _ in range(epochs)]
     MLP([3, 2, 1], seed=0).fit(
         X, y, loss="mse", epochs=epochs, batch_size=batch_size,
-        callbacks=[LambdaCallback(on_batch_end=lambda m, b, logs:
+        callbacks=[LambdaCallback(on_batch_end=lambda b, logs:
                                   sizes[logs["epoch"]].append(logs["size"]))])
     return sizes
 

@@ -58,7 +58,7 @@ def test_fit_steps_by_the_scheduled_lr(schedule):
     model = one_weight_model(1.0)
     opt = SGD(lr=lr, schedule=schedule)
     w = [1.0]
-    record = LambdaCallback(on_batch_end=lambda m, b, logs: w.append(m.layers[0].weight[0, 0]))
+    record = LambdaCallback(on_batch_end=lambda b, logs: w.append(model.layers[0].weight[0, 0]))
     X, y = np.ones((2, 1)), np.zeros((2, 1))
     model.fit(X, y, loss="mse", optimizer=opt, epochs=4, batch_size=1, callbacks=[record])
     assert opt.epoch == 4

@@ -84,7 +84,7 @@ def test_non_finite_loss_updates_nothing():
 class Noop(nn.callbacks.Callback):
     """A callback with batch events: the plan hands control back after every batch."""
 
-    def on_batch_end(self, model, batch, logs):
+    def on_train_batch_end(self, batch, logs=None):
         pass
 
 

@@ -144,7 +144,7 @@ def fit_deep(n_threads, fused=True, callbacks=()):
 class _Noop(nncore.callbacks.Callback):
     """A callback with batch events sends fit through one compiled call per step."""
 
-    def on_batch_end(self, model, batch, logs):
+    def on_train_batch_end(self, batch, logs=None):
         pass
 
 
