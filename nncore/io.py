@@ -455,7 +455,9 @@ def save(model, path):
     try:
         with os.fdopen(fd, "wb") as f:
             fd = None
-            np.savez(f, allow_pickle=False, config=np.array(text), **arrays)
+            # No allow_pickle=: NumPy < 2.2 would store it as an array; plain
+            # float and unicode arrays are never pickled anyway.
+            np.savez(f, config=np.array(text), **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
