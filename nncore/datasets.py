@@ -1,8 +1,8 @@
 """Data sets and the small tools around them, all offline.
 
 Generated here (no downloads): spiral, xor, curve, moons, circles (classification),
-sine (regression). Loaded: digits (the 8x8 handwritten digits that ship with
-scikit-learn), load_mnist (MNIST / Fashion-MNIST IDX files you downloaded),
+sine (regression). Loaded: digits (the 8x8 handwritten digits, shipped with
+nncore), load_mnist (MNIST / Fashion-MNIST IDX files you downloaded),
 load_csv (a numeric CSV file). Tools: train_test_split (alias split), one_hot,
 Standardizer.
 
@@ -17,6 +17,7 @@ import numbers
 import os
 import warnings
 import zlib
+from importlib import resources
 
 import numpy as np
 
@@ -141,26 +142,32 @@ def sine(n=200, noise=0.1, seed=0, dtype=np.float64):
 
 # ---- loaded -----------------------------------------------------------------
 
-DATASETS_EXTRA = 'pip install "nncore[datasets]"'
+DIGITS_FILE = "digits.csv.gz"       # in nncore/data/; its README.md says where it comes from
+DIGITS_SHAPE = (1797, 65)           # 64 gray levels 0..16, then the digit
+
+
+def _data_file(name):
+    """A file of nncore/data/, where the package is installed."""
+    return resources.files("nncore").joinpath("data").joinpath(name)
 
 
 def digits(dtype=np.float64):
-    """The 8x8 handwritten digits (1,797 images, 10 classes), from scikit-learn's
-    load_digits (the UCI optical digits test set; it ships with scikit-learn,
-    nothing is downloaded).
+    """The 8x8 handwritten digits (1,797 images, 10 classes): the UCI optical digits
+    test set (Alpaydin & Kaynak, CC BY 4.0), shipped with nncore as the file
+    scikit-learn's load_digits reads, so the images and their order are the same.
+    Read with NumPy alone; nothing is downloaded.
 
     Returns X (1797, 64) in [0, 1] (the 0..16 gray levels divided by 16), row i
-    the 8x8 image read row by row, and y (1797,) int64 digits 0..9. Raises
-    ImportError, saying what to install, without scikit-learn.
+    the 8x8 image read row by row, and y (1797,) int64 digits 0..9.
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError(f"the 8x8 digits come with scikit-learn, which is not installed: "
-                          f"{DATASETS_EXTRA} (or pip install scikit-learn)") from e
-    X, y = load_digits(return_X_y=True)
-    return (np.asarray(X, dtype=np.float64) / 16.0).astype(dtype, copy=False), \
-        np.asarray(y, dtype=np.int64)
+    source = _data_file(DIGITS_FILE)
+    with source.open("rb") as raw, gzip.open(raw, "rt", encoding="ascii") as f:
+        data = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    if data.shape != DIGITS_SHAPE or data[:, :64].max() > 16 or data[:, 64].max() > 9:
+        raise ValueError(f"{source}: not the 8x8 digits file nncore ships (shape "
+                         f"{data.shape}); reinstall nncore")
+    X = data[:, :64].astype(np.float64) / 16.0
+    return X.astype(dtype, copy=False), data[:, 64].astype(np.int64)
 
 
 IDX_IMAGES = 2051       # 0x00000803: unsigned bytes, 3 dimensions (n, rows, cols)

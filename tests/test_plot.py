@@ -309,8 +309,6 @@ EXAMPLES = {
 def test_example_writes_its_pictures(tmp_path, name):
     """`python examples/<name>.py --out DIR --fast` writes its PNGs (nothing else) and
     prints the numbers its docstring promises."""
-    if name == "digits_3b1b":
-        pytest.importorskip("sklearn")
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out", str(tmp_path),
          "--fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
