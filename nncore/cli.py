@@ -380,7 +380,7 @@ def cmd_bench(args):
         raise RuntimeError("no bench/train.py next to the nncore sources: the benchmarks "
                            "come with a source checkout (git clone, then pip install -e .)")
     extra = list(args.args)
-    if "--full" in extra:                 # the BENCH.md sizes (several minutes)
+    if "--full" in extra:                 # the bench/WORKLOADS.md sizes (several minutes)
         extra.remove("--full")
     elif "--quick" not in extra:
         extra.append("--quick")
@@ -552,7 +552,7 @@ def build_parser():
     p = sub.add_parser("config", help="version, OpenMP, SIMD path, threads")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("bench", help="run bench/train.py --quick (--full: BENCH.md sizes)",
+    p = sub.add_parser("bench", help="run bench/train.py --quick (--full: bench/WORKLOADS.md sizes)",
                        description="Run bench/train.py from the source tree, with --quick "
                                    "unless other arguments follow.")
     p.set_defaults(func=cmd_bench, args=[])      # main passes the other arguments on
