@@ -68,7 +68,7 @@ def test_without_matplotlib_the_error_says_what_to_install(monkeypatch, call):
     for name in list(sys.modules):
         if name == "matplotlib" or name.startswith("matplotlib."):
             monkeypatch.setitem(sys.modules, name, None)     # `import` now fails
-    with pytest.raises(ImportError, match=re.escape('pip install "nncore[plot]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "nncore-mlp[plot]"')):
         call()
 
 

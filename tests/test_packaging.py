@@ -1,0 +1,65 @@
+"""What the source tree promises about packaging: the distribution name, install hints
+that name it, and the files an installed nncore carries."""
+import re
+from pathlib import Path
+
+import pytest
+
+import nncore
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTRIBUTION = "nncore-mlp"       # "nncore" on the package index is another project
+
+
+def _distribution_name():
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    project = text[text.index("[project]"):]
+    return re.search(r'^name = "([^"]+)"', project, re.M).group(1)
+
+
+# `pip install`, its options, then the first requirement: nncore or nncore[extras]
+# (quoted or not) and not nncore-mlp, nncore_x or a path.
+WRONG_HINT = re.compile(r"""pip install((\s+-\S+)*)\s+["']?nncore(\[[^\]]*\])?["']?(?![\w-])""")
+
+
+def _text_files():
+    files = [ROOT / "README.md", ROOT / "pyproject.toml", ROOT / "CHANGELOG.md"]
+    for folder, pattern in (("docs", "*.md"), ("examples", "*"), ("nncore", "*.py"),
+                            ("bench", "*.py"), (".ci", "*")):
+        files += sorted((ROOT / folder).glob(pattern))
+    return [f for f in files if f.is_file()]
+
+
+def test_distribution_name():
+    assert _distribution_name() == DISTRIBUTION
+
+
+@pytest.mark.parametrize("line, wrong", [
+    ('`pip install "nncore[plot]"`', True),
+    ("pip install nncore.", True),
+    ("pip install -U nncore", True),
+    ("pip install 'nncore[test,plot]' && pytest", True),
+    ('pip install "nncore-mlp[plot]"', False),
+    ('pip install -e ".[plot]" in the nncore checkout', False),
+    ("pip install --no-build-isolation -Cbuild-dir=build -e .", False),
+])
+def test_wrong_hint_pattern(line, wrong):
+    assert bool(WRONG_HINT.search(line)) is wrong
+
+
+def test_no_install_hint_names_the_other_project():
+    """Every `pip install` in the docs, examples, messages and CI names this project
+    (a path, or nncore-mlp), never the unrelated `nncore` on the index."""
+    wrong = []
+    for path in _text_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if WRONG_HINT.search(line):
+                wrong.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not wrong, wrong
+    assert f'pip install "{DISTRIBUTION}[plot]"' in nncore.plot.INSTALL_HINT
+
+
+def test_digits_file_is_package_data():
+    data = Path(nncore.__file__).parent / "data"
+    assert (data / "digits.csv.gz").stat().st_size == 57523
+    assert "CC BY 4.0" in (data / "README.md").read_text(encoding="utf-8")
