@@ -59,6 +59,26 @@ def test_no_install_hint_names_the_other_project():
     assert f'pip install "{DISTRIBUTION}[plot]"' in nncore.plot.INSTALL_HINT
 
 
+def _extras():
+    """{extra: [requirement, ...]} of [project.optional-dependencies] in pyproject.toml."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    return {m.group(1): re.findall(r'"([^"]+)"', m.group(2))
+            for m in re.finditer(r"^(\w+) = \[(.*)\]$", section, re.M)}
+
+
+def test_requirements_test_txt_is_the_three_extras():
+    """The README's second command installs requirements-test.txt instead of
+    nncore[test,datasets,plot]: the same packages, the same lower bounds."""
+    listed = [line.strip() for line in
+              (ROOT / "requirements-test.txt").read_text(encoding="utf-8").splitlines()
+              if line.strip() and not line.startswith("#")]
+    extras = _extras()
+    assert sorted(listed) == sorted(extras["test"] + extras["datasets"] + extras["plot"])
+    assert "pip install -r requirements-test.txt" in (ROOT / "README.md").read_text(
+        encoding="utf-8").split("```")[1]
+
+
 def test_digits_file_is_package_data():
     data = Path(nncore.__file__).parent / "data"
     assert (data / "digits.csv.gz").stat().st_size == 57523
