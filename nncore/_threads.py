@@ -7,16 +7,20 @@ threshold (a parallel region costs microseconds).
 
 Default: OMP_NUM_THREADS if set, else the CPUs this process may run on.
 """
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import numbers
 import os
+from typing import Iterator
 
 import numpy as np
 
 from nncore._openmp import openmp_enabled
 
-_override = contextvars.ContextVar("nncore_num_threads", default=None)
+_override: contextvars.ContextVar[int | None] = contextvars.ContextVar("nncore_num_threads",
+                                                                      default=None)
 
 
 def _default_num_threads():
@@ -44,20 +48,20 @@ def _check_count(n, name="n"):
     return int(n)
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """Set the thread count of nncore's kernels for this process; None restores the default."""
     global _num_threads
     _num_threads = _default_num_threads() if n is None else _check_count(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The thread count kernels use now (a `threads(n)` block, else the process setting)."""
     n = _override.get()
     return _num_threads if n is None else n
 
 
 @contextlib.contextmanager
-def threads(n):
+def threads(n: int) -> Iterator[None]:
     """Use n threads inside the block (per thread and per asyncio task)."""
     token = _override.set(_check_count(n))
     try:
@@ -66,7 +70,7 @@ def threads(n):
         _override.reset(token)
 
 
-def resolve_num_threads(n_threads):
+def resolve_num_threads(n_threads: int | None) -> int:
     """The n_threads a kernel call gets: the argument, else get_num_threads()."""
     if n_threads is None:
         return get_num_threads()

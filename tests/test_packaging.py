@@ -1,5 +1,7 @@
 """What the source tree promises about packaging: the distribution name, install hints
 that name it, and the files an installed nncore carries."""
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -83,3 +85,47 @@ def test_digits_file_is_package_data():
     data = Path(nncore.__file__).parent / "data"
     assert (data / "digits.csv.gz").stat().st_size == 57523
     assert "CC BY 4.0" in (data / "README.md").read_text(encoding="utf-8")
+
+
+TYPED_MODULES = ["nncore.datasets", "nncore.init", "nncore._threads", "nncore.losses",
+                 "nncore.gradcheck"]
+
+
+def _public_callables(module):
+    """(name, function) of the module's own public functions, classes' public methods
+    included (the classes themselves stand for their __init__)."""
+    for name, obj in vars(module).items():
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if inspect.isfunction(obj):
+            yield name, inspect.unwrap(obj)
+        elif inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if isinstance(member, (classmethod, staticmethod)):
+                    member = member.__func__
+                elif isinstance(member, property):
+                    member = member.fget
+                if inspect.isfunction(member) and (not attr.startswith("_") or
+                                                   attr in ("__init__", "__call__")):
+                    yield f"{name}.{attr}", member
+
+
+@pytest.mark.parametrize("module_name", TYPED_MODULES)
+def test_public_api_is_annotated(module_name):
+    """Every parameter (but self and cls) and every return of the public API carries a
+    type hint; py.typed tells type checkers to read them."""
+    module = importlib.import_module(module_name)
+    found, missing = [], []
+    for name, func in _public_callables(module):
+        found.append(name)
+        sig = inspect.signature(func)
+        missing += [f"{name}({p})" for p in sig.parameters
+                    if p not in ("self", "cls") and sig.parameters[p].annotation is
+                    inspect.Parameter.empty]
+        if sig.return_annotation is inspect.Signature.empty:
+            missing.append(f"{name} -> ?")
+    assert found and not missing, missing
+
+
+def test_py_typed_ships_with_the_package():
+    assert (Path(nncore.__file__).parent / "py.typed").is_file()
