@@ -4,7 +4,7 @@ nncore is timed twice: the compiled kernel called directly (as nncore's fused
 training step calls it, no Python per call) and through nncore.functional, the
 validated public door, which adds a few microseconds of argument checks a call.
 
-    python bench/kernels.py                 # BENCH.md shapes, float32 + float64, 1 and 2 threads
+    python bench/kernels.py                 # WORKLOADS.md shapes, float32/float64, 1 and 2 threads
     python bench/kernels.py --full          # every layer product at batch 32/128/256 (W2 at 32)
     python bench/kernels.py --threads 1,2,4,8,16
 

@@ -1,6 +1,6 @@
-"""Training throughput: nncore against its NumPy backend, PyTorch and scikit-learn (BENCH.md W1-W5).
+"""Training throughput: nncore, its NumPy backend, PyTorch and scikit-learn (bench/WORKLOADS.md).
 
-    python bench/train.py                  # BENCH.md sizes, 1 and 2 threads (several minutes)
+    python bench/train.py                  # WORKLOADS.md sizes, 1 and 2 threads (several minutes)
     python bench/train.py --quick          # small sizes, fewer repeats: under 2 minutes on 2 cores
     python bench/train.py --threads 1,2,4,8,16 --no-rss
 

@@ -9,7 +9,8 @@ try:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 except ImportError:
-    sys.exit('this example draws with matplotlib: pip install "nncore[plot]"')
+    sys.exit('this example draws with matplotlib: pip install -e ".[plot]" in the nncore '
+             'checkout (or pip install matplotlib)')
 
 __all__ = ["arguments", "plt", "save"]
 

@@ -1,13 +1,11 @@
 """3Blue1Brown's network: 64-16-16-10 with sigmoid hidden units on the 8x8 digits.
 
-scikit-learn's 1797 handwritten digits (8x8 pixels, 0..16, scaled to [0, 1]), a quarter
+The 1797 handwritten digits nncore ships (8x8 pixels, 0..16, scaled to [0, 1]), a quarter
 held out. Two hidden layers of 16 sigmoid units, softmax cross-entropy on the 10 logits,
 SGD with momentum. Writes the loss and accuracy curves and the first layer's 16 weight
 vectors drawn as 8x8 images: what each first-layer neuron "looks for".
 
     python examples/digits_3b1b.py [--out DIR] [--fast]
-
-Needs scikit-learn for the data (pip install "nncore[datasets]").
 """
 import numpy as np
 
@@ -18,15 +16,7 @@ from _common import arguments, save
 
 def main(argv=None):
     args = arguments(__doc__, argv, fast="fewer epochs (for the tests)")
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        print('scikit-learn is not installed, and it holds the 8x8 digits: '
-              'pip install "nncore[datasets]". Nothing to do.')
-        return
-
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
+    X, y = nn.datasets.digits()
     order = np.random.default_rng(0).permutation(len(X))     # a quarter held out
     test, train = order[:len(X) // 4], order[len(X) // 4:]
     X_train, X_test, y_train, y_test = X[train], X[test], y[train], y[test]

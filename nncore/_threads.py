@@ -17,10 +17,13 @@ The count, first match wins:
    setting belongs to the calling thread), else the CPUs this process may use;
    1 in a build without OpenMP. scikit-learn reads it the same way.
 """
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import numbers
 import os
+from typing import Iterator
 
 import numpy as np
 
@@ -28,7 +31,8 @@ from nncore._kernels.openmp import omp_max_threads
 
 MAX_THREADS = 2 ** 31 - 1    # the kernels take a C int
 
-_override = contextvars.ContextVar("nncore_num_threads", default=None)
+_override: contextvars.ContextVar[int | None] = contextvars.ContextVar("nncore_num_threads",
+                                                                      default=None)
 _num_threads = None          # set_num_threads(n); None: the OpenMP runtime's count
 _pool_used = False           # a kernel was given more than one thread (here or before fork)
 _forked_serial = False       # forked after _pool_used: one thread from now on
@@ -62,14 +66,14 @@ def _check_count(n, name="n"):
     return int(n)
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """Set the thread count of nncore's kernels for this process; None restores the
     default (omp_get_max_threads(), read on each call)."""
     global _num_threads
     _num_threads = None if n is None else _check_count(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The thread count kernels use now: 1 in a forked child of a parallel parent,
     else a `threads(n)` block, else set_num_threads(n), else omp_get_max_threads()."""
     global _pool_used
@@ -86,7 +90,7 @@ def get_num_threads():
 
 
 @contextlib.contextmanager
-def threads(n):
+def threads(n: int) -> Iterator[None]:
     """Use n threads inside the block (per thread and per asyncio task)."""
     token = _override.set(_check_count(n))
     try:
@@ -95,7 +99,7 @@ def threads(n):
         _override.reset(token)
 
 
-def resolve_num_threads(n_threads):
+def resolve_num_threads(n_threads: int | None) -> int:
     """The n_threads a kernel call gets: the argument, else get_num_threads()
     (1 in a forked child of a parallel parent, whatever the argument). On every
     kernel call: get_num_threads is inlined here (one Python call less)."""

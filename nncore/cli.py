@@ -7,8 +7,8 @@ info | config | bench | demo.
     nncore predict moons.npz --input points.csv --output labels.csv
     nncore info moons.npz
 
-Data sets (--data): spiral, xor, moons, circles, sine (generated), digits (needs
-scikit-learn), mnist:<folder> (IDX files you downloaded: train-* to train, t10k-*
+Data sets (--data): spiral, xor, moons, circles, sine (generated), digits (the 8x8
+digits nncore ships), mnist:<folder> (IDX files you downloaded: train-* to train, t10k-*
 to evaluate), csv:<file> (numeric, target column --target, default the last).
 
 A problem with the command, its files or its data prints one line,
@@ -406,7 +406,7 @@ def cmd_bench(args):
         raise RuntimeError("no bench/train.py next to the nncore sources: the benchmarks "
                            "come with a source checkout (git clone, then pip install -e .)")
     extra = list(args.args)
-    if "--full" in extra:                 # the BENCH.md sizes (several minutes)
+    if "--full" in extra:                 # the bench/WORKLOADS.md sizes (several minutes)
         extra.remove("--full")
     elif "--quick" not in extra:
         extra.append("--quick")
@@ -488,33 +488,9 @@ def demo_digits(X, y, epochs, seed):
     return 0 if acc >= 0.9 else 1
 
 
-def demo_spiral(epochs, seed):
-    """Train 2-64-3 (ReLU) on the three-class spiral, every step in the compiled kernels."""
-    X, y = datasets.spiral(n_per_class=200, n_classes=3, seed=seed)
-    model = nn.MLP([2, 64, 3], activation="relu", seed=seed, dtype="float32")
-    print(f"nncore {nn.__version__}: {model} on the spiral ({len(X)} points, 3 classes)")
-    t0 = time.perf_counter()
-    history = model.fit(X, y, loss="softmax_cross_entropy",
-                        optimizer=nn.optim.SGD(lr=0.3, momentum=0.9),
-                        epochs=epochs, batch_size=32)
-    seconds = time.perf_counter() - t0
-    acc = model.evaluate(X, y)["accuracy"]
-    print(f"trained {epochs} epochs in {seconds:.2f} s "
-          f"({epochs * len(X) / seconds:,.0f} samples/s, {nn.get_num_threads()} threads)")
-    print(f"loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.4f}   (log scale) "
-          f"{sparkline(history['loss'])}")
-    print(f"training accuracy {acc:.1%} (a linear classifier gets about 50%)")
-    return 0 if acc > 0.9 else 1
-
-
 def cmd_demo(args):
     with _threads(args.threads):
-        try:
-            X, y = datasets.digits()
-        except ImportError:
-            print(f"scikit-learn is not installed, so no 8x8 digits "
-                  f"({datasets.DATASETS_EXTRA} brings them): training on the spiral instead")
-            return demo_spiral(args.epochs or 200, args.seed)
+        X, y = datasets.digits()
         return demo_digits(X, y, args.epochs or 50, args.seed)
 
 
@@ -603,7 +579,7 @@ def build_parser():
     p = sub.add_parser("config", help="version, OpenMP, SIMD path, threads")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("bench", help="run bench/train.py --quick (--full: BENCH.md sizes)",
+    p = sub.add_parser("bench", help="run bench/train.py --quick (--full: bench/WORKLOADS.md sizes)",
                        description="Run bench/train.py from the source tree, with --quick "
                                    "unless other arguments follow.")
     p.set_defaults(func=cmd_bench, args=[])      # main passes the other arguments on
@@ -611,8 +587,8 @@ def build_parser():
     p = sub.add_parser("demo", help="train the 64-16-16-10 digit network (a few seconds)",
                        description="Train the 3Blue1Brown-shaped 64-16-16-10 sigmoid network "
                                    "on the 8x8 digits and show the held-out accuracy and the "
-                                   "loss curve (the spiral without scikit-learn).")
-    p.add_argument("--epochs", type=_positive_int, help="default 50 (spiral: 200)")
+                                   "loss curve.")
+    p.add_argument("--epochs", type=_positive_int, help="default 50")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_thread_count, metavar="N")
     p.set_defaults(func=cmd_demo)

@@ -1,8 +1,8 @@
 """Data sets and the small tools around them, all offline.
 
 Generated here (no downloads): spiral, xor, curve, moons, circles (classification),
-sine (regression). Loaded: digits (the 8x8 handwritten digits that ship with
-scikit-learn), load_mnist (MNIST / Fashion-MNIST IDX files you downloaded),
+sine (regression). Loaded: digits (the 8x8 handwritten digits, shipped with
+nncore), load_mnist (MNIST / Fashion-MNIST IDX files you downloaded),
 load_csv (a numeric CSV file). Tools: train_test_split (alias split), one_hot,
 Standardizer.
 
@@ -10,6 +10,8 @@ Conventions: X (n_samples, n_features) float, class labels y (n_samples,) int64,
 regression targets y (n_samples, 1) float; generators take a `seed` and return
 the same arrays for the same seed.
 """
+from __future__ import annotations
+
 import csv
 import gzip
 import math
@@ -17,8 +19,17 @@ import numbers
 import os
 import warnings
 import zlib
+from importlib import resources
+from typing import TYPE_CHECKING, Literal, Mapping, Tuple, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+Seed = Union[int, np.random.Generator, None]        # what np.random.default_rng takes
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+XY = Tuple[np.ndarray, np.ndarray]
 
 __all__ = ["Standardizer", "circles", "curve", "digits", "load_csv", "load_mnist", "moons",
            "one_hot", "sine", "spiral", "split", "train_test_split", "xor"]
@@ -46,7 +57,8 @@ def _shuffled(rng, X, y):
 
 # ---- generated --------------------------------------------------------------
 
-def spiral(n_per_class=100, n_classes=3, noise=0.2, seed=0, dtype=np.float64):
+def spiral(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed: Seed = 0,
+           dtype: npt.DTypeLike = np.float64) -> XY:
     """The cs231n spiral: n_classes arms in 2-D that no linear classifier separates.
 
     Point i of arm c: r = i / n, t = c * 4 + 4 r + noise * N(0, 1),
@@ -66,13 +78,13 @@ def spiral(n_per_class=100, n_classes=3, noise=0.2, seed=0, dtype=np.float64):
     return X, y
 
 
-def xor(dtype=np.float64):
+def xor(dtype: npt.DTypeLike = np.float64) -> XY:
     """The four XOR points: X (4, 2), y (4,) with y = x0 xor x1."""
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=dtype)
     return X, np.array([0, 1, 1, 0], dtype=np.int64)
 
 
-def curve(dtype=np.float64):
+def curve(dtype: npt.DTypeLike = np.float64) -> XY:
     """The dose-response points of the study notes: low, medium, high dose -> 0, 1, 0.
 
     X (3, 1) = [[0], [0.5], [1]], y (3, 1) = [[0], [1], [0]].
@@ -81,7 +93,8 @@ def curve(dtype=np.float64):
             np.array([[0.0], [1.0], [0.0]], dtype=dtype))
 
 
-def moons(n=200, noise=0.1, seed=0, dtype=np.float64):
+def moons(n: int = 200, noise: float = 0.1, seed: Seed = 0,
+          dtype: npt.DTypeLike = np.float64) -> XY:
     """Two interleaving half circles in 2-D, two classes.
 
     Class 0: (cos t, sin t), class 1: (1 - cos t, 1/2 - sin t), t evenly spaced
@@ -102,7 +115,8 @@ def moons(n=200, noise=0.1, seed=0, dtype=np.float64):
     return X.astype(dtype, copy=False), y
 
 
-def circles(n=200, noise=0.05, factor=0.5, seed=0, dtype=np.float64):
+def circles(n: int = 200, noise: float = 0.05, factor: float = 0.5, seed: Seed = 0,
+            dtype: npt.DTypeLike = np.float64) -> XY:
     """A circle inside another in 2-D, two classes.
 
     Class 0 on the unit circle, class 1 on the circle of radius `factor`
@@ -126,7 +140,8 @@ def circles(n=200, noise=0.05, factor=0.5, seed=0, dtype=np.float64):
     return X.astype(dtype, copy=False), y
 
 
-def sine(n=200, noise=0.1, seed=0, dtype=np.float64):
+def sine(n: int = 200, noise: float = 0.1, seed: Seed = 0,
+         dtype: npt.DTypeLike = np.float64) -> XY:
     """One period of a sine, for regression: x ~ U(-pi, pi), y = sin x + noise * N(0, 1).
 
     Returns X (n, 1), y (n, 1), both float (mse targets).
@@ -141,26 +156,32 @@ def sine(n=200, noise=0.1, seed=0, dtype=np.float64):
 
 # ---- loaded -----------------------------------------------------------------
 
-DATASETS_EXTRA = 'pip install "nncore[datasets]"'
+DIGITS_FILE = "digits.csv.gz"       # in nncore/data/; its README.md says where it comes from
+DIGITS_SHAPE = (1797, 65)           # 64 gray levels 0..16, then the digit
 
 
-def digits(dtype=np.float64):
-    """The 8x8 handwritten digits (1,797 images, 10 classes), from scikit-learn's
-    load_digits (the UCI optical digits test set; it ships with scikit-learn,
-    nothing is downloaded).
+def _data_file(name):
+    """A file of nncore/data/, where the package is installed."""
+    return resources.files("nncore").joinpath("data").joinpath(name)
+
+
+def digits(dtype: npt.DTypeLike = np.float64) -> XY:
+    """The 8x8 handwritten digits (1,797 images, 10 classes): the UCI optical digits
+    test set (Alpaydin & Kaynak, CC BY 4.0), shipped with nncore as the file
+    scikit-learn's load_digits reads, so the images and their order are the same.
+    Read with NumPy alone; nothing is downloaded.
 
     Returns X (1797, 64) in [0, 1] (the 0..16 gray levels divided by 16), row i
-    the 8x8 image read row by row, and y (1797,) int64 digits 0..9. Raises
-    ImportError, saying what to install, without scikit-learn.
+    the 8x8 image read row by row, and y (1797,) int64 digits 0..9.
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise ImportError(f"the 8x8 digits come with scikit-learn, which is not installed: "
-                          f"{DATASETS_EXTRA} (or pip install scikit-learn)") from e
-    X, y = load_digits(return_X_y=True)
-    return (np.asarray(X, dtype=np.float64) / 16.0).astype(dtype, copy=False), \
-        np.asarray(y, dtype=np.int64)
+    source = _data_file(DIGITS_FILE)
+    with source.open("rb") as raw, gzip.open(raw, "rt", encoding="ascii") as f:
+        data = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    if data.shape != DIGITS_SHAPE or data[:, :64].max() > 16 or data[:, 64].max() > 9:
+        raise ValueError(f"{source}: not the 8x8 digits file nncore ships (shape "
+                         f"{data.shape}); reinstall nncore")
+    X = data[:, :64].astype(np.float64) / 16.0
+    return X.astype(dtype, copy=False), data[:, 64].astype(np.int64)
 
 
 IDX_IMAGES = 2051       # 0x00000803: unsigned bytes, 3 dimensions (n, rows, cols)
@@ -217,7 +238,7 @@ def _read_idx(path, magic, n_dims):
     return dims, memoryview(data)[header:]
 
 
-def load_mnist(path, kind="train", dtype=np.float32):
+def load_mnist(path: PathLike, kind: str = "train", dtype: npt.DTypeLike = np.float32) -> XY:
     """MNIST or Fashion-MNIST from the IDX files you downloaded into the folder `path`.
 
     kind "train" reads train-images-idx3-ubyte and train-labels-idx1-ubyte, kind
@@ -310,7 +331,8 @@ def _readable(path, read):
         raise ValueError(f"{path}: {e}") from None
 
 
-def read_csv(path, *, header="auto", delimiter=","):
+def read_csv(path: PathLike, *, header: bool | Literal["auto"] = "auto",
+             delimiter: str = ",") -> tuple[np.ndarray, list[str] | None]:
     """A numeric CSV file as (data (n_rows, n_columns) float64, column names or None).
 
     header: True (the first row names the columns), False, or "auto" (a header
@@ -353,8 +375,11 @@ def read_csv(path, *, header="auto", delimiter=","):
     return data, names
 
 
-def load_csv(path, target=-1, *, header="auto", delimiter=",", dtype=np.float64,
-             target_dtype="auto", return_classes=False):
+def load_csv(path: PathLike, target: int | str | None = -1, *,
+             header: bool | Literal["auto"] = "auto", delimiter: str = ",",
+             dtype: npt.DTypeLike = np.float64,
+             target_dtype: npt.DTypeLike | Literal["auto"] = "auto",
+             return_classes: bool = False) -> tuple:
     """Features and targets from a CSV file of numbers (see read_csv for the format),
     whose target column may hold text class names.
 
@@ -509,7 +534,9 @@ def _fits(values, dtype, each=False):
 
 # ---- tools ------------------------------------------------------------------
 
-def train_test_split(X, y, test_size=0.25, seed=0, *, shuffle=True, stratify=False):
+def train_test_split(X: npt.ArrayLike, y: npt.ArrayLike, test_size: float = 0.25,
+                     seed: Seed = 0, *, shuffle: bool = True, stratify: bool = False,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Hold out part of (X, y) for testing.
 
     test_size: a fraction in (0, 1) (rounded to a count) or a count >= 1.
@@ -569,7 +596,8 @@ def _stratified(rng, y, n_test):
 split = train_test_split
 
 
-def one_hot(y, n_classes=None, dtype=np.float64):
+def one_hot(y: npt.ArrayLike, n_classes: int | None = None,
+            dtype: npt.DTypeLike = np.float64) -> np.ndarray:
     """T (n, n_classes) with T[i, y_i] = 1, zeros elsewhere, for integer labels y (n,)
     in [0, n_classes); n_classes defaults to max(y) + 1."""
     y = np.asarray(y)
@@ -595,19 +623,22 @@ class Standardizer:
     Standardizer.from_state(state) rebuilds it.
     """
 
-    def __init__(self):
+    mean: np.ndarray | None
+    std: np.ndarray | None
+
+    def __init__(self) -> None:
         self.mean = self.std = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return ("Standardizer()" if self.mean is None
                 else f"Standardizer(n_features={self.mean.shape[0]})")
 
     @property
-    def scale(self):
+    def scale(self) -> np.ndarray:
         self._check_fitted()
         return np.where(self.std > 0, self.std, 1.0)
 
-    def fit(self, X):
+    def fit(self, X: npt.ArrayLike) -> Standardizer:
         X = self._array(X, "X")
         if X.shape[0] == 0:
             raise ValueError("X holds no samples")
@@ -615,23 +646,23 @@ class Standardizer:
         self.std = X.std(axis=0, dtype=np.float64)
         return self
 
-    def transform(self, X):
+    def transform(self, X: npt.ArrayLike) -> np.ndarray:
         X = self._checked(X)
         return ((X - self.mean) / self.scale).astype(self._out_dtype(X), copy=False)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: npt.ArrayLike) -> np.ndarray:
         X = self._checked(X)
         return (X * self.scale + self.mean).astype(self._out_dtype(X), copy=False)
 
-    def fit_transform(self, X):
+    def fit_transform(self, X: npt.ArrayLike) -> np.ndarray:
         return self.fit(X).transform(X)
 
-    def get_state(self):
+    def get_state(self) -> dict[str, np.ndarray]:
         self._check_fitted()
         return {"mean": self.mean.copy(), "std": self.std.copy()}
 
     @classmethod
-    def from_state(cls, state):
+    def from_state(cls, state: Mapping[str, npt.ArrayLike]) -> Standardizer:
         mean = np.asarray(state["mean"], dtype=np.float64)
         std = np.asarray(state["std"], dtype=np.float64)
         if mean.ndim != 1 or std.shape != mean.shape:

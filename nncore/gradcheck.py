@@ -7,10 +7,20 @@ the gradients backpropagation computes (Sequential.backward).
     err(P)   = max_i |num_i - ana_i| / max(||num||_inf + ||ana||_inf, tiny)
                over the entries i of one parameter array P
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from nncore import functional as F
 from nncore.layers import Dense
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from nncore.losses import Loss
+    from nncore.model import Sequential
 
 TINY = np.finfo(np.float64).tiny
 
@@ -68,7 +78,9 @@ def _relative_error(num, ana):
     return float(np.max(np.abs(num - ana)) / max(scale, TINY))
 
 
-def gradcheck(model, X, y, loss, *, eps=1e-6, sample_weight=None):
+def gradcheck(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, loss: str | Loss, *,
+              eps: float = 1e-6, sample_weight: npt.ArrayLike | None = None,
+              ) -> dict[str, float]:
     """Worst error of the backpropagated gradient of each parameter array,
     relative to that gradient's size.
 

@@ -6,14 +6,20 @@
     zeros    w = 0   -- every neuron of a layer then gets the same gradient and
              they stay equal forever: allowed for teaching, with a warning.
 """
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-INITIALIZERS = ("small", "xavier", "glorot", "he", "zeros")
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+INITIALIZERS: tuple[str, ...] = ("small", "xavier", "glorot", "he", "zeros")
 
 
-def default_for(activation):
+def default_for(activation: str) -> str:
     """he for the rectifiers, xavier for everything else."""
     return "he" if activation in ("relu", "leaky_relu") else "xavier"
 
@@ -25,7 +31,8 @@ def default_for(activation):
 DRAW_BLOCK = 1 << 16
 
 
-def initial_weight(name, n_out, n_in, rng, dtype):
+def initial_weight(name: str, n_out: int, n_in: int, rng: np.random.Generator,
+                   dtype: npt.DTypeLike) -> np.ndarray:
     """A (n_out, n_in) weight matrix in dtype, drawn by the initialiser `name`."""
     if name not in INITIALIZERS:
         raise ValueError(f"init must be one of {', '.join(map(repr, INITIALIZERS))}; got {name!r}")

@@ -56,7 +56,9 @@ def write(path, config, arrays):
     try:
         with os.fdopen(fd, "wb") as f:
             fd = None
-            np.savez(f, config=np.array(text), **arrays)   # float and str arrays: never pickled
+            # No allow_pickle=: NumPy < 2.2 would store it as an array; plain
+            # float and unicode arrays are never pickled anyway.
+            np.savez(f, config=np.array(text), **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)

@@ -3,25 +3,36 @@ trained model's output means (labels, probabilities).
 
 Formulas and conventions: nncore.functional.loss_forward_backward.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
 import numpy as np
 
 from nncore import _checks, functional as F
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 
 class Loss:
     """Base class: `name` selects the kernel; subclasses say how to read outputs."""
-    name = None
-    classification = False
+    name: ClassVar[str | None] = None
+    classification: ClassVar[bool] = False
 
-    def __call__(self, output, target, grad_out=None, *, sample_weight=None, backend="compiled"):
+    def __call__(self, output: np.ndarray, target: npt.ArrayLike,
+                 grad_out: np.ndarray | None = None, *,
+                 sample_weight: npt.ArrayLike | None = None,
+                 backend: str = "compiled") -> tuple[float, np.ndarray]:
         """(value, dL/d output) of a batch."""
         return F.loss_forward_backward(self.name, output, target, grad_out,
                                        sample_weight=sample_weight, backend=backend)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    def targets(self, y, n, n_outputs, dtype):
+    def targets(self, y: npt.ArrayLike, n: int, n_outputs: int,
+                dtype: npt.DTypeLike) -> np.ndarray:
         """y checked and converted once per fit: (n, n_outputs) floats or (n,) labels."""
         y = _checks.asarray(y, "y")
         if y.ndim == 1 and n_outputs == 1:
@@ -34,10 +45,10 @@ class Loss:
             raise ValueError("y contains NaN or inf")
         return y
 
-    def predict(self, output):
+    def predict(self, output: np.ndarray) -> np.ndarray:
         return output
 
-    def predict_proba(self, output):
+    def predict_proba(self, output: np.ndarray) -> np.ndarray:
         raise ValueError(f"{self.name} does not model probabilities")
 
 
@@ -51,13 +62,14 @@ class SoftmaxCrossEntropy(Loss):
     name = "softmax_cross_entropy"
     classification = True
 
-    def targets(self, y, n, n_outputs, dtype):
+    def targets(self, y: npt.ArrayLike, n: int, n_outputs: int,
+                dtype: npt.DTypeLike) -> np.ndarray:
         return labels(y, n, n_outputs, self.name)
 
-    def predict(self, output):
+    def predict(self, output: np.ndarray) -> np.ndarray:
         return np.argmax(output, axis=1)
 
-    def predict_proba(self, output):
+    def predict_proba(self, output: np.ndarray) -> np.ndarray:
         return F.activation_forward("softmax", output)
 
 
@@ -65,7 +77,7 @@ class Hinge(SoftmaxCrossEntropy):
     """L = (1/N) sum_i sum_{j != y_i} max(0, o_ij - o_iy + 1) (multiclass SVM)."""
     name = "hinge"
 
-    def predict_proba(self, output):
+    def predict_proba(self, output: np.ndarray) -> np.ndarray:
         return Loss.predict_proba(self, output)
 
 
@@ -75,21 +87,22 @@ class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
     classification = True
 
-    def targets(self, y, n, n_outputs, dtype):
+    def targets(self, y: npt.ArrayLike, n: int, n_outputs: int,
+                dtype: npt.DTypeLike) -> np.ndarray:
         y = super().targets(y, n, n_outputs, dtype)
         if ((y < 0) | (y > 1)).any():
             raise ValueError("y must lie in [0, 1] for binary_cross_entropy")
         return y
 
-    def predict(self, output):
+    def predict(self, output: np.ndarray) -> np.ndarray:
         labels_ = (output > 0).astype(np.int64)
         return labels_[:, 0] if output.shape[1] == 1 else labels_
 
-    def predict_proba(self, output):
+    def predict_proba(self, output: np.ndarray) -> np.ndarray:
         return F.activation_forward("sigmoid", output)
 
 
-def labels(y, n, n_classes, name):
+def labels(y: npt.ArrayLike, n: int, n_classes: int, name: str) -> np.ndarray:
     """Integer class labels (n,) in [0, n_classes), as intp."""
     y = _checks.asarray(y, "y")
     if y.ndim == 2 and y.shape[1] == 1:
@@ -104,10 +117,11 @@ def labels(y, n, n_classes, name):
     return np.ascontiguousarray(y, dtype=np.intp)
 
 
-LOSSES = {cls.name: cls for cls in (MSE, SoftmaxCrossEntropy, BinaryCrossEntropy, Hinge)}
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (MSE, SoftmaxCrossEntropy,
+                                                          BinaryCrossEntropy, Hinge)}
 
 
-def get(loss):
+def get(loss: str | Loss) -> Loss:
     """A Loss from a name in LOSSES or a Loss instance."""
     if isinstance(loss, Loss):
         return loss

@@ -1,7 +1,8 @@
 """Pictures of models and training: loss curves, decision regions, first-layer weights,
 and the curve decomposition of a one-hidden-layer network.
 
-matplotlib is optional (``pip install "nncore[plot]"``) and imported by the first
+matplotlib is optional (``pip install "nncore-mlp[plot]"``, in a checkout
+``pip install -e ".[plot]"``) and imported by the first
 drawing call, never by ``import nncore``. Each function draws on a new figure, or on the
 axes passed in, returns ``(fig, ax)`` or ``(fig, axes)`` and never calls ``plt.show()``.
 `curve_components` computes the decomposition without matplotlib.
@@ -15,7 +16,7 @@ from nncore.callbacks import History
 from nncore.layers import Dense
 from nncore.model import Sequential
 
-INSTALL_HINT = 'pip install "nncore[plot]"'
+INSTALL_HINT = 'pip install "nncore-mlp[plot]" (in a checkout: pip install -e ".[plot]")'
 
 
 def _pyplot():

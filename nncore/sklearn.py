@@ -17,7 +17,7 @@ attributes that end in "_"; get_params/set_params, clone, Pipeline, GridSearchCV
 pickle work as for scikit-learn's own estimators.
 
 scikit-learn (>= 1.6) is optional for nncore: this module needs it, `import nncore`
-does not import it (pip install "nncore[datasets]").
+does not import it (pip install "nncore-mlp[datasets]").
 """
 import contextlib
 import numbers
@@ -38,7 +38,7 @@ try:
 except ImportError as exc:           # scikit-learn is an optional dependency
     raise ImportError(
         'nncore.sklearn needs scikit-learn >= 1.6, which nncore does not install by '
-        'default: pip install "nncore[datasets]"') from exc
+        'default: pip install "nncore-mlp[datasets]" (in a checkout: pip install -e ".[datasets]")') from exc
 
 from nncore import _checks, optim
 from nncore._threads import threads

@@ -1,8 +1,10 @@
 """nncore.datasets: the generated sets, digits, MNIST IDX files, CSV files and the tools
 (train_test_split, one_hot, Standardizer). Everything offline: the IDX and CSV files
 are written here, in tmp_path."""
+import gzip
 import os
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -80,17 +82,51 @@ def test_moons_are_learnable():
 # ---- digits -------------------------------------------------------------------
 
 def test_digits():
-    pytest.importorskip("sklearn")
     X, y = datasets.digits()
     assert X.shape == (1797, 64) and X.dtype == np.float64
     assert X.min() == 0.0 and X.max() == 1.0
-    assert y.dtype == np.int64 and sorted(set(y.tolist())) == list(range(10))
-    assert datasets.digits(dtype=np.float32)[0].dtype == np.float32
+    assert np.array_equal(X * 16, np.round(X * 16))           # the 17 gray levels 0..16
+    assert y.dtype == np.int64
+    # images per digit 0..9 in the UCI test set
+    assert np.bincount(y).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    assert y[:10].tolist() == list(range(10))
+    assert (X[0] * 16).astype(int).tolist()[:16] == [0, 0, 5, 13, 9, 1, 0, 0,
+                                                     0, 0, 13, 15, 10, 15, 5, 0]
+    assert int((X * 16).sum()) == 561718
+    X32, y32 = datasets.digits(dtype=np.float32)
+    assert X32.dtype == np.float32 and np.array_equal(X32, X) and np.array_equal(y32, y)
 
 
-def test_digits_without_scikit_learn_says_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)     # import fails
-    with pytest.raises(ImportError, match=r'pip install "nncore\[datasets\]"'):
+def test_digits_same_as_scikit_learn():
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    X_sk, y_sk = sklearn_datasets.load_digits(return_X_y=True)
+    X, y = datasets.digits()
+    assert np.array_equal(X, X_sk / 16.0)
+    assert np.array_equal(y, y_sk)
+
+
+def test_digits_without_scikit_learn():
+    """digits() reads the file nncore ships with NumPy alone (a fresh interpreter in
+    which scikit-learn cannot be imported)."""
+    code = """if True:
+        import sys
+        sys.modules["sklearn"] = None             # as if it were not installed
+        from nncore import datasets
+        X, y = datasets.digits()
+        assert not [m for m in sys.modules if m.startswith("sklearn.")]
+        print(X.shape, y.shape, sorted(set(y.tolist())))
+        """
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.strip() == "(1797, 64) (1797,) [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+
+
+def test_digits_refuses_a_damaged_file(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    with gzip.open(tmp_path / "data" / datasets.DIGITS_FILE, "wt") as f:
+        f.write("0,1,2\n3,4,5\n")                               # not 1797 x 65
+    monkeypatch.setattr(datasets, "_data_file", lambda name: tmp_path / "data" / name)
+    with pytest.raises(ValueError, match="not the 8x8 digits file"):
         datasets.digits()
 
 

@@ -68,7 +68,7 @@ def test_without_matplotlib_the_error_says_what_to_install(monkeypatch, call):
     for name in list(sys.modules):
         if name == "matplotlib" or name.startswith("matplotlib."):
             monkeypatch.setitem(sys.modules, name, None)     # `import` now fails
-    with pytest.raises(ImportError, match=re.escape('pip install "nncore[plot]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "nncore-mlp[plot]"')):
         call()
 
 
@@ -309,8 +309,6 @@ EXAMPLES = {
 def test_example_writes_its_pictures(tmp_path, name):
     """`python examples/<name>.py --out DIR --fast` writes its PNGs (nothing else) and
     prints the numbers its docstring promises."""
-    if name == "digits_3b1b":
-        pytest.importorskip("sklearn")
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out", str(tmp_path),
          "--fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -83,7 +83,7 @@ def test_sklearn_is_optional():
         """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
-    assert 'pip install "nncore[datasets]"' in run.stdout
+    assert 'pip install "nncore-mlp[datasets]"' in run.stdout
 
 
 # ---- data ---------------------------------------------------------------------
