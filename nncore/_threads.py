@@ -48,7 +48,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def forked_child_serial():
+def forked_child_serial() -> bool:
     """True in a forked child whose parent gave kernels more than one thread:
     every kernel then runs on one thread, whatever count is asked for."""
     return _forked_serial

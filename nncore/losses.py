@@ -128,7 +128,7 @@ def get(loss: str | Loss) -> Loss:
     return LOSSES[_checks.choice(loss, "loss", tuple(LOSSES))]()
 
 
-def saved_name(loss):
+def saved_name(loss: str | Loss) -> str:
     """The name a model file keeps for loss (a name or a Loss of LOSSES); ValueError
     for a loss that could not be loaded back (a custom Loss)."""
     if isinstance(loss, str):
