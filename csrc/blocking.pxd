@@ -41,6 +41,11 @@ cdef enum:
     # rather than packed (b_in_place): measured, float32, 1 thread, m = 16 and 32
     # gained 7-20%, m = 64 broke even, m = 128-1024 lost up to 10%.
     B_IN_PLACE_MAX_M = 36
+    # Products of at most this many multiply-adds (m n k, one k block) skip packing
+    # and run a plain loop with the micro-kernel's sums (gemm_strip): a 1-2-1
+    # network's layers, where packing and a padded 6 x 16 tile cost more than the
+    # arithmetic.
+    TINY_MAX_MADDS = 256
 
     # ---- parallel thresholds of the other kernels ----
     # Activations: an exp costs ~5-10 ns: below ~64k elements a parallel

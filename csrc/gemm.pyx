@@ -21,6 +21,9 @@ Design:
   most, and the cut (rows or columns of C) that duplicates less packing.
 - An optional epilogue (bias add, elementwise activation into a second
   output) runs on each tile right after its last k block, while it is in L1.
+- A product of at most TINY_MAX_MADDS multiply-adds (one k block, alpha 1,
+  beta 0) skips packing and padded tiles: a plain loop forms each element with
+  the micro-kernel's own accumulation chain, so the bits are the same.
 - Python sees `gemm(a, b, c, alpha, beta, n_threads)` on memoryviews;
   nncore.functional validates shapes, dtypes and aliasing before calling it.
 """
@@ -31,7 +34,8 @@ from cython.parallel cimport prange, threadid
 from nncore._kernels.types cimport real
 from nncore._kernels.blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, NC_F32,
                                        NC_F64, PARALLEL_MIN_FLOPS, REGION_MIN_FLOPS,
-                                       RESIDENT_B_MAX, SHARED_A_MAX, B_IN_PLACE_MAX_M)
+                                       RESIDENT_B_MAX, SHARED_A_MAX, B_IN_PLACE_MAX_M,
+                                       TINY_MAX_MADDS)
 from nncore._kernels.activation_math cimport nn_epilogue_f32, nn_epilogue_f64
 from nncore._kernels.gemm cimport Epilogue, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS
 
@@ -42,6 +46,12 @@ cdef extern from "nncore/_kernels/microkernel.h" nogil:
     void nn_dgemm_ukr(Py_ssize_t k, const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                       const double* b, Py_ssize_t rs_b, double* c, Py_ssize_t ldc,
                       double alpha, double beta)
+    void nn_sgemm_tiny(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                       Py_ssize_t rs_a, Py_ssize_t cs_a, const float* b, Py_ssize_t rs_b,
+                       Py_ssize_t cs_b, float* c, Py_ssize_t ldc)
+    void nn_dgemm_tiny(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
+                       Py_ssize_t rs_a, Py_ssize_t cs_a, const double* b, Py_ssize_t rs_b,
+                       Py_ssize_t cs_b, double* c, Py_ssize_t ldc)
     void nn_spack_bt(Py_ssize_t kc, const float* w, Py_ssize_t ldw, float* buf)
     void nn_dpack_bt(Py_ssize_t kc, const double* w, Py_ssize_t ldw, double* buf)
     const char* nn_ukr_select()
@@ -234,7 +244,16 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
     """
     cdef Py_ssize_t jc, pc, ic, jc_i, pc_i, ic_i, nc, kc, mc, nc_pad
     cdef Py_ssize_t NR, MC, NC
-    cdef bint direct = a_in_place(rs_a, cs_a, n, sizeof(real))
+    cdef bint direct
+    if m * n * k <= TINY_MAX_MADDS and k <= KC and alpha == 1 and beta == 0:
+        if real is float:                             # the micro-kernel's sums, unpadded
+            nn_sgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
+        else:
+            nn_dgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
+        if ep != NULL:
+            epilogue_tile(ep, c, ldc, m, n, row0, col0)
+        return
+    direct = a_in_place(rs_a, cs_a, n, sizeof(real))
     cdef Py_ssize_t rs_bd = rs_b if b_in_place(m, rs_b, cs_b, n, sizeof(real)) else 0
     if real is float:
         NR = NR_F32; MC = MC_F32; NC = NC_F32

@@ -65,6 +65,39 @@ NN_GENERIC_UKR(nn_sgemm_ukr_generic, float, NN_NR_F32)
 NN_GENERIC_UKR(nn_dgemm_ukr_generic, double, NN_NR_F64)
 
 
+/* ---- tiny products --------------------------------------------------------
+ * C[0:m, 0:n] = A @ B for products far smaller than one micro-tile's work
+ * (a 1-2-1 network's layers): no packing, no padded tile. Each C element is the
+ * accumulation chain of the micro-kernel -- 0, then acc = acc + a*b (portable) or
+ * fma(a, b, acc) (AVX2+FMA) over p = 0..k-1 in order -- so the result is bitwise
+ * the micro-kernel's (for one k block, alpha 1, beta 0). */
+
+typedef void (*nn_stiny_t)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
+                           ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b, ptrdiff_t rs_b,
+                           ptrdiff_t cs_b, float *c, ptrdiff_t ldc);
+typedef void (*nn_dtiny_t)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *a,
+                           ptrdiff_t rs_a, ptrdiff_t cs_a, const double *b, ptrdiff_t rs_b,
+                           ptrdiff_t cs_b, double *c, ptrdiff_t ldc);
+
+#define NN_TINY(NAME, T, MADD)                                                 \
+    static void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,        \
+                     ptrdiff_t rs_a, ptrdiff_t cs_a, const T *b, ptrdiff_t rs_b,\
+                     ptrdiff_t cs_b, T *c, ptrdiff_t ldc)                      \
+    {                                                                          \
+        for (ptrdiff_t i = 0; i < m; ++i)                                      \
+            for (ptrdiff_t j = 0; j < n; ++j) {                                \
+                T acc = 0;                                                     \
+                for (ptrdiff_t p = 0; p < k; ++p)                              \
+                    acc = MADD(a[i * rs_a + p * cs_a], b[p * rs_b + j * cs_b], acc); \
+                c[i * ldc + j] = acc;                                          \
+            }                                                                  \
+    }
+
+#define NN_MADD_GENERIC(x, y, acc) ((acc) + (x) * (y))
+NN_TINY(nn_sgemm_tiny_generic, float, NN_MADD_GENERIC)
+NN_TINY(nn_dgemm_tiny_generic, double, NN_MADD_GENERIC)
+
+
 /* ---- packing a transposed B panel ------------------------------------------
  * One full NR-column panel of op(B) = M.T, M row-major: column j of the panel
  * is row j of M (w + j*ldw, unit stride in p). buf[p*NR + j] = w[j*ldw + p]. */
@@ -202,6 +235,21 @@ nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
 }
 
 
+NN_TARGET_AVX2 static inline float nn_fma_f32(float x, float y, float acc)
+{
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(x), _mm_set_ss(y), _mm_set_ss(acc)));
+}
+
+NN_TARGET_AVX2 static inline double nn_fma_f64(double x, double y, double acc)
+{
+    return _mm_cvtsd_f64(_mm_fmadd_sd(_mm_set_sd(x), _mm_set_sd(y), _mm_set_sd(acc)));
+}
+
+#define NN_TINY_AVX2(NAME, T, FMA) NN_TARGET_AVX2 NN_TINY(NAME, T, FMA)
+NN_TINY_AVX2(nn_sgemm_tiny_avx2, float, nn_fma_f32)
+NN_TINY_AVX2(nn_dgemm_tiny_avx2, double, nn_fma_f64)
+
+
 /* Transposed packing in 8 x 8 (float) and 4 x 4 (double) register transposes. */
 NN_TARGET_AVX2 static void
 nn_spack_bt_avx2(ptrdiff_t kc, const float *w, ptrdiff_t ldw, float *buf)
@@ -280,6 +328,8 @@ static nn_sukr_t nn_sgemm_ukr = nn_sgemm_ukr_generic;
 static nn_dukr_t nn_dgemm_ukr = nn_dgemm_ukr_generic;
 static nn_spack_t nn_spack_bt = nn_spack_bt_generic;
 static nn_dpack_t nn_dpack_bt = nn_dpack_bt_generic;
+static nn_stiny_t nn_sgemm_tiny = nn_sgemm_tiny_generic;
+static nn_dtiny_t nn_dgemm_tiny = nn_dgemm_tiny_generic;
 
 static const char *nn_ukr_select(void)
 {
@@ -291,6 +341,8 @@ static const char *nn_ukr_select(void)
         nn_dgemm_ukr = nn_dgemm_ukr_avx2;
         nn_spack_bt = nn_spack_bt_avx2;
         nn_dpack_bt = nn_dpack_bt_avx2;
+        nn_sgemm_tiny = nn_sgemm_tiny_avx2;
+        nn_dgemm_tiny = nn_dgemm_tiny_avx2;
         return "avx2+fma";
     }
 #endif
@@ -299,6 +351,8 @@ static const char *nn_ukr_select(void)
     nn_dgemm_ukr = nn_dgemm_ukr_generic;
     nn_spack_bt = nn_spack_bt_generic;
     nn_dpack_bt = nn_dpack_bt_generic;
+    nn_sgemm_tiny = nn_sgemm_tiny_generic;
+    nn_dgemm_tiny = nn_dgemm_tiny_generic;
     return "generic";
 }
 

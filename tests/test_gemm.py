@@ -112,6 +112,42 @@ def test_b_in_place_or_packed_bitwise_equal(rng, dtype):
         assert np.array_equal(F.gemm(a[:m], b, n_threads=1), full[0][:m])
 
 
+TINY_CHECK = """
+import numpy as np
+from nncore import functional as F
+rng = np.random.default_rng(0)
+for dt in (np.float32, np.float64):
+    for k, n in ((1, 2), (2, 1), (3, 7), (16, 3)):
+        a = rng.standard_normal((300, k)).astype(dt)
+        b = rng.standard_normal((k, n)).astype(dt)
+        w = np.ascontiguousarray(b.T)
+        bias = rng.standard_normal(n).astype(dt)
+        tall = F.gemm(a, b)                               # packed: 300 k n madds
+        z_tall, a_tall = F.dense_forward(a, w, bias, "tanh")
+        for m in (1, 3, 256 // (k * n)):                 # at most 256 madds: the plain loop
+            assert np.array_equal(F.gemm(a[:m], b), tall[:m]), (dt, k, n, m)
+            assert np.array_equal(F.gemm(a[:m].T.copy(), b, trans_a=True), tall[:m])
+            z, act = F.dense_forward(a[:m], w, bias, "tanh")
+            assert np.array_equal(z, z_tall[:m]) and np.array_equal(act, a_tall[:m])
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("simd", ["default", "generic"])
+def test_tiny_products_bitwise_equal_the_packed_ones(simd):
+    """Products of at most TINY_MAX_MADDS multiply-adds skip packing (a plain loop with
+    the micro-kernel's accumulation chain): their rows are bitwise the rows of the same
+    product with many more rows, which is packed -- with either micro-kernel, and with
+    the bias and activation epilogue."""
+    env = dict(os.environ)
+    if simd == "generic":
+        env["NNCORE_SIMD"] = "generic"
+    res = subprocess.run([sys.executable, "-c", TINY_CHECK], env=env, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"
+
+
 def test_empty_and_k_zero():
     a = np.zeros((0, 5)); b = np.zeros((5, 3))
     assert F.gemm(a, b).shape == (0, 3)
