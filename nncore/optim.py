@@ -131,6 +131,8 @@ class Optimizer:
 
     def learning_rates(self, n_epochs):
         """(n_epochs,) float64: the rates of the next n_epochs epochs."""
+        if self.schedule is None:
+            return np.full(n_epochs, self.lr)
         return np.array([self.lr_at(self.epoch + i) for i in range(n_epochs)], np.float64)
 
     def advance(self, steps=0, epochs=0):
