@@ -2,6 +2,7 @@
 what was expected and what was given, and is raised before compiled code runs."""
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -10,12 +11,17 @@ BACKENDS = ("compiled", "numpy")
 
 
 def asarray(x, name):
-    """np.asarray(x), with a ValueError naming the argument for a ragged list."""
+    """np.asarray(x), with a ValueError naming the argument for a ragged list (NumPy
+    >= 1.24 raises for one; older NumPy makes an object array and warns)."""
+    ragged = (f"{name} is ragged (rows of different lengths, or numbers mixed with "
+              f"sequences): pass a rectangular array")
     try:
-        return np.asarray(x)
-    except ValueError as e:
-        raise ValueError(f"{name} is ragged (rows of different lengths, or numbers mixed with "
-                         f"sequences): pass a rectangular array ({e})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", getattr(np, "VisibleDeprecationWarning", None)
+                                  or np.exceptions.VisibleDeprecationWarning)
+            return np.asarray(x)
+    except (ValueError, Warning) as e:
+        raise ValueError(f"{ragged} ({e})") from None
 
 
 def float_array(x, name, ndim=None):
