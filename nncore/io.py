@@ -19,6 +19,7 @@ ModelFileError, a ValueError, naming what is wrong, and OSError when the file
 cannot be opened.
 """
 import contextlib
+import errno
 import json
 import math
 import os
@@ -32,7 +33,8 @@ from nncore.schema import ModelFileError, check_layout, check_names, parse
 
 __all__ = ["ModelFileError", "read", "write"]
 
-MAX_CONFIG_CHARS = 1 << 24        # a config is a few hundred characters per layer
+MAX_CONFIG_CHARS = 1 << 24
+_TMP_PREFIX = ".nncore-"          # .nncore-<pid>-<random>.npz while a save writes        # a config is a few hundred characters per layer
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")    # a zip with members, an empty zip
 
 
@@ -46,10 +48,13 @@ def write(path, config, arrays):
     """
     text = json.dumps(config, allow_nan=False)
     path = _path(path)
+    _check_target(path)
     folder = os.path.dirname(os.path.abspath(path))
     mode = _new_file_mode(path)
+    _remove_stale_temporaries(folder)
     try:
-        fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=".nncore-", dir=folder)
+        fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=f"{_TMP_PREFIX}{os.getpid()}-",
+                                   dir=folder)
     except OSError as e:
         raise OSError(e.errno, f"cannot save the model into the folder {folder!r}: "
                                f"{e.strerror}", path) from e
@@ -72,6 +77,47 @@ def write(path, config, arrays):
     _fsync_folder(folder)
 
 
+def _check_target(path):
+    """A path save may replace: not empty, not a folder, not a read-only file (as
+    np.save and torch.save refuse one: replacing it by rename would succeed)."""
+    if not path:
+        raise ValueError("path is empty: name the file to save the model to")
+    if os.path.isdir(path) or path.endswith((os.sep, "/")):
+        raise IsADirectoryError(errno.EISDIR, "path is a folder, not a file name", path)
+    if os.path.lexists(path) and not os.access(path, os.W_OK, follow_symlinks=True):
+        raise PermissionError(errno.EACCES, "the file is read-only: nncore does not "
+                                            "replace it", path)
+
+
+def _remove_stale_temporaries(folder):
+    """Remove temporary files of ours that a killed save left in folder: named
+    .nncore-<pid>-*.npz by a process that no longer runs."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(_TMP_PREFIX) and name.endswith(".npz")):
+            continue
+        pid = name[len(_TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True                  # someone else's process, or no way to tell: keep it
+    return True
+
+
 def read(path):
     """(config, arrays) of the model file at `path`, as write wrote them; the
     config parsed and every array's name, shape and dtype checked against it.
@@ -80,6 +126,11 @@ def read(path):
     is not a loadable nncore model, and OSError when it cannot be opened.
     """
     path = _path(path)
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a model file", path)
+    if not stat.S_ISREG(info.st_mode):               # a FIFO or a device would block
+        raise ModelFileError(f"{path}: not a regular file (a model file is an .npz file)")
     with open(path, "rb") as f:
         try:
             return _read(f)
@@ -207,10 +258,11 @@ def _json(text):
 
 
 def _new_file_mode(path):
-    """An overwritten file keeps its permissions; a new one gets 0o666 less the
-    umask, as open() would give it (mkstemp makes 0o600)."""
+    """An overwritten file keeps its read/write/execute permissions (not setuid,
+    setgid or sticky bits); a new one gets 0o666 less the umask, as open() would
+    give it (mkstemp makes 0o600)."""
     try:
-        return stat.S_IMODE(os.stat(path).st_mode)
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777
     except OSError:
         return 0o666 & ~_umask()
 

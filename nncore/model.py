@@ -27,6 +27,8 @@ DTYPES = schema.DTYPES
 
 
 def _dtype(dtype):
+    if dtype is None:                 # np.dtype(None) is float64, not the default
+        raise TypeError("dtype must be 'float32' or 'float64', got None")
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -51,6 +53,9 @@ class Sequential:
     """
 
     def __init__(self, layers, *, seed=None, dtype="float32", l2=0.0, backend="compiled"):
+        if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
+            raise TypeError(f"layers must be a list of Dense layers, got "
+                            f"{type(layers).__name__}")
         layers = list(layers)
         if not layers:
             raise ValueError("layers must hold at least one layer")

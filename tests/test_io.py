@@ -9,6 +9,8 @@ import operator
 import os
 import pickle
 import stat
+import subprocess
+import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 
@@ -851,3 +853,78 @@ def test_load_holds_one_copy_of_each_array(tmp_path):
     # and small buffers: well below two copies of the weights plus the gradients
     assert peak < 2.5 * size, (peak, size)
     assert loaded.layers[0].weight.flags.writeable
+
+
+# ---- careless paths ------------------------------------------------------------------
+
+def test_save_refuses_a_read_only_file(tmp_path):
+    """np.save and torch.save refuse a read-only file; a rename would replace it."""
+    if os.geteuid() == 0:
+        pytest.skip("root may write any file: os.access says so, nothing to refuse")
+    path = tmp_path / "m.npz"
+    trained("sgd_model").save(path)
+    before = path.read_bytes()
+    path.chmod(0o444)
+    with pytest.raises(PermissionError, match="read-only"):
+        trained("adam_model").save(path)
+    assert path.read_bytes() == before
+
+
+def test_save_refuses_a_read_only_file_whoever_runs(tmp_path, monkeypatch):
+    """The same refusal, with os.access saying the file is not writable (as it says
+    for any user but root)."""
+    path = tmp_path / "m.npz"
+    trained("sgd_model").save(path)
+    before = path.read_bytes()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode == os.W_OK
+                        and os.fspath(p) == str(path) else real(p, mode, **kw))
+    with pytest.raises(PermissionError, match="read-only") as info:
+        trained("adam_model").save(path)
+    assert info.value.filename == str(path) and path.read_bytes() == before
+
+
+def test_save_does_not_copy_a_setuid_bit(tmp_path):
+    path = tmp_path / "m.npz"
+    trained("sgd_model").save(path)
+    path.chmod(0o4755 | stat.S_ISGID)
+    trained("sgd_model").save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("target", ["", ".", "folder/"])
+def test_save_to_an_empty_name_or_a_folder_writes_nothing(tmp_path, monkeypatch, target):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises((ValueError, IsADirectoryError)):
+        trained("sgd_model").save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_load_of_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        nncore.load(fifo)          # opening it would block until a writer came
+
+
+def test_a_killed_save_leaves_no_temporary_behind(tmp_path):
+    """kill -9 during save leaves its temporary file; the next save to that folder
+    removes the temporaries of processes that no longer run (and only ours)."""
+    script = (f"import os, numpy as np, nncore\n"
+              f"m = nncore.MLP([200, 200, 2], seed=0)\n"
+              f"np.savez = lambda *a, **k: os.kill(os.getpid(), 9)\n"
+              f"m.save({str(tmp_path / 'm.npz')!r})\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert res.returncode == -9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".nncore-")
+    other = tmp_path / ".other-tool.npz"
+    other.write_bytes(b"not ours")
+    alive = tmp_path / f".nncore-{os.getpid()}-x.npz"   # a save of a live process: kept
+    alive.write_bytes(b"")
+    trained("sgd_model").save(tmp_path / "m.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".other-tool.npz", alive.name, "m.npz"])

@@ -604,3 +604,13 @@ def test_thread_counts_accept_numpy_integers():
         assert nncore.get_num_threads() == 1 and type(nncore.get_num_threads()) is int
     with pytest.raises(TypeError, match="must be an int"):
         nncore.set_num_threads(np.float64(2.0))
+
+
+def test_layers_and_dtype_none_are_named():
+    with pytest.raises(TypeError, match="layers must be a list of Dense layers, got NoneType"):
+        Sequential(None)
+    with pytest.raises(TypeError, match="layers must be a list of Dense layers, got Dense"):
+        Sequential(Dense(2, 2))
+    # np.dtype(None) is float64, while the default is float32: refused, not guessed
+    with pytest.raises(TypeError, match="dtype must be 'float32' or 'float64', got None"):
+        Sequential([Dense(2, 2)], dtype=None)
