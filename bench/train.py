@@ -45,11 +45,11 @@ MKL_NUM_THREADS set, plus torch.set_num_threads and nncore.set_num_threads. XLA'
 ignores those and sizes its pool by the CPUs the process may run on, so a process with fewer
 threads than CPUs is pinned (sched_setaffinity, before exec) to the first that many CPUs --
 every tool in it, as with taskset -c --, and at 1 thread XLA_FLAGS also turns off its
-multi-threaded Eigen; the results record each process's CPUs and its OS threads. Within a process
-the tools alternate in blocks (the order rotates every round); with several threads each block
-starts after 0.2 s of sleep so the other libraries' spinning worker threads give the cores
-back (KERNEL-NOTES). A warm-up round (untimed) builds plans and caches and sizes the blocks;
-each figure is the median over all timed calls.
+multi-threaded Eigen; the results record each process's CPUs and its OS threads. Within a
+process the tools alternate in blocks (the order rotates every round); with several threads
+each block starts after 0.2 s of sleep so the other libraries' spinning worker threads give
+the cores back (KERNEL-NOTES). A warm-up (two untimed calls of each unit) builds plans and caches,
+compiles, and sizes the blocks; each figure is the median over all timed calls.
 
 Ratios: nncore f32 against every other tool, in the JSON; the table shows nncore against the
 fastest other library on the row (named), and against PyTorch eager and the NumPy backend.
@@ -792,6 +792,23 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_simd():
+    """'family F model M; avx2 fma avx512f ...': which CPU generation this is (AMD family 25
+    is Zen 3, 26 Zen 5), and its vector extensions -- XLA compiles for the host's widest,
+    so JAX's figures depend on them more than nncore's (simd in nncore.config())."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return ""
+    simd = [f for f in info.get("flags", "").split()
+            if f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")]
+    return f"family {info.get('cpu family', '?')} model {info.get('model', '?')}; " + " ".join(simd)
+
+
 def fmt(x):
     return "—" if x is None else f"{x:,.0f}"
 
@@ -847,10 +864,12 @@ def fixed_table(results):
           "`model.fit(X, y, epochs=1, batch_size=None)` (one step); the others are one step "
           "(scikit-learn: fit of one epoch, warm_start).", "",
           md_table(["threads"] + [f"{n} (µs)" for n in names], rows), ""]
-    long = [[str(r["threads"])] + [fmt(r["fixed"]["long_steps_per_s"].get(t))
-                                   for t in ("nncore", "jax-scan")]
-            + [f"{r['fixed']['long_steps_per_s']['nncore'] / r['fixed']['long_steps_per_s']['jax-scan']:.2f}×"
-               if "jax-scan" in r["fixed"]["long_steps_per_s"] else "—"] for r in res]
+    long = []
+    for r in res:
+        rates = r["fixed"]["long_steps_per_s"]
+        long.append([str(r["threads"])] + [fmt(rates.get(t)) for t in ("nncore", "jax-scan")]
+                    + [f"{rates['nncore'] / rates['jax-scan']:.2f}×" if "jax-scan" in rates
+                       else "—"])
     md += [f"W3 in one call of {res[0]['fixed']['long_epochs']:,} epochs (steps/s, median of "
            "5, alternating): nncore fit against JAX's lax.scan over all the epochs.", "",
            md_table(["threads", "nncore fit", "JAX lax.scan", "nncore / JAX scan"], long), ""]
@@ -987,7 +1006,8 @@ def main():
 
     now = datetime.datetime.now()
     meta = dict(date=now.isoformat(timespec="seconds"), hostname=socket.gethostname(),
-                cpu=cpu_model(), cores=os.cpu_count(), machine=platform.machine(),
+                cpu=cpu_model(), cpu_simd=cpu_simd(), cores=os.cpu_count(),
+                machine=platform.machine(),
                 mode="quick" if args.quick else "full", repeats=repeats, threads=threads,
                 skipped=skipped, note=args.note,
                 dropped=[n for r in results for n in r["notes"]],
@@ -1001,7 +1021,8 @@ def main():
                 wall_seconds=round(time.time() - started, 1))
     v = meta["versions"]
     md = [f"# nncore training benchmark ({meta['mode']}), {now:%Y-%m-%d}",
-          "", f"{meta['cpu']}, {meta['cores']} cores, host {meta['hostname']}; "
+          "", f"{meta['cpu']} ({meta['cpu_simd']}), {meta['cores']} cores, "
+          f"host {meta['hostname']}; "
           f"nncore {v.get('nncore')} (simd {meta['nncore_config']['simd']}), numpy {v['numpy']}, "
           f"torch {v.get('torch', 'absent')}, scikit-learn {v.get('sklearn', 'absent')}, "
           f"jax {v.get('jax', 'absent')}, Python {v['python']}."
