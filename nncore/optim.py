@@ -229,6 +229,14 @@ class Optimizer:
             raise ValueError(f"optimizer step count t = {self.t} outside [0, 2**62]")
 
 
+    def _check_squares(self, name):
+        """The state `name` is a mean of squares: no element below 0."""
+        for i, v in enumerate(self.state.get(name, ())):
+            if v.size and v.min() < 0:
+                raise ValueError(f"optimizer.{name}.{i} holds a negative value "
+                                 f"({v.min():g}): it is a mean of squares")
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, PyTorch's convention:
 
@@ -305,10 +313,7 @@ class Adam(Optimizer):
 
     def check_state(self):
         super().check_state()
-        for i, v in enumerate(self.state.get("v", ())):
-            if v.size and v.min() < 0:
-                raise ValueError(f"optimizer.v.{i} holds a negative value "
-                                 f"({v.min():g}): Adam's v is a mean of squares")
+        self._check_squares("v")
 
 
 class RMSprop(Optimizer):
@@ -352,10 +357,7 @@ class RMSprop(Optimizer):
 
     def check_state(self):
         super().check_state()
-        for i, v in enumerate(self.state.get("square_avg", ())):
-            if v.size and v.min() < 0:
-                raise ValueError(f"optimizer.square_avg.{i} holds a negative value "
-                                 f"({v.min():g}): it is a mean of squares")
+        self._check_squares("square_avg")
 
 
 def from_config(config):
