@@ -261,8 +261,12 @@ class Sequential:
         return x
 
     def forward(self, X):
-        """The network's output a_L (n, n_outputs) for X (n, n_inputs), a new array."""
-        return self._forward(self._inputs(X)).copy()
+        """The network's output a_L (n, n_outputs) for X (n, n_inputs), a new array; the
+        layers keep their activations for backward (the layer API: one thread at a
+        time, like training; predict/output are the thread-safe way to infer)."""
+        X = self._inputs(X)
+        with self._usage.training("forward", reentrant=True):
+            return self._forward(X).copy()
 
     def backward(self, grad_output):
         """Backpropagate dL/d output (n, n_outputs) of the last forward: fills each
@@ -273,9 +277,10 @@ class Sequential:
         g = _checks.float_array(grad_output, "grad_output", 2)
         _checks.shape(g, "grad_output", (n, self.n_outputs))
         g = np.ascontiguousarray(g, dtype=self.dtype)
-        for layer in reversed(self.layers):
-            g = layer.backward(g, need_grad_x=True, backend=self.backend)
-        return g.copy()
+        with self._usage.training("backward", reentrant=True):
+            for layer in reversed(self.layers):
+                g = layer.backward(g, need_grad_x=True, backend=self.backend)
+            return g.copy()
 
     def _penalty(self):
         if not self.l2:
@@ -507,19 +512,27 @@ class _Usage:
         self._trainer = None                 # the thread that trains, or None
 
     @contextlib.contextmanager
-    def training(self, what):
+    def training(self, what, reentrant=False):
+        """Exclusive use; reentrant: also from inside the trainer's own call (a
+        callback running the layer API between two steps)."""
+        me = threading.get_ident()
         with self._lock:
-            if self._trainer is not None or self._predicting:
+            if reentrant and self._trainer == me:
+                nested = True
+            elif self._trainer is not None or self._predicting:
                 busy = ("training" if self._trainer is not None else "predicting")
                 raise RuntimeError(f"{what}: the model is {busy} in another call (a thread, "
                                    f"or a callback of its own fit); train one model from one "
                                    f"thread at a time, or give each thread its own model")
-            self._trainer = threading.get_ident()
+            else:
+                nested = False
+                self._trainer = me
         try:
             yield
         finally:
-            with self._lock:
-                self._trainer = None
+            if not nested:
+                with self._lock:
+                    self._trainer = None
 
     @contextlib.contextmanager
     def inference(self):

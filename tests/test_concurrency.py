@@ -141,3 +141,24 @@ def test_a_layer_sits_once_in_one_model():
     import gc
     gc.collect()
     nn.Sequential([layer], seed=1)
+
+
+def test_layer_api_from_a_callback_of_fit_but_not_from_another_thread():
+    m, X, y = model_and_data()
+    seen, errors = [], []
+
+    def other_thread():
+        try:
+            m.forward(X[:5])
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    def at_epoch_end(epoch, logs):
+        seen.append(m.forward(X[:5]).shape)       # the training thread itself: allowed
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join(30)
+
+    m.fit(X, y, epochs=2, callbacks=[nn.callbacks.LambdaCallback(on_epoch_end=at_epoch_end)])
+    assert seen == [(5, 10), (5, 10)]
+    assert len(errors) == 2 and all("forward: the model is training" in e for e in errors)
