@@ -59,7 +59,9 @@ cdef extern from "nncore/_kernels/microkernel.h" nogil:
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
-#: Which micro-kernel this process uses: "avx2+fma" or "generic".
+#: Which micro-kernel this process uses: "avx512f", "avx2+fma" or "generic"
+#: (NNCORE_SIMD=avx2 or =generic forces the others; all three give the AVX2 bits
+#: but the portable one, which has no fma).
 SIMD_PATH = nn_ukr_select().decode()
 
 

@@ -148,6 +148,51 @@ def test_tiny_products_bitwise_equal_the_packed_ones(simd):
     assert res.stdout.strip() == "ok"
 
 
+SIMD_CHECK = """
+import hashlib, sys
+import numpy as np
+import nncore as nn
+from nncore import functional as F
+from nncore._kernels import gemm
+rng = np.random.default_rng(1)
+h = hashlib.sha256()
+for dt in (np.float32, np.float64):
+    for m, n, k in ((37, 300, 23), (256, 200, 300), (7, 5, 600)):
+        a = rng.standard_normal((m, k)).astype(dt)
+        b = rng.standard_normal((k, n)).astype(dt)
+        c = rng.standard_normal((m, n)).astype(dt)
+        h.update(F.gemm(a, b).tobytes())
+        h.update(F.gemm(a, b, c.copy(), alpha=0.5, beta=2.0).tobytes())
+        h.update(F.gemm(b, a, trans_a=True, trans_b=True).tobytes())
+    X = rng.standard_normal((300, 40)).astype(dt)
+    y = rng.integers(0, 5, 300)
+    model = nn.MLP([40, 64, 5], seed=0, dtype=np.dtype(dt).name)
+    model.fit(X, y, loss="softmax_cross_entropy", epochs=2, batch_size=32)
+    for p in model.parameters():
+        h.update(p.tobytes())
+print(gemm.SIMD_PATH, h.hexdigest())
+"""
+
+
+def test_avx512_kernels_give_the_avx2_bits():
+    """The AVX-512 micro-kernels form each element with the same fma chain as the AVX2
+    ones: GEMMs (alpha, beta, transposes) and a whole fit hash the same on both."""
+    runs = {}
+    for simd in ("avx2", None):
+        env = dict(os.environ)
+        env.pop("NNCORE_SIMD", None)
+        if simd:
+            env["NNCORE_SIMD"] = simd
+        res = subprocess.run([sys.executable, "-c", SIMD_CHECK], env=env,
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        path, digest = res.stdout.split()
+        runs[path] = digest
+    if "avx512f" not in runs:
+        pytest.skip(f"this CPU has no AVX-512 ({sorted(runs)} only): nothing to compare")
+    assert runs["avx512f"] == runs["avx2+fma"]
+
+
 def test_empty_and_k_zero():
     a = np.zeros((0, 5)); b = np.zeros((5, 3))
     assert F.gemm(a, b).shape == (0, 3)
