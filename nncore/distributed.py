@@ -76,7 +76,8 @@ def shard_rows(n, grad_shards, comm=None):
 
 def threads_per_rank(comm=None):
     """The cores this process may use divided by the processes of the job on this
-    host (MPI's shared-memory split), at least 1."""
+    host (MPI's shared-memory split), at least 1. Collective: every process of comm
+    calls it."""
     MPI = _mpi()
     comm = _comm(comm)
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)

@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py under mpiexec: nncore.distributed.fit on the cases
 of CASES, printing one line "case sha256" per case on rank 0.
 
-    mpi_fit.py fit [n_threads]    every case
+    mpi_fit.py fit [n_threads]    every case (the last one diverges)
     mpi_fit.py save PATH          case w1 for half its epochs, saved by rank 0
     mpi_fit.py resume PATH        case w1 loaded from PATH, the other half
     mpi_fit.py raise | hang | kill   rank 1 fails in epoch 2 (timeout 4 s)
@@ -27,6 +27,12 @@ def case(name):
         kw = dict(loss="softmax_cross_entropy", epochs=3, batch_size=20,
                   optimizer=nn.optim.SGD(lr=0.1, momentum=0.9))
         return m, X, y, None, kw
+    if name == "diverge":                       # the loss becomes NaN in epoch 1, batch 2
+        X, y = rng.standard_normal((90, 5)).astype(np.float32) * 100, rng.integers(0, 3, 90)
+        m = nn.Sequential([nn.Dense(5, 7, "relu"), nn.Dense(7, 3)], seed=1)
+        kw = dict(loss="softmax_cross_entropy", epochs=5, batch_size=20,
+                  optimizer=nn.optim.SGD(lr=1e30))
+        return m, X, y, None, kw
     X = rng.standard_normal((250, 784)).astype(np.float32)
     y = rng.integers(0, 10, 250)
     w = rng.random(250)
@@ -37,7 +43,7 @@ def case(name):
     return m, X, y, w, kw
 
 
-CASES = ["tiny", "w1"]
+CASES = ["tiny", "w1", "diverge"]
 G = 4
 
 
@@ -59,10 +65,14 @@ def main():
         for name in CASES:
             m, X, y, w, kw = case(name)
             X, y, w = local(X, y, w)
-            h = distributed.fit(m, X, y, sample_weight=w, grad_shards=G, n_threads=n_threads,
-                                **kw)
+            try:
+                h = distributed.fit(m, X, y, sample_weight=w, grad_shards=G,
+                                    n_threads=n_threads, **kw)
+                result = repr(h.history)
+            except nn.TrainingDiverged as e:     # raised by every rank
+                result = f"TrainingDiverged: {e}"
             if rank == 0:
-                print(name, digest(m), repr(h.history), flush=True)
+                print(name, digest(m), result, flush=True)
     elif what in ("save", "resume"):
         m, X, y, w, kw = case("w1")
         X, y, w = local(X, y, w)
