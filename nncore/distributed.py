@@ -119,7 +119,14 @@ class _MPIExchange:
         pending = set(range(len(reqs)))
         spins = 0
         while pending:
-            done = MPI.Request.Testsome([reqs[i] for i in sorted(pending)])
+            try:
+                done = MPI.Request.Testsome([reqs[i] for i in sorted(pending)])
+            except MPI.Exception as e:          # MPI saw a peer die
+                late = sorted({peers[i] for i in pending if peers[i] is not None})
+                names = ", ".join(map(str, late)) if late else "unknown"
+                raise RankFailed(f"nncore.distributed.fit: rank {names} failed (MPI error "
+                                 f"in the {what} exchange of rank {self.rank}: {e})",
+                                 rank=late[0] if late else None) from None
             if done:
                 order = sorted(pending)
                 for i in done:

@@ -265,7 +265,7 @@ class _Run:
 
 class _ShardedRun(_Run):
     """fit's loop for grad_shards = G > 1 (or under MPI): Python per step, the compiled
-    gradient and apply phases inside (module docstring)."""
+    gradient and apply phases inside (the schedule: nncore._sharded's docstring)."""
 
     def __init__(self, model, loss, optimizer, X, y, w, batch_size, shuffle, validation,
                  callbacks, grad_shards, exchange, sizes, n_threads):

@@ -4,7 +4,8 @@ of CASES, printing one line "case sha256" per case on rank 0.
     mpi_fit.py fit [n_threads]    every case (the last one diverges)
     mpi_fit.py save PATH          case w1 for half its epochs, saved by rank 0
     mpi_fit.py resume PATH        case w1 loaded from PATH, the other half
-    mpi_fit.py raise | hang | kill   rank 1 fails in epoch 2 (timeout 4 s)
+    mpi_fit.py raise | hang | kill PATH   rank 1 fails in epoch 2 (timeout 4 s); each
+                                  rank writes the error it raised to PATH.<rank>
 """
 import hashlib
 import os
@@ -99,7 +100,14 @@ def main():
                     if what == "kill":
                         os.kill(os.getpid(), signal.SIGKILL)
 
-        distributed.fit(m, X, y, grad_shards=G, callbacks=[Fail()], timeout=4, **kw)
+        try:
+            distributed.fit(m, X, y, grad_shards=G, callbacks=[Fail()], timeout=4, **kw)
+        except Exception as e:
+            # the launcher may drop what a process printed when the job is aborted:
+            # the error goes to a file too
+            with open(f"{sys.argv[2]}.{rank}", "w") as f:
+                f.write(f"{type(e).__name__}: {e}")
+            raise
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.skipif(mpi4py is None or MPIEXEC is None,
 TIMEOUT = 120
 
 
-def launch(P, *args, timeout=TIMEOUT):
-    cmd = [MPIEXEC, "-n", str(P), sys.executable, "-m", "mpi4py",
+def launch(P, *args, timeout=TIMEOUT, launcher=()):
+    cmd = [MPIEXEC, *launcher, "-n", str(P), sys.executable, "-m", "mpi4py",
            os.path.join(HERE, "mpi_fit.py"), *args]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -78,19 +78,34 @@ def test_checkpoint_from_rank_0_resumes_under_another_process_count(tmp_path):
 
 
 @pytest.mark.parametrize("how", ["raise", "hang"])
-def test_a_failing_rank_stops_every_rank_naming_it(how):
+def test_a_failing_rank_stops_every_rank_naming_it(how, tmp_path):
+    path = str(tmp_path / "error")
     t0 = time.monotonic()
-    rc, out = launch(2, how, timeout=60)
+    rc, out = launch(2, how, path, timeout=60)
     assert rc != 0
     assert time.monotonic() - t0 < 30, out
-    assert "RankFailed" in out and "rank 1" in out, out
+    with open(path + ".0") as f:
+        error = f.read()
+    assert error.startswith("RankFailed") and "rank 1" in error, (error, out)
+    if how == "raise":
+        assert "rank 1 raised an exception" in error
 
 
-def test_a_killed_rank_ends_the_job():
+def test_a_killed_rank_is_named_by_the_others_within_the_timeout(tmp_path):
+    """SIGKILL on rank 1. MPICH's launcher (Hydra) would end the whole job itself at once;
+    -disable-auto-cleanup leaves rank 0 running, to see it name rank 1 at its deadline."""
+    version = subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True).stdout
+    hydra = "HYDRA" in version.upper()
+    path = str(tmp_path / "error")
     t0 = time.monotonic()
-    rc, out = launch(2, "kill", timeout=60)
+    rc, out = launch(2, "kill", path, timeout=60,
+                     launcher=["-disable-auto-cleanup"] if hydra else [])
     assert rc != 0, out
     assert time.monotonic() - t0 < 30, out
+    if hydra:
+        with open(path + ".0") as f:
+            error = f.read()
+        assert error.startswith("RankFailed") and "rank 1 " in error, (error, out)
 
 
 def test_import_nncore_does_not_import_mpi4py():
