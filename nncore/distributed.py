@@ -33,6 +33,8 @@ from nncore._sharded import shard_sizes
 __all__ = ["fit", "shard_rows", "threads_per_rank", "RankFailed"]
 
 TAG_MSG, TAG_FAIL = 7101, 7102
+# An exchange polls without sleeping for this long, then sleeps up to 1 ms between polls.
+SPIN_SECONDS = 0.05
 
 
 class RankFailed(RuntimeError):
@@ -146,8 +148,8 @@ class _MPIExchange:
                                  f"of rank {self.rank}): it died, hung or left the fit",
                                  rank=late[0] if late else None)
             spins += 1
-            if spins > 200:
-                time.sleep(min(1e-3, 1e-5 * (spins - 200)))
+            if now - t0 > SPIN_SECONDS:          # spin first: a step's exchange is short
+                time.sleep(min(1e-3, 1e-6 * spins))
         self.comm_seconds += time.perf_counter() - t0
 
     def setup(self, n_local, crc):
