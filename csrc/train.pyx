@@ -578,6 +578,7 @@ cdef struct Batches:
     Py_ssize_t* ybuf
     double* wbuf
     double* scale        # (batch_max,) s_i
+    const double* given  # (n,) row scales given by the caller (gradients' scale), or NULL
     void* grad_out       # (batch_max, k)
     bint accuracy
 
@@ -649,7 +650,10 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
         sync(nt)
     if tid == 0:
         sh.skip[b & 1] = False
-        if w != NULL:                                # s_i = w_i / sum(w), summed in order
+        if d.given != NULL:                          # the caller's scales (sharded steps)
+            for i in range(nb):
+                d.scale[i] = d.given[start + i]
+        elif w != NULL:                              # s_i = w_i / sum(w), summed in order
             for i in range(nb):
                 wsum += w[i]
             sh.skip[b & 1] = wsum == 0
@@ -831,6 +835,7 @@ cdef class StepPlan:
         d.xbuf = ptr(b["x"]); d.tbuf = ptr(b["t"]); d.ybuf = <Py_ssize_t*> ptr(b["y"])
         d.wbuf = <double*> ptr(b["w"]); d.scale = <double*> ptr(b["scale"])
         d.grad_out = ptr(b["grad_out"])
+        d.given = NULL
         d.accuracy = self.accuracy
         return 0
 
@@ -929,10 +934,16 @@ cdef class StepPlan:
         self.drive(&d, &run, &step, n_threads)
         return run.rc, run.value, run.frac if run.rc == 0 else 0.0, step
 
-    def gradients(self, X, t, y, w, int n_threads):
+    def gradients(self, X, t, y, w, int n_threads, scale=None, bint l2=True):
         """The gradient phase of step on all rows of X: forward, loss, backward and
         grad_W += l2 W into the model's gradient arrays; weights, optimizer state
         and step count untouched.
+
+        scale: (n,) float64 row scales s_i to use instead of w_i / sum(w) (or 1/n),
+        e.g. w_i / sum(w) over a larger batch these rows are a shard of (w is then
+        ignored and no batch is skipped); the loss is sum_i s_i l_i. l2=False leaves
+        out the l2 term (the penalty in the loss and grad_W += l2 W), to be added once
+        after gradients of shards are summed.
 
         Returns (status, loss, accuracy): status 0 gradients formed; 1 the loss is
         not finite; 3 all sample weights 0 (nothing computed).
@@ -941,14 +952,26 @@ cdef class StepPlan:
         cdef Epochs run
         cdef double sums[3]
         cdef double lr = 0
+        cdef double saved_l2 = self.h.l2
         cdef long step = 0
         cdef Py_ssize_t n = X.shape[0]
         if n < 1 or n > self.batch_max:
             raise ValueError(f"StepPlan.gradients: n = {n} outside [1, {self.batch_max}]")
         self.data(&d, X, t, y, w)
+        if scale is not None:
+            if (scale.dtype.char != "d" or scale.ndim != 1 or scale.shape[0] != n
+                    or not scale.flags.c_contiguous):
+                raise TypeError(f"StepPlan.gradients: scale must be ({n},) float64, "
+                                f"C-contiguous")
+            d.given = <const double*> ptr(scale)
         self.batch_run(&run, RUN_GRADIENTS, n, &lr, sums)
         self.rows = n
-        self.drive(&d, &run, &step, n_threads)
+        if not l2:
+            self.h.l2 = 0
+        try:
+            self.drive(&d, &run, &step, n_threads)
+        finally:
+            self.h.l2 = saved_l2
         return run.rc, run.value, run.frac if run.rc == 0 else 0.0
 
     def apply(self, double lr, long step, int n_threads):

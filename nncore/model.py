@@ -384,7 +384,7 @@ class Sequential:
 
     def fit(self, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
             validation_data=None, validation_split=0.0, callbacks=(), verbose=0,
-            shuffle=True, sample_weight=None):
+            shuffle=True, sample_weight=None, grad_shards=1):
         """Train by minibatch gradient descent; returns a History.
 
         Parameters
@@ -404,6 +404,13 @@ class Sequential:
         verbose : 0 silent, 1 progress bar on a terminal (else a line per epoch), 2 a line per epoch
         shuffle : reshuffle every epoch with the model's seed
         sample_weight : array (n,) >= 0; the loss becomes sum w_i l_i / sum w_i per batch
+        grad_shards : int >= 1. 1: the plan's schedule (above). G > 1: the sharded
+            schedule of nncore.distributed, in this process -- X cut into G contiguous
+            shards (numpy.array_split), each shuffled on its own and read in batches
+            of batch_size / G rows (batch_size must be a multiple of G), the shards'
+            gradients summed in a fixed pairwise tree; nncore.distributed.fit with
+            the same G gives bitwise these weights and this History at any number of
+            processes dividing G. One Python call per step (slower than G = 1).
 
         A NaN or inf loss, or an update that makes a weight NaN or inf, stops training
         with TrainingDiverged (or quietly with callbacks.TerminateOnNaN, setting
@@ -414,7 +421,8 @@ class Sequential:
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, validation_data=validation_data,
                             validation_split=validation_split, callbacks=callbacks,
-                            verbose=verbose, shuffle=shuffle, sample_weight=sample_weight)
+                            verbose=verbose, shuffle=shuffle, sample_weight=sample_weight,
+                            grad_shards=grad_shards)
 
     def partial_fit(self, X, y, *, loss=None, optimizer=None, batch_size=32, sample_weight=None):
         """One epoch over (X, y), continuing from the current weights and optimizer

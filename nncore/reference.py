@@ -360,7 +360,9 @@ class StepPlan:
 
     gradients: s_i = w_i / sum(w) (or 1/n); a_0 = X, a_l = f_l(a_{l-1} @ W_l.T + b_l);
         L = sum_i s_i l_i(a_L, y) + 1/2 l2 sum_l ||W_l||^2; backward l = L..1;
-        grad_W_l += l2 W_l.
+        grad_W_l += l2 W_l. gradients(..., scale=s) takes the row scales s_i given
+        (a shard of a larger batch), l2=False leaves the l2 term out (both as the
+        compiled plan).
     apply: every parameter updated by the optimizer (weight decay on weights only),
         all or nothing: nothing changes when a gradient, a parameter or a state
         would not be finite.
@@ -386,9 +388,11 @@ class StepPlan:
             if d["b"] is not None:
                 yield d["b"], d["gb"], d["s1b"], d["s2b"], 0.0
 
-    def gradients(self, X, t, y, w, n_threads=1):
-        if w is not None and not w.sum() > 0:
+    def gradients(self, X, t, y, w, n_threads=1, scale=None, l2=True):
+        """scale: row scales s_i given (w ignored, never skipped); l2=False: no l2 term."""
+        if scale is None and w is not None and not w.sum() > 0:
             return 3, 0.0, 0.0
+        lam = self.l2 if l2 else 0.0
         target = y if y is not None else t
         inputs, zs, outs = [], [], []
         a = X
@@ -397,9 +401,12 @@ class StepPlan:
             z, a = dense_forward(a, d["w"], d["b"], d["activation"], slope=d["slope"])
             zs.append(z)
             outs.append(a)
-        value, g = loss_forward_backward(self.loss, a, target, sample_weight=w)
-        value += sum(0.5 * self.l2 * float(np.sum(d["w"].astype(np.float64) ** 2))
-                     for d in self.layers) if self.l2 else 0.0
+        if scale is None:
+            value, g = loss_forward_backward(self.loss, a, target, sample_weight=w)
+        else:
+            value, g = _scaled_loss(self.loss, a, target, scale)
+        value += sum(0.5 * lam * float(np.sum(d["w"].astype(np.float64) ** 2))
+                     for d in self.layers) if lam else 0.0
         if not math.isfinite(value):
             return 1, value, 0.0
         for i in range(len(self.layers) - 1, -1, -1):
@@ -408,8 +415,8 @@ class StepPlan:
                                      grad_weight=d["gw"],
                                      grad_bias=d["gb"] if d["b"] is not None else None,
                                      need_grad_x=i > 0, slope=d["slope"])
-            if self.l2:
-                d["gw"][...] = d["gw"] + self.l2 * d["w"].astype(np.float64)
+            if lam:
+                d["gw"][...] = d["gw"] + lam * d["w"].astype(np.float64)
         return 0, value, _accuracy(a, t, y) if self.accuracy else 0.0
 
     def apply(self, lr, step, n_threads=1):
@@ -461,6 +468,15 @@ class StepPlan:
             if batch == n_batches:
                 epoch, batch = epoch + 1, 0
         return epoch, batch, status, value, acc, step
+
+
+def _scaled_loss(name, output, target, scale):
+    """loss_forward_backward with the row scales s_i given: L = sum_i s_i l_i."""
+    o = output.astype(np.float64)
+    t = target if target.ndim == 1 else target.astype(np.float64)
+    loss, grad = _LOSS_ROWS[name](o, t)
+    value = float(np.sum(scale * loss))
+    return value, (grad * scale[:, None]).astype(output.dtype)
 
 
 def _accuracy(o, t, y):

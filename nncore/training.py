@@ -17,6 +17,7 @@ order, so every way gives bitwise the same weights and History.
 import math
 import signal
 import threading
+import zlib
 
 try:                    # the signal module's C functions, without its enum conversions
     import _signal as _signals                                    # (~10 us a fit)
@@ -26,7 +27,7 @@ SIGINT = int(signal.SIGINT)
 
 import numpy as np
 
-from nncore import _checks
+from nncore import _checks, _sharded
 from nncore.callbacks import Callback, History, ProgressDisplay
 from nncore.layers import positive_int
 from nncore._threads import get_num_threads
@@ -87,8 +88,24 @@ def _callbacks(callbacks):
 
 def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
         validation_data=None, validation_split=0.0, callbacks=None, verbose=0,
-        shuffle=True, sample_weight=None):
+        shuffle=True, sample_weight=None, grad_shards=1):
     """Train `model` (see Sequential.fit for the arguments); returns its History."""
+    grad_shards = positive_int(grad_shards, "grad_shards")
+    exchange = None
+    if grad_shards > 1:
+        exchange = _sharded.LocalExchange(grad_shards)
+    return _fit(model, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
+                batch_size=batch_size, validation_data=validation_data,
+                validation_split=validation_split, callbacks=callbacks, verbose=verbose,
+                shuffle=shuffle, sample_weight=sample_weight, grad_shards=grad_shards,
+                exchange=exchange)
+
+
+def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
+         validation_split, callbacks, verbose, shuffle, sample_weight, grad_shards,
+         exchange, n_threads=None):
+    """fit, in one process (exchange None: the plan's own schedule; else the sharded
+    one of nncore._sharded) or as one process of nncore.distributed.fit."""
     loss = model._loss(loss)
     optimizer = model._optimizer(optimizer)
     epochs = positive_int(epochs, "epochs")
@@ -99,11 +116,28 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
         raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
     X, y, w, validation = _validation(model, loss, X, y, w, validation_data, validation_split)
     n = X.shape[0]
-    if n == 0:
+    if exchange is None and n == 0:
         raise ValueError("X holds no samples")
-    batch_size = n if batch_size is None else min(positive_int(batch_size, "batch_size"), n)
+    if exchange is not None:
+        if batch_size is not None:
+            batch_size = positive_int(batch_size, "batch_size")
+            if batch_size % grad_shards:
+                raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
+                                 f"grad_shards ({grad_shards})")
+        crc = 0
+        for p in model.parameters():
+            crc = zlib.crc32(np.ascontiguousarray(p).view(np.uint8), crc)
+        sizes = exchange.setup(n, crc)
+        if sum(sizes) == 0:
+            raise ValueError("X holds no samples")
+        if batch_size is not None:
+            batch_size = min(batch_size // grad_shards, max(sizes)) * grad_shards
+        n_batches = max(-(-m // (batch_size // grad_shards if batch_size else max(sizes)))
+                        for m in sizes)
+    else:
+        batch_size = n if batch_size is None else min(positive_int(batch_size, "batch_size"), n)
+        n_batches = -(-n // batch_size)
     callbacks = _callbacks(callbacks)
-    n_batches = -(-n // batch_size)
     if verbose:
         callbacks.append(ProgressDisplay(epochs, n_batches, n, bar=None if verbose == 1 else False))
 
@@ -111,8 +145,13 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
         model.loss, model.optimizer = loss, optimizer
         model.history = history = History()
         model.stop_training = False
-        run = _Run(model, model._plan(loss, optimizer, batch_size), loss, optimizer, X, y, w,
-                   batch_size, shuffle, validation, callbacks)
+        if exchange is None:
+            run = _Run(model, model._plan(loss, optimizer, batch_size), loss, optimizer, X, y,
+                       w, batch_size, shuffle, validation, callbacks)
+        else:
+            run = _ShardedRun(model, loss, optimizer, X, y, w, batch_size, shuffle, validation,
+                             callbacks, grad_shards, exchange, sizes,
+                             get_num_threads() if n_threads is None else n_threads)
         for cb in callbacks:
             cb.set_model(model)
         for cb in callbacks:
@@ -222,6 +261,196 @@ class _Run:
         raise TrainingDiverged(
             f"{divergence(value)} at epoch {epoch + 1}, batch {batch + 1}: training "
             f"stopped and the model keeps its last finite weights (try a smaller lr)")
+
+
+class _ShardedRun(_Run):
+    """fit's loop for grad_shards = G > 1 (or under MPI): Python per step, the compiled
+    gradient and apply phases inside (the schedule: nncore._sharded's docstring)."""
+
+    def __init__(self, model, loss, optimizer, X, y, w, batch_size, shuffle, validation,
+                 callbacks, grad_shards, exchange, sizes, n_threads):
+        G = grad_shards
+        self.G, self.ex, self.tree = G, exchange, _sharded.Tree(G)
+        self.sizes = sizes
+        self.bs = max(sizes) if batch_size is None else batch_size // G
+        self.n_threads = n_threads
+        ex = exchange
+        self.starts = np.concatenate([[0], np.cumsum(sizes[ex.lo:ex.hi])]).astype(np.intp)
+        plan = model._plan(loss, optimizer, self.bs)
+        super().__init__(model, plan, loss, optimizer, X, y, w, self.bs * G, shuffle,
+                         validation, callbacks)
+        self.n_batches = max(-(-m // self.bs) for m in sizes)
+        self.grads = model.gradients()
+        self.offsets = np.concatenate([[0], np.cumsum([g.size for g in self.grads])])
+        self.N = int(self.offsets[-1])
+
+    def _rows(self, g, b):
+        """Rows (into the whole shard) of local shard g's batch b."""
+        m = self.sizes[g]
+        return min(b * self.bs, m), min((b + 1) * self.bs, m)
+
+    def _batch_rows(self, b):
+        return sum(self._rows(g, b)[1] - self._rows(g, b)[0] for g in range(self.G))
+
+    def epochs(self, epochs, interrupted, verbose):
+        model, optimizer, ex, tree, G = self.model, self.optimizer, self.ex, self.tree, self.G
+        lo, hi = ex.lo, ex.hi
+        for epoch in range(epochs):
+            for cb in self.callbacks:
+                cb.on_epoch_begin(epoch, {})
+            perms = ([model._shuffle_rng.permutation(m) for m in self.sizes]
+                     if self.shuffle else None)
+            local = [self.starts[g - lo] + (perms[g] if perms is not None
+                                             else np.arange(self.sizes[g]))
+                     for g in range(lo, hi)]
+            scales = self._scales(local)
+            lr = optimizer.learning_rates(1)[0]
+            sums = np.zeros((1, 3))
+            for b in range(self.n_batches):
+                status, value = self._step(epoch, b, local, scales[b], lr, interrupted)
+                if status == "stop":
+                    if b > 0:                     # end the epoch where the steps stopped
+                        self._end_epochs(epoch, sums)
+                    return self._stopped(interrupted, verbose)
+                if status == "diverged":
+                    self._diverged(value, b, epoch)
+                    return
+                if status == "skipped":
+                    continue
+                nb, frac = value[1], value[2]
+                sums[0] += (value[0] * nb, nb, frac * nb)
+            self._end_epochs(epoch, sums)
+            stop = self._agree_stop(interrupted)
+            if stop:
+                return self._stopped(interrupted, verbose)
+
+    def _stopped(self, interrupted, verbose):
+        if interrupted():
+            self.model.history.interrupted = True
+            if verbose:
+                print("interrupted: training stopped after a complete step")
+
+    def _agree_stop(self, interrupted):
+        """Every process stops when one was asked to (Ctrl-C, a callback)."""
+        want = 1.0 if (self.model.stop_training or interrupted()) else 0.0
+        flags = self.ex.gather(np.array([want]), "stop")
+        return bool(flags[:, 0].max())
+
+    def _scales(self, local):
+        """Per batch, the row scales of each local shard (None: no rows), or None for a
+        batch whose sample weights sum to 0 (skipped)."""
+        ex, G, tree = self.ex, self.G, self.tree
+        nbat = self.n_batches
+        if self.w is None:
+            out = []
+            for b in range(nbat):
+                B = self._batch_rows(b)
+                out.append([np.full(r1 - r0, 1.0 / B) if r1 > r0 else None
+                            for r0, r1 in (self._rows(g, b) for g in range(ex.lo, ex.hi))])
+            return out
+        per = ex.hi - ex.lo
+        msg = np.zeros(nbat * per)
+        for i, g in enumerate(range(ex.lo, ex.hi)):
+            for b in range(nbat):
+                r0, r1 = self._rows(g, b)
+                msg[b * per + i] = float(np.sum(self.w[local[i][r0:r1]]))
+        allw = self.ex.gather(msg, "sample weights")
+        leaf = allw.reshape(ex.size, nbat, per).transpose(1, 0, 2).reshape(nbat, G)
+        out = []
+        for b in range(nbat):
+            known = {(0, g): (float(leaf[b, g]) if self._rows(g, b)[1] > self._rows(g, b)[0]
+                              else None) for g in range(G)}
+            W = tree.root(known)
+            if not W:
+                out.append(None)
+                continue
+            row = []
+            for i, g in enumerate(range(ex.lo, ex.hi)):
+                r0, r1 = self._rows(g, b)
+                row.append(self.w[local[i][r0:r1]] / W if r1 > r0 else None)
+            out.append(row)
+        return out
+
+    def _step(self, epoch, b, local, scales, lr, interrupted):
+        """Global batch b. Returns (status, (loss, rows, accuracy) | loss): status
+        "ok", "skipped" (sample weights 0), "diverged" or "stop"."""
+        model, ex, tree, plan = self.model, self.ex, self.tree, self.plan
+        per = ex.hi - ex.lo
+        stop = model.stop_training or interrupted()
+        if self.batch_events:
+            for cb in self.callbacks:
+                cb.on_train_batch_begin(b, dict(epoch=epoch, size=self._batch_rows(b)))
+        msg = np.zeros(2 + per)
+        msg[1] = 1.0 if stop else 0.0
+        leaves = {}
+        count = 0
+        if scales is not None and not stop:
+            for i, g in enumerate(range(ex.lo, ex.hi)):
+                r0, r1 = self._rows(g, b)
+                if r1 == r0:
+                    leaves[(0, g)] = None
+                    continue
+                idx = local[i][r0:r1]
+                X = np.ascontiguousarray(self.X[idx])
+                t = None if self.t is None else np.ascontiguousarray(self.t[idx])
+                y = None if self.y is None else np.ascontiguousarray(self.y[idx])
+                s = np.ascontiguousarray(scales[i])
+                status, value, acc = plan.gradients(X, t, y, None, self.n_threads,
+                                                    scale=s, l2=False)
+                msg[2 + i] = value
+                count += round(acc * (r1 - r0) * (1 if self.y is not None else self.t.shape[1]))
+                if status == 0:
+                    leaf = np.empty(self.N, dtype=self.X.dtype)
+                    for k, grad in enumerate(self.grads):
+                        leaf[self.offsets[k]:self.offsets[k + 1]] = grad.reshape(-1)
+                    leaves[(0, g)] = leaf
+                else:
+                    leaves[(0, g)] = None         # the loss is not finite: stops below
+        msg[0] = float(count)
+        allmsg = ex.gather(msg, "loss")
+        if allmsg[:, 1].max():
+            return "stop", None
+        if scales is None:
+            return "skipped", None
+        nb = self._batch_rows(b)
+        known = {}
+        for r in range(ex.size):
+            for i in range(per):
+                g = r * per + i
+                r0, r1 = self._rows(g, b)
+                known[(0, g)] = float(allmsg[r, 2 + i]) if r1 > r0 else None
+        penalty = self._penalty()
+        value = tree.root(known) + penalty
+        if not math.isfinite(value):
+            return "diverged", value
+        frontier = tree.frontier(ex.lo, ex.hi)
+        values = [tree.node(k, j, leaves) for k, j in frontier]
+        empty = {g for g in range(self.G) if self._rows(g, b)[1] == self._rows(g, b)[0]}
+        root = ex.reduce(tree, values, self.N, self.X.dtype, empty)
+        for k, grad in enumerate(self.grads):
+            grad.reshape(-1)[...] = root[self.offsets[k]:self.offsets[k + 1]]
+        if model.l2:
+            for layer in model.layers:
+                layer.grad_weight[...] = (layer.grad_weight
+                                          + model.l2 * layer.weight.astype(np.float64))
+        status, step = plan.apply(lr, self.optimizer.t, self.n_threads)
+        if status != 0:
+            return "diverged", value
+        self.optimizer.advance(steps=step - self.optimizer.t)
+        frac = (allmsg[:, 0].sum() / (nb if self.y is not None else nb * model.n_outputs)
+                if self.loss.classification else 0.0)
+        if self.batch_events:
+            for cb in self.callbacks:
+                cb.on_train_batch_end(b, dict(epoch=epoch, size=nb, loss=value))
+        return "ok", (value, nb, frac)
+
+    def _penalty(self):
+        """1/2 l2 sum ||W||^2, computed as reference.StepPlan does."""
+        l2 = self.model.l2
+        if not l2:
+            return 0.0
+        return sum(0.5 * l2 * float(np.sum(layer.weight.astype(np.float64) ** 2))
+                   for layer in self.model.layers)
 
 
 class _InterruptFlag:
