@@ -21,8 +21,6 @@ to the exchange (an Exchange: one process, or nncore.distributed's over MPI).
 """
 import math
 
-import numpy as np
-
 
 def shard_sizes(n, grad_shards):
     """Rows of each of the G shards of n rows (numpy.array_split's sizes)."""

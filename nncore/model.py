@@ -8,11 +8,9 @@
 Training runs on a plan (nncore.functional.train_plan: the compiled StepPlan, or
 its NumPy twin with backend="numpy"); nncore.training drives it for fit.
 """
-import contextlib
 import numbers
 import os
 import threading
-import weakref
 
 import numpy as np
 
@@ -21,6 +19,7 @@ from nncore import functional as F
 from nncore.layers import Dense, positive_int
 from nncore.training import TrainingDiverged
 from nncore._threads import get_num_threads
+from nncore._usage import Usage, adopt
 from nncore._version import __version__
 
 DTYPES = schema.DTYPES
@@ -69,7 +68,7 @@ class Sequential:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                                  or seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
-        _adopt(self, layers)
+        adopt(self, layers)
         self.layers = layers
         self.dtype = _dtype(dtype)
         self.l2 = _checks.real_scalar(l2, "l2", nonnegative=True)
@@ -88,7 +87,7 @@ class Sequential:
         self.history = None
         self.stop_training = False
         self._plan_cache = None
-        self._usage = _Usage(self)
+        self._usage = Usage(self)
         self._local = threading.local()          # each thread's inference buffers
 
     # ---- structure -------------------------------------------------------
@@ -173,7 +172,7 @@ class Sequential:
         rng = np.random.Generator(np.random.PCG64(0))
         schema.wrapped(setattr, "shuffle_rng", rng.bit_generator, "state", spec["shuffle_rng"])
         # nothing below can fail: the model is filled completely or not at all
-        _adopt(self, layers)
+        adopt(self, layers)
         self.layers = layers
         self.dtype = dtype
         self.l2, self.backend, self.seed = spec["l2"], spec["backend"], spec["seed"]
@@ -488,72 +487,6 @@ class Sequential:
 
 
 load = Sequential.load
-
-
-def _adopt(model, layers):
-    """Make model the owner of layers; a layer may sit once in one live model (nncore
-    has no weight tying: a shared layer would get one gradient per use)."""
-    seen = {}
-    for i, layer in enumerate(layers):
-        if id(layer) in seen:
-            raise ValueError(f"layers[{i}] is layers[{seen[id(layer)]}]: a Dense may appear "
-                             f"once in a model (nncore does not tie weights); use a new Dense")
-        seen[id(layer)] = i
-        owner = layer._owner() if layer._owner is not None else None
-        if owner is not None and owner is not model:
-            raise ValueError(f"layers[{i}] already belongs to another model (building it "
-                             f"again would redraw that model's weights): use a new Dense, "
-                             f"or copy.deepcopy the model")
-    for layer in layers:
-        layer._owner = weakref.ref(model)
-
-
-class _Usage:
-    """Who uses a model now: any number of threads predicting, or one call training.
-    Training while anything else runs on the model -- another thread predicting or
-    training, or a fit called from a callback -- is refused, as is predicting from
-    another thread while it trains: either would read or write arrays mid-update."""
-
-    def __init__(self, model):
-        self._lock = threading.Lock()
-        self._predicting = 0
-        self._trainer = None                 # the thread that trains, or None
-
-    @contextlib.contextmanager
-    def training(self, what, reentrant=False):
-        """Exclusive use; reentrant: also from inside the trainer's own call (a
-        callback running the layer API between two steps)."""
-        me = threading.get_ident()
-        with self._lock:
-            if reentrant and self._trainer == me:
-                nested = True
-            elif self._trainer is not None or self._predicting:
-                busy = ("training" if self._trainer is not None else "predicting")
-                raise RuntimeError(f"{what}: the model is {busy} in another call (a thread, "
-                                   f"or a callback of its own fit); train one model from one "
-                                   f"thread at a time, or give each thread its own model")
-            else:
-                nested = False
-                self._trainer = me
-        try:
-            yield
-        finally:
-            if not nested:
-                with self._lock:
-                    self._trainer = None
-
-    @contextlib.contextmanager
-    def inference(self):
-        with self._lock:
-            if self._trainer is not None and self._trainer != threading.get_ident():
-                raise RuntimeError("predict: the model is training in another thread; "
-                                   "predict after fit returns (or predict with a copy)")
-            self._predicting += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._predicting -= 1
 
 
 def _accuracy(loss, out, y):

@@ -293,7 +293,7 @@ class _ShardedRun(_Run):
         return sum(self._rows(g, b)[1] - self._rows(g, b)[0] for g in range(self.G))
 
     def epochs(self, epochs, interrupted, verbose):
-        model, optimizer, ex, tree, G = self.model, self.optimizer, self.ex, self.tree, self.G
+        model, optimizer, ex = self.model, self.optimizer, self.ex
         lo, hi = ex.lo, ex.hi
         for epoch in range(epochs):
             for cb in self.callbacks:
