@@ -67,7 +67,8 @@ LONG_EPOCHS epochs against JAX's lax.scan over as many.
 Default threads: one more process, with no thread settings and only nncore, alternates
 nncore at its default thread count (one per core) with nncore at 1 thread on every workload:
 the default must never be slower. (In the processes above, the other libraries' thread pools
-share the cores, which also slows nncore's one-thread code paths.)
+share the cores, which also slows nncore's one-thread code paths.) The same on a busy
+machine (another process spinning, two trainings at once): bench/contention.py.
 
 Peak RSS: one fresh process per tool and workload, at 1 thread, builds the model and runs one
 timed unit (an epoch, or the forward pass). We report resource.getrusage(RUSAGE_SELF).ru_maxrss
@@ -710,13 +711,12 @@ def self_worker(workloads, quick, repeats):
     for wname in workloads:
         run, work = build("nncore", wname, quick)
 
-        def at(n, run=run):
-            def unit():
-                with nncore.threads(n):
-                    run()
-            return unit
+        def at_1(run=run):
+            with nncore.threads(1):
+                run()
+        # "default": no setting at all, so fit's tuner may lower it (nncore._threads.Tuner);
         # short blocks, many rounds: both settings see the same machine states
-        med = alternate({"1": at(1), "default": at(default)}, 4 * repeats, 0.0, 0.05)
+        med = alternate({"1": at_1, "default": run}, 4 * repeats, 0.0, 0.05)
         rows.append(dict(workload=wname, default_threads=default,
                          rate_1=work / med["1"][0], rate_default=work / med["default"][0]))
     return rows

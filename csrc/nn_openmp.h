@@ -8,15 +8,11 @@
 static inline int nn_omp_thread_num(void) { return omp_get_thread_num(); }
 static inline int nn_omp_max_threads(void) { return omp_get_max_threads(); }
 static inline int nn_omp_num_threads(void) { return omp_get_num_threads(); }
-/* Wait for every thread of the enclosing parallel region (an orphaned barrier:
- * called from a function that runs inside `with parallel():`). */
-static inline void nn_barrier(void) { _Pragma("omp barrier") }
 #else
 #define NN_OPENMP_ENABLED 0
 static inline int nn_omp_thread_num(void) { return 0; }
 static inline int nn_omp_max_threads(void) { return 1; }
 static inline int nn_omp_num_threads(void) { return 1; }
-static inline void nn_barrier(void) { }
 #endif
 
 #endif

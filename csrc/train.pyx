@@ -74,7 +74,12 @@ cdef extern from "nncore/_kernels/nn_clock.h" nogil:
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
     int nn_omp_num_threads()
-    void nn_barrier()
+
+cdef extern from "nncore/_kernels/nn_barrier.h" nogil:
+    ctypedef struct nn_barrier_t:
+        pass
+    void nn_barrier_init(nn_barrier_t* b)
+    void nn_barrier_wait(nn_barrier_t* b, int n)
 
 
 cdef struct LayerPtrs:
@@ -109,6 +114,7 @@ cdef struct Shared:
     double* tmax     # (threads,) each thread's max |gradient|
     void* gbuf       # (threads, gbuf_size) GEMM packing buffers, 64-byte aligned
     Py_ssize_t gbuf_size
+    nn_barrier_t bar # the team's barrier (sync)
 
 
 cdef struct Hyper:
@@ -118,9 +124,10 @@ cdef struct Hyper:
     double alpha                                    # RMSprop (eps, momentum shared)
 
 
-cdef inline void sync(int nt) noexcept nogil:
+cdef inline void sync(Shared* sh, int nt) noexcept nogil:
+    """Every thread of the team waits here for the others (nn_barrier.h)."""
     if nt > 1:
-        nn_barrier()
+        nn_barrier_wait(&sh.bar, nt)
 
 
 cdef inline void gemm_p(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -190,10 +197,10 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
         gemm_p(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in,
                <real*> L.z, L.n_out, &ep, tid, nt, SPLIT_COLUMNS, buf)
         if L.act == ACT_SOFTMAX:
-            sync(nt)
+            sync(sh, nt)
             for i in range(tid * n // nt, (tid + 1) * n // nt):
                 softmax_row(<real*> L.z + i * L.n_out, <real*> L.a + i * L.n_out, L.n_out)
-        sync(nt)
+        sync(sh, nt)
         inp = <real*> L.a
 
     # loss and penalty (thread 0)
@@ -214,7 +221,7 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
             value = value + penalty
         sh.value = value
         sh.rc = -10 + rc if rc != 0 else (0 if isfinite(value) else 1)
-    sync(nt)
+    sync(sh, nt)
     rc = sh.rc
     if rc != 0:
         return rc
@@ -232,14 +239,14 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
         else:
             grad_z_and_bias_part_f64(L.act, L.slope, <double*> L.z, <double*> L.a, g,
                                      gz, <double*> L.gb, n, L.n_out, tid, p)
-        sync(nt)
+        sync(sh, nt)
         gemm_p(L.n_out, L.n_in, n, gz, 1, L.n_out, inp, L.n_in, 1,
                <real*> L.gw, L.n_in, NULL, tid, nt, SPLIT_ROWS, buf)
         if l > 0:
             gemm_p(n, L.n_in, L.n_out, gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
                    <real*> L.gx, L.n_in, NULL, tid, nt, SPLIT_AUTO, buf)
             g = <real*> L.gx
-        sync(nt)
+        sync(sh, nt)
 
     # l2 gradient (and, fused, G = max |gradient|). Each thread takes the block of
     # each weight gradient it computed (still in its cache), thread 0 the biases.
@@ -262,7 +269,7 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
             gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
     sh.tmax[tid] = gmax
     if h.l2 != 0 and not fused:
-        sync(nt)                                     # grad_W complete before returning
+        sync(sh, nt)                                     # grad_W complete before returning
     return 0
 
 
@@ -290,7 +297,7 @@ cdef int apply_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Py_ss
             if L.b != NULL and tid == 0:
                 gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
         sh.tmax[tid] = gmax
-    sync(nt)
+    sync(sh, nt)
     if tid == 0:
         gmax = sh.tmax[0]
         for r in range(1, nt):
@@ -314,7 +321,7 @@ cdef int apply_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Py_ss
                 sh.rc = 2
         if sh.rc != 0:
             step[0] -= 1                             # nothing was updated
-    sync(nt)
+    sync(sh, nt)
     rc = sh.rc
     if rc != 0:
         return rc
@@ -647,7 +654,7 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
         t = <const real*> d.tbuf if d.T != NULL else NULL
         y = d.ybuf if d.Y != NULL else NULL
         w = d.wbuf if d.W != NULL else NULL
-        sync(nt)
+        sync(sh, nt)
     if tid == 0:
         sh.skip[b & 1] = False
         if d.given != NULL:                          # the caller's scales (sharded steps)
@@ -663,7 +670,7 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
         else:
             for i in range(nb):
                 d.scale[i] = 1.0 / nb
-    sync(nt)
+    sync(sh, nt)
     if sh.skip[b & 1]:
         return 3
     rc = grads_par(layers, n_layers, h, x, t, y, d.scale, nb, <real*> d.grad_out,
@@ -689,7 +696,7 @@ cdef void run_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batche
     if run.mode == RUN_APPLY:
         if tid == 0:
             h.lr = run.lrs[0]
-        sync(nt)
+        sync(sh, nt)
         rc = apply_par(layers, n_layers, h, bnd, run.n, step, sh, tid, nt, False, tag)
         if tid == 0:
             run.rc = rc
@@ -697,7 +704,7 @@ cdef void run_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batche
     if tid == 0 and run.seconds > 0:
         t0 = t_last = nn_seconds()
     while e < run.E:
-        sync(nt)                                     # the last step is done everywhere
+        sync(sh, nt)                                     # the last step is done everywhere
         if sh.stop:
             break
         if tid == 0:
@@ -879,6 +886,7 @@ cdef class StepPlan:
         sh.skip[0] = sh.skip[1] = False
         sh.stop = False
         sh.value = 0
+        nn_barrier_init(&sh.bar)
         bnd.known = False                          # Python may have changed the arrays
         with nogil:
             if nt == 1:

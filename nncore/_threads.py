@@ -16,6 +16,8 @@ The count, first match wins:
    `threadpool_limits(n)` in that thread (it calls omp_set_num_threads, whose
    setting belongs to the calling thread), else the CPUs this process may use;
    1 in a build without OpenMP. scikit-learn reads it the same way.
+
+A long run (`fit`) at the default count (4.) may use fewer threads: `Tuner`.
 """
 from __future__ import annotations
 
@@ -97,6 +99,74 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         _override.reset(token)
+
+
+def default_is_used() -> bool:
+    """True when get_num_threads() is the default (4. above), which a Tuner may lower."""
+    return not _forked_serial and _override.get() is None and _num_threads is None
+
+
+class Tuner:
+    """The thread count of each call of a run of many calls (fit's plan calls).
+
+    A count set by the user is used as it is. The default n > 1 is a ceiling: on a busy
+    machine (another process on the cores, two trainings at once) a step's threads are
+    descheduled in turn and every barrier of the step waits for them, so n threads can
+    fall below one. The tuner times the calls (batches per second) at n and at 1 and
+    runs the faster count. The first two calls are probes (one at each count), and
+    later one call in `interval` is a probe of the other count: interval starts at
+    PROBE_EVERY calls, doubles each time a probe confirms the choice (up to
+    PROBE_EVERY_MAX), and falls back when the choice changes. A probe lasts at most
+    PROBE_SECONDS, so it costs little at the slower count and a short fit adapts too.
+    The results do not depend on it: every kernel gives the same bits at any count.
+    """
+
+    PROBE_EVERY = 8
+    PROBE_EVERY_MAX = 64
+    PROBE_SECONDS = 0.005
+
+    def __init__(self, n: int, adaptive: bool) -> None:
+        self.n = n
+        self.counts = (n, 1) if adaptive and n > 1 else (n,)
+        self.rate: dict[int, float] = {}      # batches per second, smoothed
+        self.best = self.n
+        self.interval = self.PROBE_EVERY
+        self.calls = 0                        # since the last probe
+
+    @classmethod
+    def for_fit(cls) -> Tuner:
+        """get_num_threads(), adaptive when it is the default."""
+        return cls(get_num_threads(), default_is_used())
+
+    def next(self, seconds: float) -> tuple[int, float]:
+        """(thread count, time budget) of the next call, whose own budget is seconds."""
+        if len(self.counts) == 1:
+            return self.n, seconds
+        for c in self.counts:
+            if c not in self.rate:
+                return c, min(seconds, self.PROBE_SECONDS)
+        self.calls += 1
+        if self.calls >= self.interval:
+            self.calls = 0
+            return (1 if self.best != 1 else self.n), min(seconds, self.PROBE_SECONDS)
+        return self.best, seconds
+
+    def record(self, count: int, batches: int, seconds: float) -> None:
+        """A call at `count` threads ran `batches` batches in `seconds`."""
+        if len(self.counts) == 1 or batches <= 0 or seconds <= 0:
+            return
+        rate = batches / seconds
+        old = self.rate.get(count)
+        self.rate[count] = rate if old is None else 0.5 * (old + rate)
+        if len(self.rate) < len(self.counts):
+            return
+        best = max(self.counts, key=lambda c: (self.rate[c], c))
+        if count != self.best:                # a probe: confirmed, or the choice changes
+            if best == self.best:
+                self.interval = min(2 * self.interval, self.PROBE_EVERY_MAX)
+            else:
+                self.interval = self.PROBE_EVERY
+        self.best = best
 
 
 def resolve_num_threads(n_threads: int | None) -> int:

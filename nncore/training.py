@@ -17,6 +17,7 @@ order, so every way gives bitwise the same weights and History.
 import math
 import signal
 import threading
+import time
 import zlib
 
 try:                    # the signal module's C functions, without its enum conversions
@@ -30,7 +31,7 @@ import numpy as np
 from nncore import _checks, _sharded
 from nncore.callbacks import Callback, History, ProgressDisplay
 from nncore.layers import positive_int
-from nncore._threads import get_num_threads
+from nncore._threads import Tuner, get_num_threads
 
 # The plan hands control back at least this often (seconds) to let Ctrl-C stop a fit.
 CHECK_SECONDS = 0.05
@@ -177,6 +178,7 @@ class _Run:
         self.epoch_events = bool(callbacks) or validation is not None
         self.last_logs = {}
         self.quiet_nan = any(getattr(cb, "quiet_on_nan", False) for cb in callbacks)
+        self.tuner = Tuner.for_fit()
 
     def epochs(self, epochs, interrupted, verbose):
         model, plan, optimizer = self.model, self.plan, self.optimizer
@@ -197,10 +199,13 @@ class _Run:
                     size = min(self.batch_size, self.n - b * self.batch_size)
                     for cb in self.callbacks:
                         cb.on_train_batch_begin(b, dict(epoch=done + e, size=size))
+                nt, seconds = self.tuner.next(CHECK_SECONDS)
+                t0 = time.perf_counter()
                 e2, b2, status, value, acc, step = plan.run(
                     self.X, self.t, self.y, self.w, orders, self.batch_size, lrs, sums, e, b,
-                    1 if self.batch_events else 0, CHECK_SECONDS, optimizer.t,
-                    get_num_threads())
+                    1 if self.batch_events else 0, seconds, optimizer.t, nt)
+                self.tuner.record(nt, (e2 - e) * self.n_batches + b2 - b,
+                                  time.perf_counter() - t0)
                 optimizer.advance(steps=step - optimizer.t)
                 if status in (1, 2):                 # (e2, b2): the batch that diverged
                     self._end_epochs(done + e, sums[e:e2])

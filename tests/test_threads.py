@@ -241,3 +241,57 @@ def test_forked_child_keeps_threads_when_the_parent_never_ran_parallel():
         "print(os.read(r, 1000).decode())\n",
         timeout=60)
     assert out == [False, 2]
+
+
+# ---- the tuner: fit's thread count on a busy machine -------------------------------------
+
+from nncore._threads import Tuner  # noqa: E402
+
+
+def drive(tuner, rate, calls):
+    """`calls` calls of CHECK_SECONDS = 0.05 at rate(count, i) batches/s; the counts used."""
+    used = []
+    for i in range(calls):
+        count, seconds = tuner.next(0.05)
+        assert seconds <= 0.05
+        used.append(count)
+        tuner.record(count, max(1, round(rate(count, i) * seconds)), seconds)
+    return used
+
+
+def test_tuner_runs_the_faster_count():
+    busy = drive(Tuner(4, True), lambda c, i: 2000 if c == 1 else 500, 200)
+    idle = drive(Tuner(4, True), lambda c, i: 2000 if c == 1 else 3000, 200)
+    assert busy[:2] == [4, 1]                     # a probe of each count first
+    assert busy[2:].count(1) >= 0.95 * 198
+    assert idle[2:].count(4) >= 0.95 * 198
+
+
+def test_tuner_probes_again_and_follows_a_change_of_load():
+    # idle for 100 calls, then another process takes the cores
+    used = drive(Tuner(2, True), lambda c, i: (3000 if c == 2 else 2000) if i < 100
+                 else (400 if c == 2 else 1900), 300)
+    assert used[80:100].count(2) >= 18
+    first_one = next(i for i in range(100, 300) if used[i] == 1)
+    assert first_one <= 100 + Tuner.PROBE_EVERY_MAX + 1
+    assert used[first_one + 3:].count(1) >= 0.9 * len(used[first_one + 3:])
+
+
+def test_tuner_probes_are_short():
+    tuner = Tuner(2, True)
+    assert tuner.next(0.05) == (2, Tuner.PROBE_SECONDS)
+    tuner.record(2, 10, 0.005)
+    assert tuner.next(0.05) == (1, Tuner.PROBE_SECONDS)
+    tuner.record(1, 10, 0.005)
+    assert tuner.next(0.05) == (1, 0.05) or tuner.next(0.05)[1] == 0.05
+
+
+def test_tuner_keeps_a_count_the_user_set():
+    assert drive(Tuner(2, False), lambda c, i: 2000 if c == 1 else 10, 50) == [2] * 50
+    assert drive(Tuner(1, True), lambda c, i: 100, 5) == [1] * 5
+    default = nncore.get_num_threads()
+    assert Tuner.for_fit().counts == ((default, 1) if default > 1 else (default,))
+    with nncore.threads(2):
+        assert Tuner.for_fit().counts == (2,)
+    nncore.set_num_threads(2)
+    assert Tuner.for_fit().counts == (2,)

@@ -18,6 +18,11 @@ and |L - L_ref| <= rtol |L_ref| for the per-step losses.
   divides by sqrt(v), which keeps its update's relative error at the
   gradient's). The worst seen over the grid is ~1.3e-6, 30x below.
 """
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -168,6 +173,49 @@ def test_bitwise_same_for_any_thread_count(dtype, optimizer):
     for other in (runs[2], runs[3], again):
         for p, q in zip(runs[1], other):
             assert np.array_equal(p, q)
+
+
+def test_thread_count_may_change_between_plan_calls(monkeypatch):
+    """fit's tuner (nncore._threads.Tuner) changes the thread count between calls of
+    the plan; a fit whose calls alternate 1, 2 and 3 threads, one batch a call, gives
+    the bits of a 1-thread fit."""
+    import nncore._threads as threads_module
+    ref = fit_deep(1)
+    used = []
+
+    class Alternating(threads_module.Tuner):
+        def next(self, seconds):
+            used.append(1 + len(used) % 3)
+            return used[-1], 1e-9                  # stop after the first batch
+
+    monkeypatch.setattr(nncore.training, "Tuner", Alternating)
+    run = fit_deep(1)
+    assert len(used) == 8                          # 2 epochs of 4 batches, a call each
+    assert run[1] == ref[1]
+    for p, q in zip(run[0], ref[0]):
+        assert np.array_equal(p, q)
+
+
+def test_many_threads_on_few_cores_finish_and_agree():
+    """A step's barrier (csrc/nn_barrier.h) spins, then sleeps: 6 threads on the
+    machine's cores (2 in CI: most waits end asleep) run fit_deep five times (40 steps,
+    ~25 barriers each), in a child with a deadline (a lost wake-up would hang), to
+    the 1-thread bits."""
+    code = (
+        "import hashlib, json, sys; sys.path.insert(0, %r)\n"
+        "import numpy as np, test_training as t\n"
+        "out = []\n"
+        "for n in (1, 6, 6, 6, 6, 6):\n"
+        "    params, history = t.fit_deep(n)\n"
+        "    h = hashlib.sha256()\n"
+        "    for p in params: h.update(np.ascontiguousarray(p).tobytes())\n"
+        "    out.append(h.hexdigest())\n"
+        "print(json.dumps(out))\n") % os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    one, *six = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert six == [one] * 5
 
 
 # ---- learning --------------------------------------------------------------------
