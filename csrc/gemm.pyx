@@ -54,6 +54,16 @@ cdef extern from "nncore/_kernels/microkernel.h" nogil:
                        Py_ssize_t cs_b, double* c, Py_ssize_t ldc)
     void nn_spack_bt(Py_ssize_t kc, const float* w, Py_ssize_t ldw, float* buf)
     void nn_dpack_bt(Py_ssize_t kc, const double* w, Py_ssize_t ldw, double* buf)
+    ctypedef void (*nn_sukr2_t)(Py_ssize_t k, const float* a, Py_ssize_t rs_a,
+                                Py_ssize_t cs_a, const float* b0, const float* b1,
+                                Py_ssize_t rs_b, float* c, Py_ssize_t ldc, float alpha,
+                                float beta) noexcept nogil
+    ctypedef void (*nn_dukr2_t)(Py_ssize_t k, const double* a, Py_ssize_t rs_a,
+                                Py_ssize_t cs_a, const double* b0, const double* b1,
+                                Py_ssize_t rs_b, double* c, Py_ssize_t ldc, double alpha,
+                                double beta) noexcept nogil
+    nn_sukr2_t nn_sgemm_ukr2      # NULL: no two-panel kernel on this path
+    nn_dukr2_t nn_dgemm_ukr2
     const char* nn_ukr_select()
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
@@ -178,11 +188,13 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
     around the micro-kernel; the epilogue after the last k block. B: packed
     (rs_b = 0), or read in place with row stride rs_b -- a short edge panel is
     then packed into bbuf first."""
-    cdef Py_ssize_t jr, ir, jr_i, ir_i, nr, mr, i, j, NR
+    cdef Py_ssize_t jr, ir, ir_i, nr, mr, i, j, NR, width, half
     cdef Py_ssize_t rs_p, cs_p, rs_bp
+    cdef bint pair
     cdef real* cij
     cdef const real* ap
     cdef const real* bp
+    cdef const real* bp1
     cdef real tile[6 * 16]      # MR x max(NR): edge tiles land here first
     if real is float:
         NR = NR_F32
@@ -190,16 +202,22 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
         NR = NR_F64
     if not direct:
         pack_a(mc, kc, a_blk, rs_a, cs_a, abuf)
-    for jr_i in range(cdiv(nc, NR)):                  # 2nd loop: one B panel (L1)
-        jr = jr_i * NR
+    jr = 0
+    while jr < nc:                                    # 2nd loop: one or two B panels (L1)
         nr = min(NR, nc - jr)
+        pair = jr + 2 * NR <= nc and (nn_sgemm_ukr2 != NULL if real is float
+                                      else nn_dgemm_ukr2 != NULL)
         if rs_b == 0:                                 # packed
             bp = bblk + jr * kc; rs_bp = NR
+            bp1 = bp + NR * kc
         elif nr == NR:                                # in place
             bp = bblk + jr; rs_bp = rs_b
+            bp1 = bp + NR
         else:
             pack_b(kc, nr, bblk + jr, rs_b, 1, bbuf, NR)
             bp = bbuf; rs_bp = NR
+            bp1 = NULL
+        width = 2 * NR if pair else nr
         for ir_i in range(cdiv(mc, MR)):              # 1st loop: one A panel
             ir = ir_i * MR
             mr = min(MR, mc - ir)
@@ -211,25 +229,36 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
             else:                                     # short panel: pad it
                 pack_a(mr, kc, a_blk + ir * rs_a, rs_a, cs_a, abuf)
                 ap = abuf; rs_p = 1; cs_p = MR
-            if mr == MR and nr == NR:                 # micro-kernel
+            if pair and mr == MR:                     # two panels, 12 accumulators
+                if real is float:
+                    nn_sgemm_ukr2(kc, ap, rs_p, cs_p, bp, bp1, rs_bp, cij, ldc, alpha,
+                                  beta_p)
+                else:
+                    nn_dgemm_ukr2(kc, ap, rs_p, cs_p, bp, bp1, rs_bp, cij, ldc, alpha,
+                                  beta_p)
+            elif mr == MR and nr == NR:               # micro-kernel
                 if real is float:
                     nn_sgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, cij, ldc, alpha, beta_p)
                 else:
                     nn_dgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, cij, ldc, alpha, beta_p)
-            else:                                     # edge: full tile, copy part
-                if real is float:
-                    nn_sgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, tile, NR, 1, 0)
-                else:
-                    nn_dgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, tile, NR, 1, 0)
-                for i in range(mr):
-                    for j in range(nr):
-                        if beta_p == 0:
-                            cij[i * ldc + j] = alpha * tile[i * NR + j]
-                        else:
-                            cij[i * ldc + j] = (alpha * tile[i * NR + j]
-                                                + beta_p * cij[i * ldc + j])
+            else:                                     # edge: full tiles, copy part
+                for half in range(2 if pair else 1):
+                    if real is float:
+                        nn_sgemm_ukr(kc, ap, rs_p, cs_p, bp1 if half else bp, rs_bp, tile,
+                                     NR, 1, 0)
+                    else:
+                        nn_dgemm_ukr(kc, ap, rs_p, cs_p, bp1 if half else bp, rs_bp, tile,
+                                     NR, 1, 0)
+                    for i in range(mr):
+                        for j in range(half * NR, half * NR + nr):
+                            if beta_p == 0:
+                                cij[i * ldc + j] = alpha * tile[i * NR + j - half * NR]
+                            else:
+                                cij[i * ldc + j] = (alpha * tile[i * NR + j - half * NR]
+                                                    + beta_p * cij[i * ldc + j])
             if last and ep != NULL:
-                epilogue_tile(ep, cij, ldc, mr, nr, row + ir, col + jr)
+                epilogue_tile(ep, cij, ldc, mr, width, row + ir, col + jr)
+        jr += width
 
 
 cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,

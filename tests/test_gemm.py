@@ -157,7 +157,7 @@ from nncore._kernels import gemm
 rng = np.random.default_rng(1)
 h = hashlib.sha256()
 for dt in (np.float32, np.float64):
-    for m, n, k in ((37, 300, 23), (256, 200, 300), (7, 5, 600)):
+    for m, n, k in ((37, 300, 23), (256, 200, 300), (7, 5, 600), (20, 100, 50)):
         a = rng.standard_normal((m, k)).astype(dt)
         b = rng.standard_normal((k, n)).astype(dt)
         c = rng.standard_normal((m, n)).astype(dt)
