@@ -79,9 +79,12 @@ cdef inline void grad_z_strip(int code, real slope, const real* z, const real* a
     cdef Py_ssize_t i, j
     cdef Py_ssize_t c0 = s * COLUMN_STRIP
     cdef Py_ssize_t c1 = min(c0 + COLUMN_STRIP, cols)
-    for i in range(rows):
-        act_backward_run(code, slope, z + i * cols + c0, a + i * cols + c0,
-                         grad_a + i * cols + c0, grad_z + i * cols + c0, c1 - c0)
+    if c0 == 0 and c1 == cols:                      # all columns: one run (elementwise)
+        act_backward_run(code, slope, z, a, grad_a, grad_z, rows * cols)
+    else:
+        for i in range(rows):
+            act_backward_run(code, slope, z + i * cols + c0, a + i * cols + c0,
+                             grad_a + i * cols + c0, grad_z + i * cols + c0, c1 - c0)
     if grad_b != NULL:                              # the strip is still in L1/L2
         for j in range(c0, c1):
             grad_b[j] = 0

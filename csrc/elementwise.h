@@ -43,11 +43,21 @@ NN_ACT_FORWARD(nn_act_forward_f32, float, nn_sigmoid_f32, expf, log1pf, fabsf, t
 NN_ACT_FORWARD(nn_act_forward_f64, double, nn_sigmoid_f64, exp, log1p, fabs, tanh)
 
 /* The GEMM epilogue on one tile: c[i, j] += bias[j]; a[i, j] = f(c[i, j]).
- * bias or a may be NULL. */
+ * bias or a may be NULL. A tile whose rows are contiguous in c and a (a whole
+ * narrow product) takes f in one run: the same values, since f is elementwise and
+ * the vector sigmoid does not depend on where a run starts (vmath.h). */
 #define NN_EPILOGUE(NAME, T, FORWARD)                                                \
     static void NAME(T *c, ptrdiff_t ldc, ptrdiff_t mr, ptrdiff_t nr, const T *bias,  \
                      int code, T slope, T *a, ptrdiff_t lda)                         \
     {                                                                                \
+        if (ldc == nr && (a == NULL || lda == nr)) {                                 \
+            if (bias != NULL)                                                        \
+                for (ptrdiff_t i = 0; i < mr; ++i)                                   \
+                    for (ptrdiff_t j = 0; j < nr; ++j) c[i * nr + j] += bias[j];     \
+            if (a != NULL)                                                           \
+                FORWARD(code, slope, c, a, mr * nr);                                 \
+            return;                                                                  \
+        }                                                                            \
         for (ptrdiff_t i = 0; i < mr; ++i) {                                         \
             T *ci = c + i * ldc;                                                     \
             if (bias != NULL)                                                        \

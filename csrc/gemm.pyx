@@ -497,7 +497,12 @@ cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      float* c, Py_ssize_t ldc, const Epilogue* ep,
                      int t, int nt, int orient, float* buf) noexcept nogil:
-    if t < nt:
+    if m * n * k <= TINY_MAX_MADDS and k <= KC:      # gemm_strip's tiny path, directly
+        if t == 0:
+            nn_sgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
+            if ep != NULL:
+                epilogue_tile(ep, c, ldc, m, n, 0, 0)
+    elif t < nt:
         gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, orient,
                     buf)
 
@@ -507,7 +512,12 @@ cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      double* c, Py_ssize_t ldc, const Epilogue* ep,
                      int t, int nt, int orient, double* buf) noexcept nogil:
-    if t < nt:
+    if m * n * k <= TINY_MAX_MADDS and k <= KC:      # gemm_strip's tiny path, directly
+        if t == 0:
+            nn_dgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
+            if ep != NULL:
+                epilogue_tile(ep, c, ldc, m, n, 0, 0)
+    elif t < nt:
         gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, orient,
                     buf)
 

@@ -50,7 +50,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 import numpy as np
 
 from nncore._kernels.types cimport real
-from nncore._kernels.blocking cimport STEP_FLOPS_PER_THREAD
+from nncore._kernels.blocking cimport STEP_FLOPS_PER_THREAD, TINY_MAX_MADDS
 from nncore._kernels.activation_math cimport softmax_row
 from nncore._kernels.codes cimport ACT_SOFTMAX, OPT_SGD, OPT_ADAM, OPT_RMSPROP
 from nncore._kernels.gemm cimport (Epilogue, gemm_part_size, gemm_part_strip,
@@ -135,8 +135,10 @@ cdef inline void gemm_p(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                         const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                         real* c, Py_ssize_t ldc, const Epilogue* ep,
                         int t, int nt, int orient, real* buf) noexcept nogil:
-    """Thread t's part of c = a @ b (all threads call it; see csrc/gemm.pxd)."""
-    cdef int p = gemm_part_threads(m, n, k, rs_a, cs_a, nt, orient, real is double)
+    """Thread t's part of c = a @ b (all threads call it; see csrc/gemm.pxd). A tiny
+    product is thread 0's (gemm_part_threads would say so)."""
+    cdef int p = (1 if m * n * k <= TINY_MAX_MADDS
+                  else gemm_part_threads(m, n, k, rs_a, cs_a, nt, orient, real is double))
     if real is float:
         sgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, orient, buf)
     else:
