@@ -9,11 +9,14 @@ Dask is the optional `dask` extra (dask[distributed]): .ci/run installs it and r
 file; elsewhere its tests are skipped with a note. The loky test needs scikit-learn only
 (joblib comes with it). A LocalCluster of processes takes seconds to start and its
 workers import scikit-learn and nncore on their first task, so one cluster serves the
-searches.
+searches and the example.
 """
 import os
+import subprocess
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +35,7 @@ from nncore.sklearn import NNClassifier, NNRegressor  # noqa: E402
 # the searches' estimators that record what each fit had (their own module: see there)
 from measured import SCORING, MeasuredClassifier, MeasuredRegressor  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 CV = 3
 SCORES = [f"split{i}_test_score" for i in range(CV)] + [
     "mean_test_score", "std_test_score", "rank_test_score"]
@@ -177,6 +181,22 @@ def test_search_on_dask_is_the_serial_search(cluster, kind):
     # the workers' CPU seconds per wall second: within their 2 threads (and so the
     # cores), 10% and 0.2 s for their event loops and the data they unpickle
     assert cpu <= 2 * 1.1 * wall + 0.2, (cpu, wall)
+
+
+@needs_dask
+@needs_openmp
+def test_example_runs_on_the_cluster(cluster):
+    """examples/search_dask.py on the running cluster (--scheduler) prints that its Dask
+    search gave the serial search's scores, and nncore had one thread in each fit."""
+    local, _ = cluster
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "search_dask.py"), "--fast",
+         "--scheduler", local.scheduler_address], capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nncore threads in each fit: [1]\n" in result.stdout
+    assert "same cv_results_ scores as the serial search: yes\n" in result.stdout
+    assert "12 fits on 2 Dask workers, 2 threads in all\n" in result.stdout
 
 
 # ---- workers where nothing set OMP_NUM_THREADS ---------------------------------------------
