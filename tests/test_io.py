@@ -20,6 +20,7 @@ import pytest
 import nncore
 from nncore import Dense, MLP, Sequential, io, losses, optim
 from nncore.io import ModelFileError
+from conftest import only_numpy_and
 
 N, N_IN = 40, 4
 
@@ -262,27 +263,6 @@ def test_set_state_fills_all_or_nothing():
     with pytest.raises(ModelFileError, match="layers.1.bias holds NaN or inf"):
         bare.__setstate__({"config": config, "arrays": arrays})
     assert vars(bare) == {}
-
-
-def pickled_globals(blob):
-    """{(module, name)} of the classes and functions a pickle refers to (it is loaded,
-    recording what it looks up)."""
-    found = set()
-
-    class Recorder(pickle.Unpickler):
-        def find_class(self, module, name):
-            found.add((module, name))
-            return super().find_class(module, name)
-
-    Recorder(pyio.BytesIO(blob)).load()
-    return found
-
-
-def only_numpy_and(blob, *allowed):
-    """The pickle refers to NumPy's array reconstruction and the allowed classes only:
-    nothing compiled of nncore (a plan, a kernel), no lock, no thread-local."""
-    others = {g for g in pickled_globals(blob) if g[0].split(".")[0] != "numpy"}
-    assert others == set(allowed), others
 
 
 def wide(threads=2):

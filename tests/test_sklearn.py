@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from nncore.sklearn import NNClassifier, NNRegressor  # noqa: E402
-from conftest import assert_weights_equal, weights  # noqa: E402
+from conftest import assert_weights_equal, only_numpy_and, weights  # noqa: E402
 
 # The tests train for a few epochs on purpose; those about the warning catch it.
 pytestmark = pytest.mark.filterwarnings(
@@ -294,7 +294,6 @@ WIDE = dict(hidden_layer_sizes=(256, 256), max_iter=3, batch_size=128, random_st
 def test_pickle_is_the_network_and_the_fitted_attributes(estimator):
     """A fitted estimator pickles as model_'s state (nncore.Sequential's pickle), the
     best epoch's weights with early_stopping, and plain attributes: nothing compiled."""
-    from test_io import only_numpy_and
     X, y = wide_data()
     estimator.fit(X, y if isinstance(estimator, NNClassifier) else X[:, :3] * 2.0)
     estimator.predict(X)
