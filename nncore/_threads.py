@@ -16,8 +16,9 @@ The count, first match wins:
    worker thread, and its nanny sets OMP_NUM_THREADS=1 in the worker processes
    it starts for that reason; nncore keeps to it where nothing set it (workers
    in threads of one process, as LocalCluster(processes=False), workers
-   started without a nanny, a nanny told not to). Read from distributed's
-   context variable of the running task, only when distributed is imported;
+   started without a nanny, a nanny whose pre-spawn-environ leaves it out).
+   Read from distributed's context variable of the running task, only when
+   distributed is imported; no setting of the process or the runtime changes;
 5. the OpenMP runtime's omp_get_max_threads(), read on each call from the
    calling thread: OMP_NUM_THREADS, or a limit set with threadpoolctl's
    `threadpool_limits(n)` in that thread (it calls omp_set_num_threads, whose
