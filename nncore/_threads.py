@@ -11,7 +11,15 @@ The count, first match wins:
    there would wait forever for threads the child does not have);
 2. a `threads(n)` block (per thread and per asyncio task);
 3. `set_num_threads(n)` (the process);
-4. the OpenMP runtime's omp_get_max_threads(), read on each call from the
+4. one thread in a task of a Dask worker (dask.distributed), unless
+   OMP_NUM_THREADS was set when nncore was imported: Dask runs one task per
+   worker thread, and its nanny sets OMP_NUM_THREADS=1 in the worker processes
+   it starts for that reason; nncore keeps to it where nothing set it (workers
+   in threads of one process, as LocalCluster(processes=False), workers
+   started without a nanny, a nanny whose pre-spawn-environ leaves it out).
+   Read from distributed's context variable of the running task, only when
+   distributed is imported; no setting of the process or the runtime changes;
+5. the OpenMP runtime's omp_get_max_threads(), read on each call from the
    calling thread: OMP_NUM_THREADS, or a limit set with threadpoolctl's
    `threadpool_limits(n)` in that thread (it calls omp_set_num_threads, whose
    setting belongs to the calling thread), else the CPUs this process may use;
@@ -25,6 +33,7 @@ import contextlib
 import contextvars
 import numbers
 import os
+import sys
 from typing import Iterator
 
 import numpy as np
@@ -38,6 +47,9 @@ _override: contextvars.ContextVar[int | None] = contextvars.ContextVar("nncore_n
 _num_threads = None          # set_num_threads(n); None: the OpenMP runtime's count
 _pool_used = False           # a kernel was given more than one thread (here or before fork)
 _forked_serial = False       # forked after _pool_used: one thread from now on
+# OMP_NUM_THREADS as the OpenMP runtime read it (at its load, before nncore's import
+# ends; later changes of os.environ reach neither): set, it decides in Dask tasks too
+_omp_env_set = bool(os.environ.get("OMP_NUM_THREADS", "").strip())
 
 
 def _after_fork_in_child():
@@ -56,6 +68,33 @@ def forked_child_serial() -> bool:
     return _forked_serial
 
 
+_WORKER_CVAR = "_worker_cvar"    # distributed.worker's (private; 2024.1 to 2026.8 at least)
+
+
+def _in_dask_task() -> bool:
+    """True while the calling thread runs a task of a Dask worker: distributed's context
+    variable of the running task's worker (what distributed.get_worker reads) is set."""
+    worker = sys.modules.get("distributed.worker")
+    if worker is None:
+        return False
+    current = getattr(worker, _WORKER_CVAR, None)
+    if current is not None:
+        return current.get(None) is not None
+    try:
+        worker.get_worker()
+    except ValueError:                                     # "No worker found"
+        return False
+    return True
+
+
+def _default_count() -> int:
+    """Steps 4 and 5 of the module's list: one thread in a Dask task without
+    OMP_NUM_THREADS, else omp_get_max_threads()."""
+    if not _omp_env_set and _in_dask_task():
+        return 1
+    return omp_max_threads()
+
+
 def _check_count(n, name="n"):
     if type(n) is int and 1 <= n <= MAX_THREADS:
         return n
@@ -70,14 +109,15 @@ def _check_count(n, name="n"):
 
 def set_num_threads(n: int | None) -> None:
     """Set the thread count of nncore's kernels for this process; None restores the
-    default (omp_get_max_threads(), read on each call)."""
+    default (omp_get_max_threads(), read on each call; 1 in a Dask task)."""
     global _num_threads
     _num_threads = None if n is None else _check_count(n)
 
 
 def get_num_threads() -> int:
     """The thread count kernels use now: 1 in a forked child of a parallel parent,
-    else a `threads(n)` block, else set_num_threads(n), else omp_get_max_threads()."""
+    else a `threads(n)` block, else set_num_threads(n), else 1 in a task of a Dask
+    worker without OMP_NUM_THREADS, else omp_get_max_threads()."""
     global _pool_used
     if _forked_serial:
         return 1
@@ -85,7 +125,7 @@ def get_num_threads() -> int:
     if n is None:
         n = _num_threads
         if n is None:
-            n = omp_max_threads()
+            n = _default_count()
     if n > 1 and not _pool_used:
         _pool_used = True
     return n
@@ -181,7 +221,7 @@ def resolve_num_threads(n_threads: int | None) -> int:
         if n is None:
             n = _num_threads
             if n is None:
-                n = omp_max_threads()
+                n = _default_count()
     else:
         n = _check_count(n_threads, "n_threads")
         if _forked_serial:

@@ -58,6 +58,20 @@ class Dense:
         return dict(n_in=self.n_in, n_out=self.n_out, activation=self.activation,
                     init=self.init, bias=self.use_bias, slope=self.slope)
 
+    def __getstate__(self):
+        """Pickle and copy the config and the weights: not the workspaces, the last
+        input or the model the layer belongs to (a copy belongs to none)."""
+        state = {"config": self.config()}
+        if self.built:
+            state["dtype"] = self.weight.dtype.name
+            state["arrays"] = self.arrays()
+        return state
+
+    def __setstate__(self, state):
+        self.__init__(**state["config"])
+        if "arrays" in state:
+            self.restore(state["arrays"], state["dtype"])
+
     @property
     def built(self):
         return self.weight is not None

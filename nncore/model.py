@@ -188,12 +188,21 @@ class Sequential:
         return cls.__new__(cls).set_state(config, arrays, copy=copy)
 
     def __getstate__(self):
-        """Pickle the state a file holds (get_state), not the workspaces."""
+        """Pickle the state a file holds (get_state): not the plan, the workspaces, the
+        per-thread buffers or the usage guard, which the unpickled model makes anew
+        when it needs them."""
         config, arrays = self.get_state()
         return {"config": config, "arrays": arrays}
 
     def __setstate__(self, state):
-        self.set_state(state["config"], state["arrays"])
+        # the arrays unpickled are the model's own: taken as they are (one copy in
+        # memory), copied where read-only (protocol 5 buffers that are)
+        self.set_state(state["config"], state["arrays"], copy=False)
+
+    def __copy__(self):
+        """copy.copy: an independent model, as copy.deepcopy (the state of __getstate__
+        holds this model's own arrays, which __setstate__ would take)."""
+        return type(self).from_state(*self.get_state())
 
     def save(self, path):
         """Write the model (weights, loss, optimizer state, shuffling) to the .npz

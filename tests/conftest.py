@@ -8,6 +8,8 @@ Tolerances by dtype, from the error bounds of the operations compared:
   gamma_k), for each side; `gemm_tolerance` returns that bound per element.
 """
 import gzip
+import io
+import pickle
 
 import numpy as np
 import pytest
@@ -61,6 +63,29 @@ def assert_weights_equal(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+# ---- pickles (tests/test_io.py, tests/test_sklearn.py) ----
+
+def pickled_globals(blob):
+    """{(module, name)} of the classes and functions a pickle refers to (it is loaded,
+    recording what it looks up)."""
+    found = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            found.add((module, name))
+            return super().find_class(module, name)
+
+    Recorder(io.BytesIO(blob)).load()
+    return found
+
+
+def only_numpy_and(blob, *allowed):
+    """The pickle refers to NumPy's array reconstruction and the allowed classes only:
+    nothing compiled of nncore (a plan, a kernel), no lock, no thread-local."""
+    others = {g for g in pickled_globals(blob) if g[0].split(".")[0] != "numpy"}
+    assert others == set(allowed), others
 
 
 # ---- data files (tests/test_datasets.py, tests/test_cli.py) ----

@@ -20,6 +20,7 @@ import pytest
 import nncore
 from nncore import Dense, MLP, Sequential, io, losses, optim
 from nncore.io import ModelFileError
+from conftest import only_numpy_and
 
 N, N_IN = 40, 4
 
@@ -262,6 +263,153 @@ def test_set_state_fills_all_or_nothing():
     with pytest.raises(ModelFileError, match="layers.1.bias holds NaN or inf"):
         bare.__setstate__({"config": config, "arrays": arrays})
     assert vars(bare) == {}
+
+
+def wide(threads=2):
+    """An Adam-trained 64-256-256-10 network whose GEMMs thread (above 2 MFLOP a
+    step: 128 x 256 x 256 is 16.8 MFLOP), its data, and a float32 twin of X."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((512, 64)).astype(np.float32)
+    y = (X[:, :10].argmax(axis=1) + (X[:, 10] > 1)) % 10
+    model = MLP([64, 256, 256, 10], "relu", seed=4, dtype="float32")
+    with nncore.threads(threads):
+        model.fit(X, y, loss="softmax_cross_entropy", optimizer=optim.Adam(lr=1e-3),
+                  epochs=2, batch_size=128)
+    return model, X, y
+
+
+def test_pickle_is_the_state_and_nothing_else():
+    """After fit (a cached plan), forward (layer workspaces) and predictions from two
+    threads (per-thread buffers), the pickle holds the parameters, the optimizer's
+    state (Adam: m and v, each the size of the parameters) and the config, nothing else."""
+    from concurrent.futures import ThreadPoolExecutor
+    model, X, _ = wide()
+    model.forward(X[:100])
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(model.predict, [X, X[:7]]))
+    assert model._plan_cache is not None and model.layers[0]._rows >= 128
+    blob = pickle.dumps(model)
+    only_numpy_and(blob, ("nncore.model", "Sequential"))
+    # the bound: the parameter bytes times 1 + the optimizer's state arrays per parameter
+    # (Adam: 3), plus the config as a dict (layers, optimizer, the shuffling generator's
+    # state: under 1.5 KB) and about 120 B of header per array (name, dtype, shape)
+    params = sum(p.nbytes for p in model.parameters())
+    state = params * (1 + len(model.optimizer.active_states()))
+    n_arrays = len(model.parameters()) * (1 + len(model.optimizer.active_states()))
+    assert state <= len(blob) <= state + 1500 + 120 * n_arrays, (len(blob), state)
+    loaded = pickle.loads(blob)
+    assert_same_model(model, loaded)
+    assert loaded._plan_cache is None
+    assert not vars(loaded._local)
+    for layer in loaded.layers:
+        assert layer._x is None and layer._rows == 0 and not hasattr(layer, "_zbuf")
+
+
+def test_unpickling_takes_the_arrays_it_reads():
+    """pickle.loads allocates the arrays once (the pickle's own, taken as they are) and
+    the zeroed gradients (calloc'd, traced as allocated: the parameters' bytes, a third
+    of Adam's state): under 1.5 times the pickle, where a copy of each would be 2.3."""
+    import tracemalloc
+    model, X, _ = wide()
+    blob = pickle.dumps(model)
+    tracemalloc.start()
+    try:
+        loaded = pickle.loads(blob)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * len(blob), (peak, len(blob))
+    assert_same_model(model, loaded)
+    for p in loaded.parameters():
+        assert p.flags.writeable and p.flags.c_contiguous
+    assert loaded.output(X).tobytes() == model.output(X).tobytes()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_out_of_band_buffers(read_only):
+    """Protocol 5 with out-of-band buffers (what Dask and Ray send): writeable buffers
+    become the model's arrays, without a copy (the protocol's zero-copy contract, as for
+    NumPy's own arrays); read-only ones are copied, so the model trains either way."""
+    model = trained("sgd_model")
+    before = [p.copy() for p in model.parameters()]
+    buffers = []
+    blob = pickle.dumps(model, protocol=5, buffer_callback=buffers.append)
+    assert buffers                               # the arrays did travel out of band
+    views = [b.raw().toreadonly() if read_only else b.raw() for b in buffers]
+    loaded = pickle.loads(blob, buffers=views)
+    assert_same_model(model, loaded)
+    assert np.shares_memory(loaded.layers[0].weight, model.layers[0].weight) != read_only
+    for p in loaded.parameters():
+        assert p.flags.writeable and p.flags.c_contiguous
+    if read_only:
+        X, y = data("softmax_cross_entropy", 3)
+        loaded.fit(X, y, epochs=1, batch_size=8)
+        for p, b in zip(model.parameters(), before):
+            assert p.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy", "copy"])
+def test_a_layer_copies_without_its_model(how):
+    """A Dense of a model pickles and copies as its config and weights: no workspace,
+    no last input, and no owner (the copy may join a new model)."""
+    model = trained("no_bias_model")
+    model.forward(np.ones((50, N_IN)))
+    layer = model.layers[1]
+    if how == "pickle":
+        blob = pickle.dumps(layer)
+        only_numpy_and(blob, ("nncore.layers", "Dense"))
+        assert len(blob) < layer.weight.nbytes + layer.bias.nbytes + 800
+        twin = pickle.loads(blob)
+    else:
+        twin = (copy.deepcopy if how == "deepcopy" else copy.copy)(layer)
+    assert twin.config() == layer.config()
+    for a, b in zip(twin.parameters(), layer.parameters()):
+        assert a.tobytes() == b.tobytes() and a.dtype == b.dtype and a is not b
+    assert twin._owner is None and twin._x is None and twin._rows == 0
+    assert twin.grad_weight.shape == layer.weight.shape and not twin.grad_weight.any()
+    X = np.random.default_rng(0).standard_normal((6, 5))
+    assert twin.forward(X).tobytes() == Dense.forward(layer, X).tobytes()
+    Sequential([Dense(N_IN, 5), twin], seed=0, dtype="float64")     # not another's now
+    assert twin._owner() is not model
+    bare = pickle.loads(pickle.dumps(Dense(3, 2)))                 # never built
+    assert not bare.built and bare.config() == Dense(3, 2).config()
+
+
+_CHILD = """
+import json, pickle, sys
+import nncore
+assert nncore.get_num_threads() == {threads}, nncore.get_num_threads()
+with open(sys.argv[1], "rb") as f:
+    model, X, y = pickle.load(f)
+out = model.output(X)
+model.fit(X, y, epochs=2, batch_size=128)          # loss and optimizer from the pickle
+with open(sys.argv[1], "wb") as f:
+    pickle.dump((out, model.parameters(), model.optimizer.state), f)
+"""
+
+
+@pytest.mark.parametrize("here, there", [(2, 1), (1, 2)])
+def test_unpickled_in_a_process_of_another_thread_count(tmp_path, here, there):
+    """A model trained on `here` threads, unpickled in a fresh process whose default is
+    `there` threads (OMP_NUM_THREADS), gives bitwise the same outputs and, trained on,
+    the same weights and optimizer state as the original trained on here."""
+    model, X, y = wide(threads=here)
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps((model, X, y)))
+    env = dict(os.environ, OMP_NUM_THREADS=str(there))
+    proc = subprocess.run([sys.executable, "-c", _CHILD.format(threads=there), str(path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out, params, state = pickle.loads(path.read_bytes())
+    with nncore.threads(here):
+        assert out.tobytes() == model.output(X).tobytes()
+        model.fit(X, y, epochs=2, batch_size=128)
+    for a, b in zip(params, model.parameters()):
+        assert a.tobytes() == b.tobytes()
+    assert state.keys() == model.optimizer.state.keys() == {"m", "v"}
+    for name in state:
+        for a, b in zip(state[name], model.optimizer.state[name]):
+            assert a.tobytes() == b.tobytes()
 
 
 # ---- resuming -------------------------------------------------------------------

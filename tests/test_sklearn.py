@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from nncore.sklearn import NNClassifier, NNRegressor  # noqa: E402
-from conftest import assert_weights_equal, weights  # noqa: E402
+from conftest import assert_weights_equal, only_numpy_and, weights  # noqa: E402
 
 # The tests train for a few epochs on purpose; those about the warning catch it.
 pytestmark = pytest.mark.filterwarnings(
@@ -274,6 +274,101 @@ def test_pickle_round_trip():
     clf.partial_fit(X, y)
     copy.partial_fit(X, y)
     assert_weights_equal(weights(copy.model_), weights(clf.model_))
+
+
+def wide_data():
+    """512 rows of 64 features, 10 classes: a 64-256-256 network on batches of 128 runs
+    GEMMs above the 2 MFLOP a step where nncore starts a second thread."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((512, 64)).astype(np.float32)
+    y = (X[:, :10].argmax(axis=1) + (X[:, 10] > 1)) % 10
+    return X, y
+
+
+WIDE = dict(hidden_layer_sizes=(256, 256), max_iter=3, batch_size=128, random_state=0)
+
+
+@pytest.mark.parametrize("estimator", [
+    NNClassifier(**WIDE), NNClassifier(**WIDE, early_stopping=True),
+    NNClassifier(**dict(WIDE, solver="sgd")), NNRegressor(**WIDE)], ids=repr)
+def test_pickle_is_the_network_and_the_fitted_attributes(estimator):
+    """A fitted estimator pickles as model_'s state (nncore.Sequential's pickle), the
+    best epoch's weights with early_stopping, and plain attributes: nothing compiled."""
+    X, y = wide_data()
+    estimator.fit(X, y if isinstance(estimator, NNClassifier) else X[:, :3] * 2.0)
+    estimator.predict(X)
+    blob = pickle.dumps(estimator)
+    only_numpy_and(blob, ("nncore.model", "Sequential"),
+                   ("nncore.sklearn", type(estimator).__name__))
+    # the bound: the parameter bytes times 1 + the optimizer's state arrays per parameter
+    # (Adam 2, SGD with momentum 1), once more for the best weights of early_stopping,
+    # plus the configs and attributes (under 2.5 KB), ~120 B of header per array and
+    # ~10 B per epoch of loss_curve_ and validation_scores_
+    model = estimator.model_
+    copies = 1 + len(model.optimizer.active_states()) + estimator.early_stopping
+    state = sum(p.nbytes for p in model.parameters()) * copies
+    epochs = len(estimator.loss_curve_) * (1 + estimator.early_stopping)
+    assert state <= len(blob) <= state + 2500 + 120 * len(model.parameters()) * copies \
+        + 10 * epochs, (len(blob), state)
+    twin = pickle.loads(blob)
+    assert twin.model_._plan_cache is None
+    np.testing.assert_array_equal(twin.predict(X), estimator.predict(X))
+
+
+_CHILD = """
+import pickle, sys, warnings
+import nncore
+warnings.simplefilter("ignore")
+assert nncore.get_num_threads() == {threads}, nncore.get_num_threads()
+with open(sys.argv[1], "rb") as f:
+    estimator, X, y = pickle.load(f)
+out = [estimator.predict_proba(X) if hasattr(estimator, "predict_proba") else
+       estimator.predict(X)]
+estimator.partial_fit(X, y)
+out.append(estimator.predict(X))
+estimator.set_params(warm_start=True, max_iter=2).fit(X, y)
+out += [estimator.predict(X), estimator.loss_curve_, estimator.t_]
+out += [p for p in estimator.model_.parameters()]
+with open(sys.argv[1], "wb") as f:
+    pickle.dump(out, f)
+"""
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_unpickled_in_a_process_of_another_thread_count(tmp_path, kind):
+    """A fitted estimator unpickled in a fresh process whose default is one thread
+    (OMP_NUM_THREADS=1) predicts bitwise what the original predicts on two, and
+    partial_fit and a warm_start fit there continue bitwise as they do here."""
+    import os
+    import nncore
+    X, y = wide_data()
+    if kind == "classifier":
+        estimator = NNClassifier(**WIDE)
+    else:
+        estimator, y = NNRegressor(**WIDE), X[:, :3] * 2.0
+    with nncore.threads(2):
+        estimator.fit(X, y)
+    path = tmp_path / "estimator.pkl"
+    path.write_bytes(pickle.dumps((estimator, X, y)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _CHILD.format(threads=1), str(path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    there = pickle.loads(path.read_bytes())
+    with nncore.threads(2):
+        here = [estimator.predict_proba(X) if kind == "classifier" else
+                estimator.predict(X)]
+        estimator.partial_fit(X, y)
+        here.append(estimator.predict(X))
+        estimator.set_params(warm_start=True, max_iter=2).fit(X, y)
+        here += [estimator.predict(X), estimator.loss_curve_, estimator.t_]
+        here += [p for p in estimator.model_.parameters()]
+    assert len(there) == len(here)
+    for a, b in zip(there, here):
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        else:
+            assert a == b
 
 
 def test_random_state_reproducible():
