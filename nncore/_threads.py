@@ -25,7 +25,7 @@ The count, first match wins:
    setting belongs to the calling thread), else the CPUs this process may use;
    1 in a build without OpenMP. scikit-learn reads it the same way.
 
-A long run (`fit`) at the default count (4.) may use fewer threads: `Tuner`.
+A long run (`fit`) at the default count (4. or 5.) may use fewer threads: `Tuner`.
 """
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def threads(n: int) -> Iterator[None]:
 
 
 def default_is_used() -> bool:
-    """True when get_num_threads() is the default (4. above), which a Tuner may lower."""
+    """True when get_num_threads() is the default (4. or 5. above), which a Tuner may lower."""
     return not _forked_serial and _override.get() is None and _num_threads is None
 
 
