@@ -90,8 +90,9 @@ def test_digits_file_is_package_data():
     assert "CC BY 4.0" in (data / "README.md").read_text(encoding="utf-8")
 
 
-TYPED_MODULES = ["nncore._threads", "nncore.datasets", "nncore.gradcheck", "nncore.init",
-                 "nncore.losses"]
+TYPED_MODULES = ["nncore._threads", "nncore.datasets", "nncore.functional", "nncore.gradcheck",
+                 "nncore.init", "nncore.layers", "nncore.losses", "nncore.optim",
+                 "nncore.reference"]
 # What importing a typed module needs beyond nncore's own dependencies.
 NEEDS = {"nncore.sklearn": "sklearn"}
 # Public callables compiled by Cython: they carry no Python annotations (type checkers
