@@ -90,9 +90,12 @@ def test_digits_file_is_package_data():
     assert "CC BY 4.0" in (data / "README.md").read_text(encoding="utf-8")
 
 
-TYPED_MODULES = ["nncore._threads", "nncore.datasets", "nncore.functional", "nncore.gradcheck",
-                 "nncore.init", "nncore.layers", "nncore.losses", "nncore.optim",
-                 "nncore.reference"]
+# The public API: nncore's exports (nncore.__all__, what nncore._config and
+# nncore._threads define among them) and its public modules.
+TYPED_MODULES = ["nncore", "nncore._config", "nncore._threads", "nncore.callbacks",
+                 "nncore.datasets", "nncore.functional", "nncore.gradcheck", "nncore.init",
+                 "nncore.io", "nncore.layers", "nncore.losses", "nncore.model", "nncore.optim",
+                 "nncore.reference", "nncore.schema", "nncore.training"]
 # What importing a typed module needs beyond nncore's own dependencies.
 NEEDS = {"nncore.sklearn": "sklearn"}
 # Public callables compiled by Cython: they carry no Python annotations (type checkers
