@@ -91,11 +91,13 @@ def test_digits_file_is_package_data():
 
 
 # The public API: nncore's exports (nncore.__all__, what nncore._config and
-# nncore._threads define among them) and its public modules.
+# nncore._threads define among them) and its public modules. Not typed: nncore.cli (the
+# command line) and the private helpers.
 TYPED_MODULES = ["nncore", "nncore._config", "nncore._threads", "nncore.callbacks",
-                 "nncore.datasets", "nncore.functional", "nncore.gradcheck", "nncore.init",
-                 "nncore.io", "nncore.layers", "nncore.losses", "nncore.model", "nncore.optim",
-                 "nncore.reference", "nncore.schema", "nncore.training"]
+                 "nncore.datasets", "nncore.distributed", "nncore.functional",
+                 "nncore.gradcheck", "nncore.init", "nncore.io", "nncore.layers",
+                 "nncore.losses", "nncore.model", "nncore.optim", "nncore.plot",
+                 "nncore.reference", "nncore.schema", "nncore.sklearn", "nncore.training"]
 # What importing a typed module needs beyond nncore's own dependencies.
 NEEDS = {"nncore.sklearn": "sklearn"}
 # Public callables compiled by Cython: they carry no Python annotations (type checkers
