@@ -1,30 +1,38 @@
 """Argument checks shared by nncore.functional: each error names the argument,
 what was expected and what was given, and is raised before compiled code runs."""
+from __future__ import annotations
+
 import math
 import numbers
 import warnings
 
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BACKENDS = ("compiled", "numpy")
 
 
-def asarray(x, name):
+def asarray(x: npt.ArrayLike, name: str) -> np.ndarray:
     """np.asarray(x), with a ValueError naming the argument for a ragged list (NumPy
     >= 1.24 raises for one; older NumPy makes an object array and warns)."""
     ragged = (f"{name} is ragged (rows of different lengths, or numbers mixed with "
               f"sequences): pass a rectangular array")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", getattr(np, "VisibleDeprecationWarning", None)
-                                  or np.exceptions.VisibleDeprecationWarning)
+            warnings.simplefilter(            # (np.exceptions: NumPy >= 1.25)
+                "error", getattr(np, "VisibleDeprecationWarning", None)
+                or np.exceptions.VisibleDeprecationWarning)  # type: ignore[attr-defined]
             return np.asarray(x)
     except (ValueError, Warning) as e:
         raise ValueError(f"{ragged} ({e})") from None
 
 
-def float_array(x, name, ndim=None):
+def float_array(x: npt.ArrayLike, name: str, ndim: int | None = None) -> np.ndarray:
     """x as a float32/float64 ndarray (array-likes converted, never cast)."""
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple, numbers.Real)):
@@ -38,7 +46,7 @@ def float_array(x, name, ndim=None):
     return x
 
 
-def same_dtype(**arrays):
+def same_dtype(**arrays: np.ndarray) -> np.dtype:
     """All arrays share one dtype (nncore never mixes precisions); returns it."""
     items = iter(arrays.items())
     first_name, first = next(items)
@@ -50,7 +58,7 @@ def same_dtype(**arrays):
     return dtype
 
 
-def shape(x, name, expected):
+def shape(x: np.ndarray, name: str, expected: Sequence[int | None]) -> np.ndarray:
     """x.shape == expected (None in expected matches any length)."""
     if x.shape == expected:
         return x
@@ -62,7 +70,8 @@ def shape(x, name, expected):
     return x
 
 
-def out_array(out, name, expected_shape, dtype):
+def out_array(out: object, name: str, expected_shape: tuple[int, ...],
+              dtype: npt.DTypeLike) -> np.ndarray:
     """An output array: None (allocate) or a writeable C-contiguous ndarray."""
     if out is None:
         return np.empty(expected_shape, dtype=dtype)
@@ -78,12 +87,12 @@ def out_array(out, name, expected_shape, dtype):
     return out
 
 
-def contiguous(x):
+def contiguous(x: np.ndarray) -> np.ndarray:
     """A C-contiguous view of x, or a copy when it has none."""
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
-def unaliased(x, *outs):
+def unaliased(x: np.ndarray, *outs: np.ndarray | None) -> np.ndarray:
     """x, copied if it may share memory with any of outs (kernels write outs while reading x)."""
     for out in outs:
         if out is not None and np.may_share_memory(x, out):
@@ -91,7 +100,7 @@ def unaliased(x, *outs):
     return x
 
 
-def strided_ok(x):
+def strided_ok(x: np.ndarray) -> np.ndarray:
     """x, copied if a stride is not a whole number of elements (from as_strided)."""
     if x.flags.c_contiguous:
         return x
@@ -102,7 +111,8 @@ def strided_ok(x):
     return x
 
 
-def real_scalar(value, name, *, positive=False, nonnegative=False):
+def real_scalar(value: object, name: str, *, positive: bool = False,
+                nonnegative: bool = False) -> float:
     """A Python float from a real number (bool refused)."""
     if type(value) is not float:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -117,18 +127,18 @@ def real_scalar(value, name, *, positive=False, nonnegative=False):
     return value
 
 
-def choice(value, name, options):
+def choice(value: object, name: str, options: Collection[str]) -> str:
     """value is one of options (a ValueError lists them)."""
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
     return value
 
 
-def backend(value):
+def backend(value: object) -> str:
     return choice(value, "backend", BACKENDS)
 
 
-def _as_array(x, name):
+def _as_array(x: object, name: str) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, (list, tuple)):
@@ -136,7 +146,8 @@ def _as_array(x, name):
     raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
 
 
-def class_labels(y, name, n_samples, n_classes, what):
+def class_labels(y: object, name: str, n_samples: int, n_classes: int,
+                 what: str) -> np.ndarray:
     """Integer class labels (n_samples,) in [0, n_classes), as C-contiguous intp.
     Any integer dtype is accepted; floats (even whole-valued) and bools are refused."""
     y = _as_array(y, name)
@@ -152,7 +163,8 @@ def class_labels(y, name, n_samples, n_classes, what):
     return np.ascontiguousarray(y, dtype=np.intp)
 
 
-def float_target(t, name, expected_shape, dtype, what):
+def float_target(t: object, name: str, expected_shape: tuple[int, ...],
+                 dtype: npt.DTypeLike, what: str) -> np.ndarray:
     """A floating target of expected_shape, converted to dtype, C-contiguous."""
     t = _as_array(t, name)
     if t.dtype.kind != "f":
@@ -161,7 +173,7 @@ def float_target(t, name, expected_shape, dtype, what):
     return np.ascontiguousarray(t, dtype=dtype)
 
 
-def sample_weights(w, name, n_samples):
+def sample_weights(w: object, name: str, n_samples: int) -> np.ndarray:
     """Sample weights (n_samples,) as float64: finite, >= 0, not all zero."""
     w = _as_array(w, name)
     if w.dtype.kind not in "iuf":
@@ -178,7 +190,8 @@ def sample_weights(w, name, n_samples):
     return w
 
 
-def model_inputs(x, name, n_inputs, dtype, finite=None):
+def model_inputs(x: npt.ArrayLike, name: str, n_inputs: int, dtype: np.dtype,
+                 finite: Callable[[np.ndarray], bool] | None = None) -> np.ndarray:
     """A model's inputs: real numbers, 2-D (n_samples, n_inputs), as a C-contiguous
     array of dtype with no NaN or inf. Values that are finite but beyond dtype's range
     (a float64 1e300 for a float32 model) are refused as such, not as "NaN or inf".
@@ -205,7 +218,7 @@ def model_inputs(x, name, n_inputs, dtype, finite=None):
     return converted
 
 
-def all_finite(x, rows=4096):
+def all_finite(x: npt.ArrayLike, rows: int = 4096) -> bool:
     """True when x holds no NaN or inf; checked in blocks of rows so the
     temporary mask stays small (a full mask of a large X would double its memory)."""
     x = np.asarray(x)

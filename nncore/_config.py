@@ -1,7 +1,10 @@
 """nncore.show_config(): what this build and process use; nncore.get_include(): where its
 C API is."""
+from __future__ import annotations
+
 import os
 import sys
+from typing import IO, Any
 
 import numpy as np
 
@@ -11,7 +14,7 @@ from nncore._kernels.openmp import omp_max_threads, openmp_enabled
 from nncore._threads import forked_child_serial, get_num_threads
 
 
-def config():
+def config() -> dict[str, Any]:
     """The configuration as a dict (the fields show_config prints)."""
     return {
         "version": __version__,
@@ -26,7 +29,7 @@ def config():
     }
 
 
-def get_include():
+def get_include() -> str:
     """The directory to pass to Cython and to the C compiler with -I to build against
     nncore's C API (`from nncore.kernels cimport ...`, see docs/c-api.md), as
     numpy.get_include() is for NumPy's.
@@ -39,7 +42,7 @@ def get_include():
     return os.path.dirname(os.path.dirname(kernels_dir))
 
 
-def show_config(file=None):
+def show_config(file: IO[str] | None = None) -> None:
     """Print version, OpenMP, SIMD path and thread count."""
     for key, value in config().items():
         print(f"{key:>16}: {value}", file=file or sys.stdout)

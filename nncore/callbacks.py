@@ -16,41 +16,56 @@ defines: a callback with batch hooks gets every batch (one return to Python per
 batch); one with only epoch or train hooks one return per epoch; the batch loop stays
 in C between. Whatever the callbacks, the weights are bitwise the same.
 """
+from __future__ import annotations
+
 import csv
 import math
 import os
 import sys
 import time
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nncore.datasets import PathLike
+    from nncore.model import Sequential
+    from nncore.optim import Optimizer
 
 
 class History:
     """Per-epoch metrics: history['loss'], history['val_loss'], history['accuracy'], ..."""
 
-    def __init__(self):
+    epoch: list[int]
+    history: dict[str, list[float]]
+    stopped_early: bool
+    interrupted: bool
+
+    def __init__(self) -> None:
         self.epoch = []
         self.history = {}
         self.stopped_early = False
         self.interrupted = False
 
-    def append(self, epoch, logs):
+    def append(self, epoch: int, logs: Mapping[str, float]) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def extend(self, epochs, metrics):
+    def extend(self, epochs: Iterable[int], metrics: Mapping[str, Iterable[float]]) -> None:
         """Append several epochs at once: metrics {key: [value per epoch]}."""
         epochs = list(epochs)
         self.epoch.extend(epochs)
         for key, values in metrics.items():
             self.history.setdefault(key, []).extend(values)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> list[float]:
         return self.history[key]
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         return key in self.history
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, metrics={sorted(self.history)})"
 
 
@@ -59,31 +74,31 @@ BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
 
 class Callback:
     """Base class: override the hooks you need (Keras' names and signatures)."""
-    model = None
+    model: Sequential | None = None      # the model being trained, set before on_train_begin
 
-    def set_model(self, model):
+    def set_model(self, model: Sequential) -> None:
         self.model = model
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
     @property
-    def batch_events(self):
+    def batch_events(self) -> bool:
         """True when the callback defines a batch hook (fit then returns per batch)."""
         return any(name in vars(self) or getattr(type(self), name) is not getattr(Callback, name)
                    for name in BATCH_HOOKS)
@@ -96,9 +111,14 @@ class LambdaCallback(Callback):
     HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
              "on_train_batch_begin", "on_train_batch_end")
 
-    def __init__(self, on_train_begin=None, on_train_end=None, on_epoch_begin=None,
-                 on_epoch_end=None, on_train_batch_begin=None, on_train_batch_end=None,
-                 on_batch_begin=None, on_batch_end=None):
+    def __init__(self, on_train_begin: Callable[[dict[str, Any]], object] | None = None,
+                 on_train_end: Callable[[dict[str, Any]], object] | None = None,
+                 on_epoch_begin: Callable[[int, dict[str, Any]], object] | None = None,
+                 on_epoch_end: Callable[[int, dict[str, Any]], object] | None = None,
+                 on_train_batch_begin: Callable[[int, dict[str, Any]], object] | None = None,
+                 on_train_batch_end: Callable[[int, dict[str, Any]], object] | None = None,
+                 on_batch_begin: Callable[[int, dict[str, Any]], object] | None = None,
+                 on_batch_end: Callable[[int, dict[str, Any]], object] | None = None) -> None:
         given = dict(on_train_begin=on_train_begin, on_train_end=on_train_end,
                      on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
                      on_train_batch_begin=on_train_batch_begin or on_batch_begin,
@@ -110,26 +130,26 @@ class LambdaCallback(Callback):
                 setattr(self, name, fn)
 
 
-def _monitor_mode(monitor, mode):
+def _monitor_mode(monitor: str, mode: str) -> str:
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
     return mode if mode != "auto" else ("max" if "acc" in monitor else "min")
 
 
-def _monitored(logs, monitor, who):
+def _monitored(logs: Mapping[str, float], monitor: str, who: str) -> float:
     if monitor not in logs:
         raise ValueError(f"{who} monitors {monitor!r} but the logs hold {sorted(logs)} "
                          f"(val_* needs validation_data or validation_split)")
     return logs[monitor]
 
 
-def _count(value, name):
+def _count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     return value
 
 
-def _nonnegative(value, name):
+def _nonnegative(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     return float(value)
@@ -143,38 +163,45 @@ class EarlyStopping(Callback):
     restore_best_weights puts back the weights of the best epoch when training stops.
     """
 
-    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
-                 restore_best_weights=False):
+    best: float
+    best_epoch: int | None
+    wait: int
+    best_weights: list[np.ndarray] | None
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best_weights: bool = False) -> None:
         self.monitor = monitor
         self.patience = _count(patience, "patience")
         self.min_delta = _nonnegative(min_delta, "min_delta")
         self.mode = _monitor_mode(monitor, mode)
         self.restore_best_weights = restore_best_weights
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch, self.wait, self.best_weights = None, 0, None
 
-    def _improved(self, value):
+    def _improved(self, value: float) -> bool:
         if self.mode == "min":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        model: Sequential = self.model              # type: ignore[assignment]  # set by fit
         value = _monitored(logs or {}, self.monitor, "EarlyStopping")
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self.best_weights = [p.copy() for p in self.model.parameters()]
+                self.best_weights = [p.copy() for p in model.parameters()]
         else:
             self.wait += 1
             if self.wait >= max(self.patience, 1):
-                self.model.stop_training = True
-                self.model.history.stopped_early = True
+                model.stop_training = True
+                model.history.stopped_early = True          # type: ignore[union-attr]
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
-            for p, best in zip(self.model.parameters(), self.best_weights):
+            model: Sequential = self.model          # type: ignore[assignment]  # set by fit
+            for p, best in zip(model.parameters(), self.best_weights):
                 p[...] = best
 
 
@@ -190,7 +217,8 @@ class ModelCheckpoint(Callback):
     leaves a damaged checkpoint. filepath may hold Keras-style fields filled from the
     epoch (1-based) and the logs, e.g. "ckpt-{epoch:03d}-{val_loss:.3f}.npz"."""
 
-    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto"):
+    def __init__(self, filepath: str | os.PathLike[str], monitor: str = "val_loss",
+                 save_best_only: bool = False, mode: str = "auto") -> None:
         if not isinstance(filepath, (str, os.PathLike)):
             raise TypeError(f"filepath must be a str or os.PathLike, got "
                             f"{type(filepath).__name__}")
@@ -200,14 +228,15 @@ class ModelCheckpoint(Callback):
         self.mode = _monitor_mode(monitor, mode)
         self.best = math.inf if self.mode == "min" else -math.inf
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         if self.save_best_only:
             value = _monitored(logs, self.monitor, "ModelCheckpoint")
             if not (value < self.best if self.mode == "min" else value > self.best):
                 return
             self.best = value
-        self.model.save(self.filepath.format(epoch=epoch + 1, **logs))
+        model: Sequential = self.model              # type: ignore[assignment]  # set by fit
+        model.save(self.filepath.format(epoch=epoch + 1, **logs))
 
 
 class ReduceLROnPlateau(Callback):
@@ -215,8 +244,13 @@ class ReduceLROnPlateau(Callback):
     than min_delta for `patience` epochs, then wait `cooldown` epochs; never below
     min_lr (Keras' ReduceLROnPlateau)."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto",
-                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+    best: float
+    wait: int
+    cooldown_left: int
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
+                 min_lr: float = 0.0) -> None:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or \
                 not 0 < factor < 1:
             raise ValueError(f"factor must lie in (0, 1), got {factor!r}")
@@ -227,11 +261,11 @@ class ReduceLROnPlateau(Callback):
         self.min_lr = _nonnegative(min_lr, "min_lr")
         self.mode = _monitor_mode(monitor, mode)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
         self.wait = self.cooldown_left = 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = _monitored(logs or {}, self.monitor, "ReduceLROnPlateau")
         improved = (value < self.best - self.min_delta if self.mode == "min"
                     else value > self.best + self.min_delta)
@@ -243,7 +277,7 @@ class ReduceLROnPlateau(Callback):
         elif self.cooldown_left == 0:
             self.wait += 1
             if self.wait >= max(self.patience, 1):
-                optimizer = self.model.optimizer
+                optimizer: Optimizer = self.model.optimizer  # type: ignore[union-attr,assignment]
                 optimizer.lr = max(optimizer.lr * self.factor, self.min_lr) or optimizer.lr
                 self.cooldown_left, self.wait = self.cooldown, 0
 
@@ -252,13 +286,13 @@ class LearningRateScheduler(Callback):
     """Set the optimizer's lr to schedule(epoch, lr) at the start of each epoch (Keras'
     LearningRateScheduler; epoch from 0 in each fit call)."""
 
-    def __init__(self, schedule):
+    def __init__(self, schedule: Callable[[int, float], float]) -> None:
         if not callable(schedule):
             raise TypeError(f"schedule must be callable (epoch, lr) -> lr, got {schedule!r}")
         self.schedule = schedule
 
-    def on_epoch_begin(self, epoch, logs=None):
-        optimizer = self.model.optimizer
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        optimizer: Optimizer = self.model.optimizer   # type: ignore[union-attr,assignment]
         lr = self.schedule(epoch, optimizer.lr)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
                 math.isfinite(lr) and lr > 0):
@@ -271,62 +305,74 @@ class CSVLogger(Callback):
     """One CSV row per epoch: epoch, then the logs' keys in sorted order (Keras'
     CSVLogger); append=True continues an existing file."""
 
-    def __init__(self, filename, separator=",", append=False):
+    file: IO[str]
+    writer: Any                        # a csv writer, made at the first epoch's end
+    keys: list[str] | None
+    header: bool
+
+    def __init__(self, filename: str | os.PathLike[str], separator: str = ",",
+                 append: bool = False) -> None:
         self.filename, self.separator, self.append = os.fspath(filename), separator, append
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         exists = self.append and os.path.exists(self.filename) and \
             os.path.getsize(self.filename) > 0
         self.file = open(self.filename, "a" if self.append else "w", newline="")
         self.writer, self.keys, self.header = None, None, not exists
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         if self.writer is None:
             self.keys = sorted(logs)
             self.writer = csv.writer(self.file, delimiter=self.separator)
             if self.header:
                 self.writer.writerow(["epoch"] + self.keys)
-        self.writer.writerow([epoch] + [logs.get(k, "NA") for k in self.keys])
+        keys: list[str] = self.keys                   # type: ignore[assignment]  # set above
+        self.writer.writerow([epoch] + [logs.get(k, "NA") for k in keys])
         self.file.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.file.close()
 
 
 class ProgressDisplay(Callback):
     """A progress bar with loss and samples/s on a terminal; one line per epoch otherwise."""
 
-    def __init__(self, epochs, n_batches, n_samples, file=None, bar=None):
+    t0: float
+    seen: int
+
+    def __init__(self, epochs: int, n_batches: int, n_samples: int, file: IO[str] | None = None,
+                 bar: bool | None = None) -> None:
         self.file = file or sys.stdout
         self.epochs, self.n_batches, self.n_samples = epochs, n_batches, n_samples
         self.bar = self.file.isatty() if bar is None else bar
 
     @property
-    def batch_events(self):
+    def batch_events(self) -> bool:
         return self.bar
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.t0 = time.perf_counter()
         self.seen = 0
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += logs["size"]
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.seen += logs["size"]                   # type: ignore[index]  # fit passes logs
         if self.bar and (batch % max(1, self.n_batches // 50) == 0 or batch == self.n_batches - 1):
             done = (batch + 1) / self.n_batches
             width = 30
             filled = int(width * done)
             rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
-            self.file.write(f"\repoch {logs['epoch'] + 1}/{self.epochs} "
+            epoch, loss = logs["epoch"], logs["loss"]   # type: ignore[index]
+            self.file.write(f"\repoch {epoch + 1}/{self.epochs} "
                             f"[{'=' * filled}{'.' * (width - filled)}] "
-                            f"loss {logs['loss']:.4f}  {rate:,.0f} samples/s")
+                            f"loss {loss:.4f}  {rate:,.0f} samples/s")
             self.file.flush()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.bar:
             self.seen += self.n_samples
         rate = self.seen / max(time.perf_counter() - self.t0, 1e-9)
-        parts = [f"{k} {v:.4f}" for k, v in logs.items()]
+        parts = [f"{k} {v:.4f}" for k, v in logs.items()]  # type: ignore[union-attr]
         prefix = "\r" if self.bar else ""
         self.file.write(f"{prefix}epoch {epoch + 1}/{self.epochs}  " + "  ".join(parts)
                         + f"  {rate:,.0f} samples/s" + (" " * 10 if self.bar else "") + "\n")

@@ -635,8 +635,8 @@ class Standardizer:
 
     @property
     def scale(self) -> np.ndarray:
-        self._check_fitted()
-        return np.where(self.std > 0, self.std, 1.0)
+        _, std = self._fitted()
+        return np.where(std > 0, std, 1.0)
 
     def fit(self, X: npt.ArrayLike) -> Standardizer:
         X = self._array(X, "X")
@@ -647,19 +647,19 @@ class Standardizer:
         return self
 
     def transform(self, X: npt.ArrayLike) -> np.ndarray:
-        X = self._checked(X)
-        return ((X - self.mean) / self.scale).astype(self._out_dtype(X), copy=False)
+        X, mean = self._checked(X)
+        return ((X - mean) / self.scale).astype(self._out_dtype(X), copy=False)
 
     def inverse_transform(self, X: npt.ArrayLike) -> np.ndarray:
-        X = self._checked(X)
-        return (X * self.scale + self.mean).astype(self._out_dtype(X), copy=False)
+        X, mean = self._checked(X)
+        return (X * self.scale + mean).astype(self._out_dtype(X), copy=False)
 
     def fit_transform(self, X: npt.ArrayLike) -> np.ndarray:
         return self.fit(X).transform(X)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        self._check_fitted()
-        return {"mean": self.mean.copy(), "std": self.std.copy()}
+        mean, std = self._fitted()
+        return {"mean": mean.copy(), "std": std.copy()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, npt.ArrayLike]) -> Standardizer:
@@ -674,12 +674,14 @@ class Standardizer:
         self.mean, self.std = mean.copy(), std.copy()
         return self
 
-    def _check_fitted(self):
-        if self.mean is None:
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std); RuntimeError before fit."""
+        if self.mean is None or self.std is None:
             raise RuntimeError("the Standardizer is not fitted: call fit(X) first")
+        return self.mean, self.std
 
     @staticmethod
-    def _array(X, name):
+    def _array(X: npt.ArrayLike, name: str) -> np.ndarray:
         X = np.asarray(X)
         if X.dtype.kind not in "fiu":
             raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
@@ -689,14 +691,15 @@ class Standardizer:
             raise ValueError(f"{name} contains NaN or inf")
         return X
 
-    def _checked(self, X):
-        self._check_fitted()
+    def _checked(self, X: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """(X checked, mean)."""
+        mean, _ = self._fitted()
         X = self._array(X, "X")
-        if X.shape[1] != self.mean.shape[0]:
+        if X.shape[1] != mean.shape[0]:
             raise ValueError(f"X has {X.shape[1]} features, the Standardizer was fitted on "
-                             f"{self.mean.shape[0]}")
-        return X
+                             f"{mean.shape[0]}")
+        return X, mean
 
     @staticmethod
-    def _out_dtype(X):
+    def _out_dtype(X: np.ndarray) -> npt.DTypeLike:
         return X.dtype if X.dtype.kind == "f" else np.float64

@@ -22,13 +22,25 @@ Run scripts with ``python -m mpi4py`` so that an exception outside fit aborts th
 
 mpi4py is imported by these functions, never by ``import nncore``.
 """
+from __future__ import annotations
+
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nncore import training
 from nncore._sharded import shard_sizes
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from mpi4py import MPI
+
+    from nncore.callbacks import Callback, History
+    from nncore.losses import Loss
+    from nncore.model import Sequential
+    from nncore.optim import Optimizer
 
 __all__ = ["fit", "shard_rows", "threads_per_rank", "RankFailed"]
 
@@ -42,12 +54,12 @@ class RankFailed(RuntimeError):
     processes still running stop with this error. rank: the one that failed (None
     when it cannot be told)."""
 
-    def __init__(self, message, rank=None):
+    def __init__(self, message: str, rank: int | None = None) -> None:
         super().__init__(message)
         self.rank = rank
 
 
-def _mpi():
+def _mpi() -> Any:
     try:
         from mpi4py import MPI
     except ImportError:
@@ -56,12 +68,12 @@ def _mpi():
     return MPI
 
 
-def _comm(comm):
+def _comm(comm: MPI.Comm | None) -> MPI.Comm:
     MPI = _mpi()
     return MPI.COMM_WORLD if comm is None else comm
 
 
-def shard_rows(n, grad_shards, comm=None):
+def shard_rows(n: int, grad_shards: int, comm: MPI.Comm | None = None) -> slice:
     """The slice of the n rows of the whole training set that this process loads
     (and passes to fit): its grad_shards / P contiguous shards, numpy.array_split's
     sizes."""
@@ -76,7 +88,7 @@ def shard_rows(n, grad_shards, comm=None):
     return slice(sum(sizes[:r * per]), sum(sizes[:(r + 1) * per]))
 
 
-def threads_per_rank(comm=None):
+def threads_per_rank(comm: MPI.Comm | None = None) -> int:
     """The cores this process may use divided by the processes of the job on this
     host (MPI's shared-memory split), at least 1. Collective: every process of comm
     calls it."""
@@ -258,9 +270,14 @@ class _MPIExchange:
             self.comm.Free()
 
 
-def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
-        grad_shards=None, sample_weight=None, shuffle=True, callbacks=None, verbose=0,
-        validation_data=None, comm=None, n_threads=None, timeout=60.0):
+def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
+        loss: str | Loss | None = None, optimizer: Optimizer | None = None, epochs: int = 1,
+        batch_size: int | None = 32, grad_shards: int | None = None,
+        sample_weight: npt.ArrayLike | None = None, shuffle: bool = True,
+        callbacks: list[Callback] | tuple[Callback, ...] | None = None, verbose: int = 0,
+        validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+        comm: MPI.Comm | None = None, n_threads: int | None = None,
+        timeout: float = 60.0) -> History:
     """Train `model` data-parallel over the processes of `comm`; returns its History,
     the same on every process.
 

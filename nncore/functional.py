@@ -7,8 +7,11 @@ raises ValueError/TypeError naming the argument before any compiled code
 runs. float32 and float64 are supported; arguments of one call share one
 dtype.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -18,11 +21,37 @@ from nncore._kernels import (activations as _activations, codes as _codes, dense
                              optim as _optim)
 from nncore._threads import resolve_num_threads
 
+if TYPE_CHECKING:
+    from typing import Protocol
 
-_TYPED = {}
+    import numpy.typing as npt
+
+    class TrainPlan(Protocol):
+        """What train_plan returns: the compiled StepPlan or reference.StepPlan."""
+        batch_max: int
+
+        def step(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
+                 w: np.ndarray | None, lr: float, step: int,
+                 n_threads: int, /) -> tuple[int, float, float, int]: ...
+
+        def gradients(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
+                      w: np.ndarray | None, n_threads: int, /,
+                      scale: np.ndarray | None = ..., l2: bool = ...,
+                      ) -> tuple[int, float, float]: ...
+
+        def apply(self, lr: float, step: int, n_threads: int, /) -> tuple[int, int]: ...
+
+        def run(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
+                w: np.ndarray | None, orders: np.ndarray | None, batch_size: int,
+                lrs: np.ndarray, sums: np.ndarray, epoch: int, batch: int,
+                max_batches: int, seconds: float, step: int, n_threads: int, /,
+                ) -> tuple[int, int, int, float, float, int]: ...
 
 
-def _typed(kernel, dtype):
+_TYPED: dict[tuple[Any, str], Callable[..., Any]] = {}
+
+
+def _typed(kernel: Any, dtype: np.dtype) -> Callable[..., Any]:
     """The float or double specialization of a fused Cython kernel: calling it
     directly skips Cython's per-call signature dispatch (~1-1.5 us)."""
     key = (kernel, dtype.char)
@@ -34,8 +63,9 @@ def _typed(kernel, dtype):
 
 # ---- gemm -------------------------------------------------------------------
 
-def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
-         backend="compiled", n_threads=None):
+def gemm(a: npt.ArrayLike, b: npt.ArrayLike, out: np.ndarray | None = None, *,
+         trans_a: bool = False, trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0,
+         backend: str = "compiled", n_threads: int | None = None) -> np.ndarray:
     """C = alpha * op(A) @ op(B) + beta * C.
 
     Parameters
@@ -81,18 +111,18 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0,
 ACTIVATIONS = reference.ACTIVATIONS
 
 
-def _activation(name, slope):
+def _activation(name: str, slope: float) -> tuple[int, float]:
     """(kernel code, slope as float) for an activation name."""
     _checks.choice(name, "activation", ACTIVATIONS)
     return _codes.ACTIVATIONS[name], _checks.real_scalar(slope, "slope")
 
 
-def _rows(x):
+def _rows(x: np.ndarray) -> np.ndarray:
     """x as a 2-D (rows, last axis) view (rows counted, not inferred: x may be empty)."""
     return x.reshape(math.prod(x.shape[:-1]), x.shape[-1]) if x.ndim != 2 else x
 
 
-def _input(x, name, ndim=None):
+def _input(x: npt.ArrayLike, name: str, ndim: int | None = None) -> np.ndarray:
     """A float array, made C-contiguous (copied only when it is not)."""
     x = _checks.float_array(x, name, ndim)
     if ndim is None and x.ndim == 0:
@@ -100,7 +130,9 @@ def _input(x, name, ndim=None):
     return _checks.contiguous(x)
 
 
-def activation_forward(name, z, out=None, *, slope=0.01, backend="compiled", n_threads=None):
+def activation_forward(name: str, z: npt.ArrayLike, out: np.ndarray | None = None, *,
+                       slope: float = 0.01, backend: str = "compiled",
+                       n_threads: int | None = None) -> np.ndarray:
     """a = f(z): identity, step, sigmoid, tanh, relu, leaky_relu, softplus, softmax.
 
     Parameters
@@ -127,8 +159,9 @@ def activation_forward(name, z, out=None, *, slope=0.01, backend="compiled", n_t
     return out
 
 
-def activation_backward(name, z, a, grad_a, out=None, *, slope=0.01,
-                        backend="compiled", n_threads=None):
+def activation_backward(name: str, z: npt.ArrayLike, a: npt.ArrayLike, grad_a: npt.ArrayLike,
+                        out: np.ndarray | None = None, *, slope: float = 0.01,
+                        backend: str = "compiled", n_threads: int | None = None) -> np.ndarray:
     """grad_z = grad_a * f'(z) (softmax: grad_z = a (grad_a - sum(grad_a a))).
 
     Parameters
@@ -160,7 +193,8 @@ def activation_backward(name, z, a, grad_a, out=None, *, slope=0.01,
 
 # ---- dense layer ------------------------------------------------------------
 
-def _dense_operands(x, weight):
+def _dense_operands(x: npt.ArrayLike,
+                    weight: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     x = _checks.float_array(x, "x", 2)
     weight = _checks.float_array(weight, "weight", 2)
     _checks.same_dtype(x=x, weight=weight)
@@ -170,8 +204,11 @@ def _dense_operands(x, weight):
     return _checks.strided_ok(x), _checks.strided_ok(weight)
 
 
-def dense_forward(x, weight, bias, activation, *, z_out=None, a_out=None, slope=0.01,
-                  backend="compiled", n_threads=None):
+def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None,
+                  activation: str, *, z_out: np.ndarray | None = None,
+                  a_out: np.ndarray | None = None, slope: float = 0.01,
+                  backend: str = "compiled",
+                  n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """z = x @ weight.T + bias, a = f(z), in one GEMM with a fused epilogue.
 
     Parameters
@@ -217,9 +254,13 @@ def dense_forward(x, weight, bias, activation, *, z_out=None, a_out=None, slope=
     return z, a
 
 
-def dense_backward(x, weight, z, a, grad_a, activation, *, grad_x=None, grad_weight=None,
-                   grad_bias=None, grad_z=None, need_grad_x=True, slope=0.01,
-                   backend="compiled", n_threads=None):
+def dense_backward(x: npt.ArrayLike, weight: npt.ArrayLike, z: npt.ArrayLike,
+                   a: npt.ArrayLike, grad_a: npt.ArrayLike, activation: str, *,
+                   grad_x: np.ndarray | None = None, grad_weight: np.ndarray | None = None,
+                   grad_bias: np.ndarray | None = None, grad_z: np.ndarray | None = None,
+                   need_grad_x: bool = True, slope: float = 0.01,
+                   backend: str = "compiled", n_threads: int | None = None,
+                   ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Backward through a = f(x @ weight.T + bias).
 
     grad_z = grad_a * f'(z); grad_weight = grad_z.T @ x; grad_bias = grad_z.sum(0);
@@ -269,7 +310,7 @@ LOSSES = reference.LOSSES
 _LABEL_LOSSES = ("softmax_cross_entropy", "hinge")
 
 
-def _row_scale(n, sample_weight):
+def _row_scale(n: int, sample_weight: npt.ArrayLike | None) -> np.ndarray:
     """s_i = 1/N, or w_i / sum(w) with the sum taken in row order (cumsum), as the
     fused training step takes it, so the two compiled paths agree bitwise."""
     if sample_weight is None:
@@ -278,8 +319,11 @@ def _row_scale(n, sample_weight):
     return w / np.cumsum(w)[-1]
 
 
-def loss_forward_backward(name, output, target, grad_out=None, *, sample_weight=None,
-                          backend="compiled", n_threads=None):
+def loss_forward_backward(name: str, output: npt.ArrayLike, target: npt.ArrayLike,
+                          grad_out: np.ndarray | None = None, *,
+                          sample_weight: npt.ArrayLike | None = None,
+                          backend: str = "compiled",
+                          n_threads: int | None = None) -> tuple[float, np.ndarray]:
     """L = sum_i s_i l_i(o_i, t_i) and grad_out = dL/d output, with s_i = 1/N,
     or s_i = w_i / sum(w) given sample_weight w.
 
@@ -356,7 +400,8 @@ def loss_forward_backward(name, output, target, grad_out=None, *, sample_weight=
     return float(value), grad_out
 
 
-def l2_penalty(weight, lam, grad_weight=None, *, backend="compiled", n_threads=None):
+def l2_penalty(weight: npt.ArrayLike, lam: float, grad_weight: np.ndarray | None = None, *,
+               backend: str = "compiled", n_threads: int | None = None) -> float:
     """value = 1/2 lam sum(W^2); grad_weight += lam W in place when given.
 
     The sum runs in double in index order; the update is computed in double
@@ -391,7 +436,7 @@ def l2_penalty(weight, lam, grad_weight=None, *, backend="compiled", n_threads=N
 
 # ---- optimizer updates --------------------------------------------------------
 
-def _updated_in_place(x, name, like=None):
+def _updated_in_place(x: object, name: str, like: np.ndarray | None = None) -> np.ndarray:
     """x is an ndarray nncore can update in place through a flat view: float32/64,
     C-contiguous, writeable, and (given `like`) of like's shape and dtype."""
     if not isinstance(x, np.ndarray):
@@ -409,7 +454,8 @@ def _updated_in_place(x, name, like=None):
     return x
 
 
-def _gradient(grad, param, *state):
+def _gradient(grad: npt.ArrayLike, param: np.ndarray,
+              *state: np.ndarray | None) -> np.ndarray:
     """grad checked against param; copied when it may share memory with an
     array the update writes, so the step always reads the gradient as passed."""
     grad = _checks.float_array(grad, "grad")
@@ -418,7 +464,7 @@ def _gradient(grad, param, *state):
     return _checks.unaliased(grad, param, *state)
 
 
-def _distinct(**arrays):
+def _distinct(**arrays: np.ndarray | None) -> None:
     """No two updated arrays share memory (one buffer cannot hold two states)."""
     items = [(k, v) for k, v in arrays.items() if v is not None]
     for i, (name_a, a) in enumerate(items):
@@ -428,14 +474,14 @@ def _distinct(**arrays):
                                  f"in place and needs its own array")
 
 
-def _beta(value, name):
+def _beta(value: object, name: str) -> float:
     value = _checks.real_scalar(value, name)
     if not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
     return value
 
 
-def _step_count(step):
+def _step_count(step: object) -> int:
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step must be an int >= 1 (the count after this update), "
                         f"got {type(step).__name__} {step!r}")
@@ -444,8 +490,10 @@ def _step_count(step):
     return int(step)
 
 
-def sgd_step(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False,
-             weight_decay=0.0, backend="compiled", n_threads=None):
+def sgd_step(param: np.ndarray, grad: npt.ArrayLike, velocity: np.ndarray | None = None, *,
+             lr: float, momentum: float = 0.0, nesterov: bool = False,
+             weight_decay: float = 0.0, backend: str = "compiled",
+             n_threads: int | None = None) -> None:
     """One SGD step in place, PyTorch's torch.optim.SGD with dampening 0:
 
         g = grad + weight_decay * param
@@ -505,8 +553,10 @@ def sgd_step(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False,
     return None
 
 
-def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-              weight_decay=0.0, backend="compiled", n_threads=None):
+def adam_step(param: np.ndarray, grad: npt.ArrayLike, m: np.ndarray, v: np.ndarray, *,
+              step: int, lr: float, beta1: float = 0.9, beta2: float = 0.999,
+              eps: float = 1e-8, weight_decay: float = 0.0,
+              backend: str = "compiled", n_threads: int | None = None) -> None:
     """One Adam step in place, PyTorch's torch.optim.Adam (L2 weight decay
     added to the gradient, not AdamW's decoupled decay); t = step:
 
@@ -568,8 +618,10 @@ def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     return None
 
 
-def rmsprop_step(param, grad, v, buf=None, *, lr, alpha=0.99, eps=1e-8, momentum=0.0,
-                 weight_decay=0.0, backend="compiled", n_threads=None):
+def rmsprop_step(param: np.ndarray, grad: npt.ArrayLike, v: np.ndarray,
+                 buf: np.ndarray | None = None, *, lr: float, alpha: float = 0.99,
+                 eps: float = 1e-8, momentum: float = 0.0, weight_decay: float = 0.0,
+                 backend: str = "compiled", n_threads: int | None = None) -> None:
     """One RMSprop step in place, PyTorch's torch.optim.RMSprop (centered=False):
 
         g = grad + weight_decay * param
@@ -627,17 +679,18 @@ def rmsprop_step(param, grad, v, buf=None, *, lr, alpha=0.99, eps=1e-8, momentum
 _PLAN_ARRAYS = ("weight", "bias", "grad_weight", "grad_bias", "z", "a", "grad_z", "grad_x")
 # Activations whose derivative the backward kernels can take from a alone: they read
 # z only through its sign (relu; leaky_relu with slope >= 0), or not at all.
-A_DERIVABLE = ("identity", "step", "sigmoid", "tanh", "relu", "leaky_relu")
+A_DERIVABLE: tuple[str, ...] = ("identity", "step", "sigmoid", "tanh", "relu", "leaky_relu")
 
 
-def a_derivable(activation, slope=0.0):
+def a_derivable(activation: str, slope: float = 0.0) -> bool:
     """True when f'(z) follows from a = f(z), so a can overwrite z."""
     return activation in A_DERIVABLE and (activation != "leaky_relu" or slope >= 0)
 
 
 # The update kernels a plan runs: {name: {hyper-parameter: check}} and which of the
 # two state slots each needs, given its hyper-parameters.
-_PLAN_OPTIMIZERS = {
+_PLAN_OPTIMIZERS: dict[str, tuple[dict[str, Callable[[Any, str], Any]],
+                                  Callable[[dict[str, Any]], tuple[str, ...]]]] = {
     "sgd": (dict(momentum=lambda v, n: _checks.real_scalar(v, n, nonnegative=True),
                  nesterov=lambda v, n: bool(v)),
             lambda h: (("state1",) if h["momentum"] else ())),
@@ -650,8 +703,10 @@ _PLAN_OPTIMIZERS = {
 }
 
 
-def train_plan(layers, *, loss, batch_max, optimizer="sgd", hyper=None, weight_decay=0.0,
-               l2=0.0, backend="compiled"):
+def train_plan(layers: Sequence[Mapping[str, Any]], *, loss: str, batch_max: int,
+               optimizer: str = "sgd", hyper: Mapping[str, Any] | None = None,
+               weight_decay: float = 0.0, l2: float = 0.0,
+               backend: str = "compiled") -> TrainPlan:
     """A training plan: whole training steps of a Dense stack, one call each.
 
     Each step: forward (a_l = f(a_{l-1} @ W_l.T + b_l)), loss + 1/2 l2 sum ||W||^2,
@@ -757,7 +812,8 @@ def train_plan(layers, *, loss, batch_max, optimizer="sgd", hyper=None, weight_d
 
 # ---- checks -------------------------------------------------------------------
 
-def all_finite(x, *, backend="compiled", n_threads=None):
+def all_finite(x: npt.ArrayLike, *, backend: str = "compiled",
+               n_threads: int | None = None) -> bool:
     """True when x (any shape, float32 or float64) holds no NaN and no inf.
 
     The compiled kernel reads x once without a temporary (np.isfinite(x).all()
@@ -773,7 +829,7 @@ def all_finite(x, *, backend="compiled", n_threads=None):
     return _checks.all_finite(x)
 
 
-def max_abs(x, *, backend="compiled"):
+def max_abs(x: npt.ArrayLike, *, backend: str = "compiled") -> float:
     """max |x_i| over x (any shape, float32 or float64; 0 when empty), or inf when x
     holds a NaN or an inf: the gradient check of the fused training step."""
     _checks.backend(backend)

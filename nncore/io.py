@@ -18,6 +18,8 @@ read(path) uses np.load(allow_pickle=False) and never unpickles; it raises
 ModelFileError, a ValueError, naming what is wrong, and OSError when the file
 cannot be opened.
 """
+from __future__ import annotations
+
 import contextlib
 import errno
 import json
@@ -26,10 +28,14 @@ import os
 import stat
 import tempfile
 import zipfile
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from nncore.schema import ModelFileError, check_layout, check_names, parse
+
+if TYPE_CHECKING:
+    from nncore.datasets import PathLike
 
 __all__ = ["ModelFileError", "read", "write"]
 
@@ -38,7 +44,7 @@ _TMP_PREFIX = ".nncore-"          # .nncore-<pid>-<random>.npz while a save writ
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")    # a zip with members, an empty zip
 
 
-def write(path, config, arrays):
+def write(path: PathLike, config: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Write config (a JSON-ready dict) and arrays ({name: ndarray}) to the .npz
     file `path` (used as given: no suffix added), atomically.
 
@@ -52,6 +58,7 @@ def write(path, config, arrays):
     folder = os.path.dirname(os.path.abspath(path))
     mode = _new_file_mode(path)
     _remove_stale_temporaries(folder)
+    fd: int | None
     try:
         fd, tmp = tempfile.mkstemp(suffix=".npz", prefix=f"{_TMP_PREFIX}{os.getpid()}-",
                                    dir=folder)
@@ -62,8 +69,9 @@ def write(path, config, arrays):
         with os.fdopen(fd, "wb") as f:
             fd = None
             # No allow_pickle=: NumPy < 2.2 would store it as an array; plain
-            # float and unicode arrays are never pickled anyway.
-            np.savez(f, config=np.array(text), **arrays)
+            # float and unicode arrays are never pickled anyway. (The type checker
+            # fears an array named allow_pickle; a model's are layers.* and optimizer.*.)
+            np.savez(f, config=np.array(text), **arrays)      # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -77,7 +85,7 @@ def write(path, config, arrays):
     _fsync_folder(folder)
 
 
-def _check_target(path):
+def _check_target(path: str) -> None:
     """A path save may replace: not empty, not a folder, not a read-only file (as
     np.save and torch.save refuse one: replacing it by rename would succeed)."""
     if not path:
@@ -89,7 +97,7 @@ def _check_target(path):
                                             "replace it", path)
 
 
-def _remove_stale_temporaries(folder):
+def _remove_stale_temporaries(folder: str) -> None:
     """Remove temporary files of ours that a killed save left in folder: named
     .nncore-<pid>-*.npz by a process that no longer runs."""
     try:
@@ -106,7 +114,7 @@ def _remove_stale_temporaries(folder):
             os.unlink(os.path.join(folder, name))
 
 
-def _alive(pid):
+def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:
@@ -118,7 +126,7 @@ def _alive(pid):
     return True
 
 
-def read(path):
+def read(path: PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(config, arrays) of the model file at `path`, as write wrote them; the
     config parsed and every array's name, shape and dtype checked against it.
 
@@ -139,14 +147,14 @@ def read(path):
             raise
 
 
-def _path(path):
+def _path(path: object) -> str:
     if isinstance(path, (str, bytes, os.PathLike)):
         return os.fsdecode(os.fspath(path))
     raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
 
 
 @contextlib.contextmanager
-def _reading(what):
+def _reading(what: str) -> Iterator[None]:
     """Turn any error raised while reading a damaged archive into a ModelFileError."""
     try:
         yield
@@ -157,7 +165,7 @@ def _reading(what):
                              f"model ({type(e).__name__}: {e})"[:400]) from e
 
 
-def _header(npz, member):
+def _header(npz: Any, member: str) -> tuple[tuple[int, ...], np.dtype, Callable[[], None]]:
     """(shape, dtype, check_size) from the .npy header of a zip member, without
     reading its data; check_size() raises unless the member holds exactly the
     data the header announces, so that nothing is allocated for data that is not there."""
@@ -172,7 +180,7 @@ def _header(npz, member):
                                  f"expected 1.0 or 2.0")
         n_bytes = npz.zip.getinfo(member).file_size - f.tell()
 
-    def check_size():
+    def check_size() -> None:
         expected = math.prod(shape) * dtype.itemsize
         if n_bytes != expected:
             raise ModelFileError(f"{member[:-4]} holds {n_bytes} bytes of data but its "
@@ -180,7 +188,7 @@ def _header(npz, member):
     return shape, dtype, check_size
 
 
-def _check_stored(infos, file_size):
+def _check_stored(infos: list[zipfile.ZipInfo], file_size: int) -> None:
     """Every member stored, not compressed (np.savez stores them), and the sizes the
     archive declares fit in the file: reading never allocates more than the file holds
     (a compressed member could expand a small file into gigabytes)."""
@@ -197,7 +205,7 @@ def _check_stored(infos, file_size):
                              f"the file is damaged")
 
 
-def _read(f):
+def _read(f: IO[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     magic = f.read(4)
     f.seek(0)
     if magic not in _ZIP_MAGIC:
@@ -241,11 +249,11 @@ def _read(f):
     return config, arrays
 
 
-def _json(text):
-    def no_constant(name):
+def _json(text: str) -> Any:
+    def no_constant(name: str) -> Any:
         raise ValueError(f"{name} is not a number JSON allows")
 
-    def no_duplicates(pairs):
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         keys = [k for k, _ in pairs]
         if len(set(keys)) < len(keys):
             raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
@@ -257,7 +265,7 @@ def _json(text):
         raise ModelFileError(f"config is not valid JSON: {e}"[:300]) from e
 
 
-def _new_file_mode(path):
+def _new_file_mode(path: str) -> int:
     """An overwritten file keeps its read/write/execute permissions (not setuid,
     setgid or sticky bits); a new one gets 0o666 less the umask, as open() would
     give it (mkstemp makes 0o600)."""
@@ -267,7 +275,7 @@ def _new_file_mode(path):
         return 0o666 & ~_umask()
 
 
-def _umask():
+def _umask() -> int:
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -280,7 +288,7 @@ def _umask():
     return mask
 
 
-def _fsync_folder(folder):
+def _fsync_folder(folder: str) -> None:
     """Make the rename itself durable, where the platform allows (not Windows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)

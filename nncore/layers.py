@@ -1,13 +1,21 @@
 """Layers: Dense, a = f(x @ weight.T + bias), with its forward and backward side by side."""
+from __future__ import annotations
+
 import numbers
+from typing import TYPE_CHECKING, Any, Literal, Mapping, overload
 
 import numpy as np
 
 from nncore import _checks, functional as F
 from nncore.init import INITIALIZERS, default_for, initial_weight
 
+if TYPE_CHECKING:
+    import weakref
 
-def positive_int(value, name):
+    import numpy.typing as npt
+
+
+def positive_int(value: object, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 1:
@@ -15,7 +23,7 @@ def positive_int(value, name):
     return int(value)
 
 
-def _own(a, dtype, copy):
+def _own(a: np.ndarray, dtype: np.dtype, copy: bool) -> np.ndarray:
     if not copy and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable:
         return a
     return np.array(a, dtype, order="C")
@@ -35,10 +43,20 @@ class Dense:
 
     After `backward`, grad_weight (n_out, n_in) and grad_bias (n_out,) hold
     dL/dweight and dL/dbias. Weights exist once a model builds the layer
-    (or `build(rng, dtype)` is called).
+    (or `build(rng, dtype)` is called); before that the arrays are None.
     """
 
-    def __init__(self, n_in, n_out, activation="identity", *, init=None, bias=True, slope=0.01):
+    weight: np.ndarray | None
+    bias: np.ndarray | None            # also None, once built, for a layer without bias
+    grad_weight: np.ndarray | None
+    grad_bias: np.ndarray | None
+    _x: np.ndarray | None              # the last forward's input, z and a
+    _z: np.ndarray | None
+    _a: np.ndarray | None
+    _owner: weakref.ref | None         # the model the layer belongs to
+
+    def __init__(self, n_in: int, n_out: int, activation: str = "identity", *,
+                 init: str | None = None, bias: bool = True, slope: float = 0.01) -> None:
         self.n_in = positive_int(n_in, "n_in")
         self.n_out = positive_int(n_out, "n_out")
         self.activation = _checks.choice(activation, "activation", F.ACTIVATIONS)
@@ -50,15 +68,15 @@ class Dense:
         self._rows = 0
         self._owner = None          # weakref to the model the layer belongs to
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-ready."""
         return dict(n_in=self.n_in, n_out=self.n_out, activation=self.activation,
                     init=self.init, bias=self.use_bias, slope=self.slope)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """Pickle and copy the config and the weights: not the workspaces, the last
         input or the model the layer belongs to (a copy belongs to none)."""
         state = {"config": self.config()}
@@ -67,16 +85,16 @@ class Dense:
             state["arrays"] = self.arrays()
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state["config"])
         if "arrays" in state:
             self.restore(state["arrays"], state["dtype"])
 
     @property
-    def built(self):
+    def built(self) -> bool:
         return self.weight is not None
 
-    def build(self, rng, dtype):
+    def build(self, rng: np.random.Generator, dtype: npt.DTypeLike) -> Dense:
         """Draw the weights from rng (a numpy Generator), biases at 0, in dtype."""
         dtype = np.dtype(dtype)
         self.weight = initial_weight(self.init, self.n_out, self.n_in, rng, dtype)
@@ -88,15 +106,17 @@ class Dense:
         self._rows = 0
         return self
 
-    def array_names(self):
+    def array_names(self) -> tuple[str, ...]:
         """The names of the arrays a saved layer holds: weight, and bias if it has one."""
         return ("weight", "bias") if self.use_bias else ("weight",)
 
-    def arrays(self):
-        """{name: array} of array_names(): the layer's own arrays, for saving."""
+    def arrays(self) -> dict[str, np.ndarray]:
+        """{name: array} of array_names(): the layer's own arrays, for saving (a built
+        layer's, as parameters())."""
         return {name: getattr(self, name) for name in self.array_names()}
 
-    def restore(self, arrays, dtype, copy=True):
+    def restore(self, arrays: Mapping[str, np.ndarray], dtype: npt.DTypeLike,
+                copy: bool = True) -> Dense:
         """What build sets, with the weights taken from arrays: copied, or with
         copy=False the arrays themselves where they are C-contiguous and writeable."""
         dtype = np.dtype(dtype)
@@ -107,18 +127,22 @@ class Dense:
         self._rows = 0
         return self
 
-    def parameters(self):
+    # parameters() and gradients() are typed for a built layer (before build() they
+    # hold the attributes' None)
+    def parameters(self) -> list[np.ndarray]:
         """[weight, bias] (bias left out when the layer has none)."""
-        return [self.weight, self.bias] if self.use_bias else [self.weight]
+        params = [self.weight, self.bias] if self.use_bias else [self.weight]
+        return params                                       # type: ignore[return-value]
 
-    def gradients(self):
-        return [self.grad_weight, self.grad_bias] if self.use_bias else [self.grad_weight]
+    def gradients(self) -> list[np.ndarray]:
+        grads = [self.grad_weight, self.grad_bias] if self.use_bias else [self.grad_weight]
+        return grads                                        # type: ignore[return-value]
 
-    def _workspace(self, n):
+    def _workspace(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Views of n rows of the z, a, grad_z and grad_x buffers (grown, never shrunk);
         z is a where f' follows from a (nncore.functional.A_DERIVABLE)."""
         if n > self._rows:
-            dt = self.weight.dtype
+            dt = self.weight.dtype                              # type: ignore[union-attr]
             self._zbuf = np.empty((n, self.n_out), dt)
             # one buffer where f' follows from a: a = f(z) is written over z
             self._abuf = (self._zbuf if F.a_derivable(self.activation, self.slope)
@@ -128,42 +152,56 @@ class Dense:
             self._rows = n
         return self._zbuf[:n], self._abuf[:n], self._gzbuf[:n], self._gxbuf[:n]
 
-    def buffers(self, n):
+    def buffers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """New (z, a) buffers of n rows for infer (a is z where f' follows from a)."""
-        z = np.empty((n, self.n_out), self.weight.dtype)
+        z = np.empty((n, self.n_out), self.weight.dtype)   # type: ignore[union-attr]
         return z, (z if F.a_derivable(self.activation, self.slope) else np.empty_like(z))
 
-    def infer(self, x, z, a, *, backend="compiled"):
+    def infer(self, x: np.ndarray, z: np.ndarray, a: np.ndarray, *,
+              backend: str = "compiled") -> np.ndarray:
         """a = f(x @ weight.T + bias) into the caller's buffers z, a (from buffers(n)):
         unlike forward, nothing of the layer is written, so threads may call it at once."""
-        return F.dense_forward(x, self.weight, self.bias, self.activation, z_out=z, a_out=a,
-                               slope=self.slope, backend=backend)[1]
+        return F.dense_forward(x, self.weight, self.bias,    # type: ignore[arg-type]
+                               self.activation, z_out=z, a_out=a, slope=self.slope,
+                               backend=backend)[1]
 
-    def _require_built(self):
-        if not self.built:
+    def _require_built(self) -> np.ndarray:
+        """The weight; RuntimeError when the layer has none yet."""
+        if self.weight is None:
             raise RuntimeError(f"{self!r} has no weights yet: put it in a Sequential "
                                f"(which builds it) or call build(rng, dtype)")
+        return self.weight
 
-    def forward(self, x, *, backend="compiled"):
+    def forward(self, x: np.ndarray, *, backend: str = "compiled") -> np.ndarray:
         """a = f(x @ weight.T + bias) for x (n, n_in); returns a view of the layer's
         workspace, valid until the next forward."""
-        self._require_built()
+        weight = self._require_built()
         z, a, _, _ = self._workspace(x.shape[0])
-        F.dense_forward(x, self.weight, self.bias, self.activation, z_out=z, a_out=a,
+        F.dense_forward(x, weight, self.bias, self.activation, z_out=z, a_out=a,
                         slope=self.slope, backend=backend)
         self._x, self._z, self._a = x, z, a
         return a
 
-    def backward(self, grad_a, *, need_grad_x=True, backend="compiled"):
+    @overload
+    def backward(self, grad_a: np.ndarray, *, need_grad_x: Literal[True] = ...,
+                 backend: str = ...) -> np.ndarray: ...
+
+    @overload
+    def backward(self, grad_a: np.ndarray, *, need_grad_x: bool,
+                 backend: str = ...) -> np.ndarray | None: ...
+
+    def backward(self, grad_a: np.ndarray, *, need_grad_x: bool = True,
+                 backend: str = "compiled") -> np.ndarray | None:
         """Given dL/da (n, n_out) of the last forward, set grad_weight and grad_bias
         and return dL/dx (n, n_in) (None when need_grad_x is False)."""
-        if self._x is None:
+        x = self._x
+        if x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        n = self._x.shape[0]
-        _, _, gz, gx = self._workspace(n)
-        gx, _, _ = F.dense_backward(
-            self._x, self.weight, self._z, self._a, grad_a, self.activation,
+        _, _, gz, gx = self._workspace(x.shape[0])
+        grad_x, _, _ = F.dense_backward(
+            x, self.weight, self._z, self._a,     # type: ignore[arg-type]  # set by forward
+            grad_a, self.activation,
             grad_x=gx if need_grad_x else None, grad_weight=self.grad_weight,
             grad_bias=self.grad_bias, grad_z=gz, need_grad_x=need_grad_x,
             slope=self.slope, backend=backend)
-        return gx
+        return grad_x

@@ -25,7 +25,8 @@ class Loss:
                  sample_weight: npt.ArrayLike | None = None,
                  backend: str = "compiled") -> tuple[float, np.ndarray]:
         """(value, dL/d output) of a batch."""
-        return F.loss_forward_backward(self.name, output, target, grad_out,
+        return F.loss_forward_backward(self.name,     # type: ignore[arg-type]  # None: refused
+                                       output, target, grad_out,
                                        sample_weight=sample_weight, backend=backend)
 
     def __repr__(self) -> str:
@@ -132,8 +133,9 @@ def saved_name(loss: str | Loss) -> str:
     """The name a model file keeps for loss (a name or a Loss of LOSSES); ValueError
     for a loss that could not be loaded back (a custom Loss)."""
     if isinstance(loss, str):
-        return get(loss).name
-    if type(loss) is not LOSSES.get(getattr(loss, "name", None)):
+        loss = get(loss)
+    name = getattr(loss, "name", None)
+    if name is None or type(loss) is not LOSSES.get(name):
         raise ValueError(f"cannot save the model: its loss {loss!r} is not one of "
                          f"nncore.losses.LOSSES ({', '.join(LOSSES)})")
-    return loss.name
+    return name

@@ -8,9 +8,12 @@
 Training runs on a plan (nncore.functional.train_plan: the compiled StepPlan, or
 its NumPy twin with backend="numpy"); nncore.training drives it for fit.
 """
+from __future__ import annotations
+
 import numbers
 import os
 import threading
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
@@ -22,10 +25,19 @@ from nncore._threads import get_num_threads
 from nncore._usage import Usage, adopt
 from nncore._version import __version__
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from nncore.callbacks import Callback, History
+    from nncore.datasets import PathLike
+    from nncore.functional import TrainPlan
+    from nncore.losses import Loss
+    from nncore.optim import Optimizer
+
 DTYPES = schema.DTYPES
 
 
-def _dtype(dtype):
+def _dtype(dtype: npt.DTypeLike) -> np.dtype:
     if dtype is None:                 # np.dtype(None) is float64, not the default
         raise TypeError("dtype must be 'float32' or 'float64', got None")
     try:
@@ -51,7 +63,23 @@ class Sequential:
         NumPy twins instead, to check the compiled run step by step.
     """
 
-    def __init__(self, layers, *, seed=None, dtype="float32", l2=0.0, backend="compiled"):
+    layers: list[Dense]
+    dtype: np.dtype
+    l2: float
+    backend: str
+    seed: int | None
+    loss: str | Loss | None            # the last loss used; a name may be set by hand
+    optimizer: Optimizer | None
+    history: History | None
+    stop_training: bool
+    _shuffle_rng: np.random.Generator
+    _plan_cache: tuple[tuple, TrainPlan] | None
+    _usage: Usage
+    _local: threading.local
+
+    def __init__(self, layers: list[Dense] | tuple[Dense, ...], *, seed: int | None = None,
+                 dtype: npt.DTypeLike = "float32", l2: float = 0.0,
+                 backend: str = "compiled") -> None:
         if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)):
             raise TypeError(f"layers must be a list of Dense layers, got "
                             f"{type(layers).__name__}")
@@ -82,7 +110,7 @@ class Sequential:
         self.optimizer = None
         self._init_runtime()
 
-    def _init_runtime(self):
+    def _init_runtime(self) -> None:
         """State that lives only in this process (not saved, not pickled)."""
         self.history = None
         self.stop_training = False
@@ -93,39 +121,39 @@ class Sequential:
     # ---- structure -------------------------------------------------------
 
     @property
-    def n_inputs(self):
+    def n_inputs(self) -> int:
         return self.layers[0].n_in
 
     @property
-    def n_outputs(self):
+    def n_outputs(self) -> int:
         return self.layers[-1].n_out
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], dtype={self.dtype.name})"
 
-    def parameters(self):
+    def parameters(self) -> list[np.ndarray]:
         """[W_1, b_1, W_2, b_2, ...]: the arrays themselves (updated in place)."""
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def gradients(self):
+    def gradients(self) -> list[np.ndarray]:
         """[dL/dW_1, dL/db_1, ...], filled by backward and compute_gradients."""
         return [g for layer in self.layers for g in layer.gradients()]
 
-    def decay_mask(self):
+    def decay_mask(self) -> list[bool]:
         """[True, False, ...] per parameter: weight decay applies to weights, not biases."""
         return [i == 0 for layer in self.layers for i in range(len(layer.parameters()))]
 
-    def n_parameters(self):
+    def n_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for g in self.gradients():
             g.fill(0)
 
     # ---- state: config + arrays (files, pickle) ----------------------------
 
-    def get_state(self):
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(config, arrays): the JSON-ready config of nncore.schema and the model's own
         arrays {name: ndarray} (not copies); what save writes and pickle carries.
         Raises ValueError for a model that could not be loaded back (a custom loss
@@ -139,7 +167,7 @@ class Sequential:
             optimizer=None if self.optimizer is None else self.optimizer.config(),
             shuffle_rng=self._shuffle_rng.bit_generator.state)
         config = schema.json_ready(config)
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for i, layer in enumerate(self.layers):
             arrays.update((f"layers.{i}.{k}", a) for k, a in layer.arrays().items())
         if self.optimizer is not None:
@@ -153,7 +181,8 @@ class Sequential:
             raise ValueError(f"cannot save the model: {e}") from None
         return config, arrays
 
-    def set_state(self, config, arrays, *, copy=True):
+    def set_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray], *,
+                  copy: bool = True) -> Sequential:
         """Fill this model from (config, arrays) as get_state returns them: all of it
         or, when anything is wrong (ModelFileError), none of it. copy=False takes the
         arrays themselves where they fit (nncore.load: one copy of each in memory)."""
@@ -183,28 +212,29 @@ class Sequential:
         return self
 
     @classmethod
-    def from_state(cls, config, arrays, *, copy=True):
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray], *,
+                   copy: bool = True) -> Sequential:
         """A new model from (config, arrays); see set_state."""
         return cls.__new__(cls).set_state(config, arrays, copy=copy)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """Pickle the state a file holds (get_state): not the plan, the workspaces, the
         per-thread buffers or the usage guard, which the unpickled model makes anew
         when it needs them."""
         config, arrays = self.get_state()
         return {"config": config, "arrays": arrays}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # the arrays unpickled are the model's own: taken as they are (one copy in
         # memory), copied where read-only (protocol 5 buffers that are)
         self.set_state(state["config"], state["arrays"], copy=False)
 
-    def __copy__(self):
+    def __copy__(self) -> Sequential:
         """copy.copy: an independent model, as copy.deepcopy (the state of __getstate__
         holds this model's own arrays, which __setstate__ would take)."""
         return type(self).from_state(*self.get_state())
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the model (weights, loss, optimizer state, shuffling) to the .npz
         file `path`, atomically (nncore.io.write); nncore.load(path) reads it back.
         Format: nncore.schema."""
@@ -212,7 +242,7 @@ class Sequential:
         io.write(path, config, arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> Sequential:
         """The model saved at `path`: same dtype, layers, weights (bitwise), loss,
         optimizer with its state and the shuffling generator. Raises
         nncore.io.ModelFileError naming what is wrong, OSError when unreadable."""
@@ -225,24 +255,25 @@ class Sequential:
 
     # ---- checks ------------------------------------------------------------
 
-    def _inputs(self, X, name="X"):
+    def _inputs(self, X: npt.ArrayLike, name: str = "X") -> np.ndarray:
         """X as a C-contiguous (n, n_inputs) array of the model's dtype, all finite."""
         return _checks.model_inputs(X, name, self.n_inputs, self.dtype, F.all_finite)
 
-    def _loss(self, loss):
-        loss = losses_mod.get(loss if loss is not None else self.loss)
+    def _loss(self, loss: str | Loss | None) -> Loss:
+        # (None, with no loss used before: get refuses it, naming the losses)
+        loss = losses_mod.get(loss if loss is not None else self.loss)  # type: ignore[arg-type]
         last = self.layers[-1].activation
         if loss.name != "mse" and last != "identity":
             raise ValueError(f"{loss.name} takes the last layer's raw outputs (logits): make "
                              f"its activation 'identity', not {last!r}")
         return loss
 
-    def _sample_weight(self, sample_weight, n):
+    def _sample_weight(self, sample_weight: npt.ArrayLike | None, n: int) -> np.ndarray | None:
         if sample_weight is None:
             return None
         return _checks.sample_weights(sample_weight, "sample_weight", n)
 
-    def _optimizer(self, optimizer):
+    def _optimizer(self, optimizer: Optimizer | None) -> Optimizer:
         if optimizer is None:
             optimizer = self.optimizer if self.optimizer is not None else optim_mod.SGD(lr=0.01)
         if isinstance(optimizer, str):
@@ -253,7 +284,10 @@ class Sequential:
                             f"{', '.join(optim_mod.OPTIMIZERS)}), got {type(optimizer).__name__}")
         return optimizer
 
-    def _batch(self, X, y, loss, sample_weight):
+    def _batch(self, X: npt.ArrayLike, y: npt.ArrayLike, loss: Loss,
+               sample_weight: npt.ArrayLike | None,
+               ) -> tuple[np.ndarray, tuple[np.ndarray | None, np.ndarray | None],
+                          np.ndarray | None]:
         X = self._inputs(X)
         y = loss.targets(y, X.shape[0], self.n_outputs, self.dtype)
         w = self._sample_weight(sample_weight, X.shape[0])
@@ -263,12 +297,12 @@ class Sequential:
 
     # ---- forward and backward, layer by layer -------------------------------
 
-    def _forward(self, x):
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
             x = layer.forward(x, backend=self.backend)
         return x
 
-    def forward(self, X):
+    def forward(self, X: npt.ArrayLike) -> np.ndarray:
         """The network's output a_L (n, n_outputs) for X (n, n_inputs), a new array; the
         layers keep their activations for backward (the layer API: one thread at a
         time, like training; predict/output are the thread-safe way to infer)."""
@@ -276,12 +310,12 @@ class Sequential:
         with self._usage.training("forward", reentrant=True):
             return self._forward(X).copy()
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: npt.ArrayLike) -> np.ndarray:
         """Backpropagate dL/d output (n, n_outputs) of the last forward: fills each
         layer's grad_weight, grad_bias and returns dL/dX (n, n_inputs)."""
         if self.layers[-1]._x is None:
             raise RuntimeError("backward called before forward")
-        n = self.layers[0]._x.shape[0]
+        n = self.layers[0]._x.shape[0]                 # type: ignore[union-attr]  # forward
         g = _checks.float_array(grad_output, "grad_output", 2)
         _checks.shape(g, "grad_output", (n, self.n_outputs))
         g = np.ascontiguousarray(g, dtype=self.dtype)
@@ -290,15 +324,15 @@ class Sequential:
                 g = layer.backward(g, need_grad_x=True, backend=self.backend)
             return g.copy()
 
-    def _penalty(self):
+    def _penalty(self) -> float:
         if not self.l2:
             return 0.0
-        return sum(F.l2_penalty(layer.weight, self.l2, backend=self.backend)
-                   for layer in self.layers)
+        return sum(F.l2_penalty(layer.weight,   # type: ignore[arg-type,misc]  # built layers
+                                self.l2, backend=self.backend) for layer in self.layers)
 
     # ---- the training plan ------------------------------------------------
 
-    def _plan(self, loss, optimizer, batch_max):
+    def _plan(self, loss: Loss, optimizer: Optimizer, batch_max: int) -> TrainPlan:
         """The training plan for this loss, optimizer and at least batch_max rows,
         rebuilt only when one of them (or an array it points into) changed."""
         params = self.parameters()
@@ -323,8 +357,11 @@ class Sequential:
                 state1=(state1[i], state1[b] if b else None) if state1 else None,
                 state2=(state2[i], state2[b] if b else None) if state2 else None))
             i += len(layer.parameters())
-        plan = F.train_plan(specs, loss=loss.name, batch_max=batch_max,
-                            optimizer=optimizer.kernel, hyper=optimizer.hyper(),
+        # a Loss or Optimizer class without a kernel name (None) is refused there
+        plan = F.train_plan(specs, loss=loss.name,       # type: ignore[arg-type]
+                            batch_max=batch_max,
+                            optimizer=optimizer.kernel,  # type: ignore[arg-type]
+                            hyper=optimizer.hyper(),
                             weight_decay=optimizer.weight_decay, l2=self.l2,
                             backend=self.backend)
         self._plan_cache = (key, plan)
@@ -332,7 +369,9 @@ class Sequential:
 
     # ---- one step, whole or in phases ---------------------------------------
 
-    def train_step(self, X, y, loss=None, optimizer=None, *, sample_weight=None):
+    def train_step(self, X: npt.ArrayLike, y: npt.ArrayLike, loss: str | Loss | None = None,
+                   optimizer: Optimizer | None = None, *,
+                   sample_weight: npt.ArrayLike | None = None) -> float:
         """One gradient step on the batch (X, y); returns the batch loss (before the
         update). Bitwise compute_gradients then apply_gradients. Raises
         TrainingDiverged, leaving the weights and the optimizer state unchanged, when
@@ -340,10 +379,10 @@ class Sequential:
         state NaN or inf."""
         loss = self._loss(loss)
         optimizer = self._optimizer(optimizer)
-        X, (t, y), w = self._batch(X, y, loss, sample_weight)
+        X, (t, labels), w = self._batch(X, y, loss, sample_weight)
         with self._usage.training("train_step"):
             plan = self._plan(loss, optimizer, X.shape[0])
-            status, value, _, step = plan.step(X, t, y, w, optimizer.current_lr(),
+            status, value, _, step = plan.step(X, t, labels, w, optimizer.current_lr(),
                                                optimizer.t, get_num_threads())
         optimizer.advance(steps=step - optimizer.t)
         if status in (1, 2):
@@ -351,7 +390,9 @@ class Sequential:
         self.loss, self.optimizer = loss, optimizer
         return value
 
-    def compute_gradients(self, X, y, loss=None, *, sample_weight=None):
+    def compute_gradients(self, X: npt.ArrayLike, y: npt.ArrayLike,
+                          loss: str | Loss | None = None, *,
+                          sample_weight: npt.ArrayLike | None = None) -> float:
         """The gradient phase of a step on the batch (X, y): forward, loss, backward,
         dL/dW += l2 W, into grad_weight and grad_bias of each layer (see gradients());
         weights and optimizer untouched. Returns the loss L = sum_i s_i l_i + 1/2 l2
@@ -361,10 +402,10 @@ class Sequential:
         formed) and ValueError when every sample weight is 0."""
         loss = self._loss(loss)
         optimizer = self._optimizer(None)
-        X, (t, y), w = self._batch(X, y, loss, sample_weight)
+        X, (t, labels), w = self._batch(X, y, loss, sample_weight)
         with self._usage.training("compute_gradients"):
             plan = self._plan(loss, optimizer, X.shape[0])
-            status, value, _ = plan.gradients(X, t, y, w, get_num_threads())
+            status, value, _ = plan.gradients(X, t, labels, w, get_num_threads())
         if status == 3:
             raise ValueError("sample_weight is zero everywhere in this batch")
         if status == 1:
@@ -372,7 +413,7 @@ class Sequential:
         self.loss = loss
         return value
 
-    def apply_gradients(self, optimizer=None):
+    def apply_gradients(self, optimizer: Optimizer | None = None) -> None:
         """The apply phase: the optimizer's update of the gradients the layers hold
         now (from compute_gradients, maybe changed since), at its current learning
         rate, all or nothing. Raises TrainingDiverged, changing nothing, when a
@@ -390,9 +431,13 @@ class Sequential:
 
     # ---- training --------------------------------------------------------
 
-    def fit(self, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
-            validation_data=None, validation_split=0.0, callbacks=(), verbose=0,
-            shuffle=True, sample_weight=None, grad_shards=1):
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: str | Loss | None = None,
+            optimizer: Optimizer | None = None, epochs: int = 1, batch_size: int | None = 32,
+            validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+            validation_split: float = 0.0,
+            callbacks: list[Callback] | tuple[Callback, ...] | None = (), verbose: int = 0,
+            shuffle: bool = True, sample_weight: npt.ArrayLike | None = None,
+            grad_shards: int = 1) -> History:
         """Train by minibatch gradient descent; returns a History.
 
         Parameters
@@ -432,7 +477,10 @@ class Sequential:
                             verbose=verbose, shuffle=shuffle, sample_weight=sample_weight,
                             grad_shards=grad_shards)
 
-    def partial_fit(self, X, y, *, loss=None, optimizer=None, batch_size=32, sample_weight=None):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *,
+                    loss: str | Loss | None = None, optimizer: Optimizer | None = None,
+                    batch_size: int | None = 32,
+                    sample_weight: npt.ArrayLike | None = None) -> History:
         """One epoch over (X, y), continuing from the current weights and optimizer
         state (for data that arrives in chunks). Returns the History of that epoch."""
         return self.fit(X, y, loss=loss, optimizer=optimizer, epochs=1,
@@ -440,7 +488,7 @@ class Sequential:
 
     # ---- using a trained model -------------------------------------------
 
-    def output(self, X, batch_size=4096):
+    def output(self, X: npt.ArrayLike, batch_size: int = 4096) -> np.ndarray:
         """The network's raw outputs a_L (n, n_outputs) for X, computed in blocks of
         batch_size rows in buffers of the calling thread: any number of threads may
         predict with one model at once (not while it trains: RuntimeError)."""
@@ -452,7 +500,7 @@ class Sequential:
                 out[start:start + batch_size] = self._infer(X[start:start + batch_size])
         return out
 
-    def _infer(self, x):
+    def _infer(self, x: np.ndarray) -> np.ndarray:
         """a_L of a block x, in this thread's buffers (grown, never shrunk)."""
         rows, local = x.shape[0], self._local
         if getattr(local, "rows", 0) < rows:
@@ -462,22 +510,23 @@ class Sequential:
             x = layer.infer(x, z[:rows], a[:rows], backend=self.backend)
         return x
 
-    def _trained_loss(self):
+    def _trained_loss(self) -> Loss:
         if self.loss is None:
             raise RuntimeError("the model does not know its loss yet: fit it first "
                                "(or set model.loss = 'softmax_cross_entropy', ...)")
         return losses_mod.get(self.loss)
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> np.ndarray:
         """Class labels for classification losses, raw outputs for mse."""
         return self._trained_loss().predict(self.output(X))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: npt.ArrayLike) -> np.ndarray:
         """Class probabilities: softmax of the logits (softmax_cross_entropy) or
         sigmoid (binary_cross_entropy)."""
         return self._trained_loss().predict_proba(self.output(X))
 
-    def _evaluate(self, X, y, loss, sample_weight=None):
+    def _evaluate(self, X: npt.ArrayLike, y: np.ndarray, loss: Loss,
+                  sample_weight: np.ndarray | None = None) -> dict[str, float]:
         out = self.output(X)
         value, _ = loss(out, y, sample_weight=sample_weight, backend=self.backend)
         result = {"loss": value + self._penalty()}
@@ -485,7 +534,8 @@ class Sequential:
             result["accuracy"] = _accuracy(loss, out, y)
         return result
 
-    def evaluate(self, X, y, *, loss=None, sample_weight=None):
+    def evaluate(self, X: npt.ArrayLike, y: npt.ArrayLike, *, loss: str | Loss | None = None,
+                 sample_weight: npt.ArrayLike | None = None) -> dict[str, float]:
         """{'loss': ..., 'accuracy': ...} (accuracy for classification losses)."""
         loss = self._loss(loss) if loss is not None else self._trained_loss()
         X = self._inputs(X)
@@ -498,15 +548,16 @@ class Sequential:
 load = Sequential.load
 
 
-def _accuracy(loss, out, y):
+def _accuracy(loss: Loss, out: np.ndarray, y: np.ndarray) -> float:
     pred = loss.predict(out)
     if pred.ndim == 1 and y.ndim == 2:
         y = y[:, 0]
     return int(np.count_nonzero(pred == y)) / pred.size
 
 
-def MLP(sizes, activation="relu", output_activation="identity", *, init=None, seed=None,
-        dtype="float32", l2=0.0, backend="compiled"):
+def MLP(sizes: Iterable[int], activation: str = "relu", output_activation: str = "identity",
+        *, init: str | None = None, seed: int | None = None, dtype: npt.DTypeLike = "float32",
+        l2: float = 0.0, backend: str = "compiled") -> Sequential:
     """Sequential Dense layers of the given sizes, e.g. MLP([784, 16, 16, 10]):
     hidden layers use `activation`, the last one `output_activation` (linear)."""
     sizes = list(sizes)

@@ -7,7 +7,10 @@ drawing call, never by ``import nncore``. Each function draws on a new figure, o
 axes passed in, returns ``(fig, ax)`` or ``(fig, axes)`` and never calls ``plt.show()``.
 `curve_components` computes the decomposition without matplotlib.
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,6 +18,11 @@ from nncore import reference
 from nncore.callbacks import History
 from nncore.layers import Dense
 from nncore.model import Sequential
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
 INSTALL_HINT = 'pip install "nncore-mlp[plot]" (in a checkout: pip install -e ".[plot]")'
 
@@ -35,7 +43,10 @@ def _class_colors(plt, k):
 
 # ---- training curves ------------------------------------------------------------
 
-def history(history, metrics=("loss", "accuracy"), *, axes=None, label=None):
+def history(history: History | dict[str, Sequence[float]],
+            metrics: str | Sequence[str] = ("loss", "accuracy"), *,
+            axes: Sequence[Axes] | np.ndarray | None = None,
+            label: str | None = None) -> tuple[Figure | SubFigure, list[Axes]]:
     """Training curves, one panel per metric: the training value per epoch (solid) and,
     where the History holds it, the validation value ``val_<metric>`` (dashed).
 
@@ -54,6 +65,7 @@ def history(history, metrics=("loss", "accuracy"), *, axes=None, label=None):
     fig : matplotlib Figure
     axes : list of Axes, one per metric drawn
     """
+    logs: Mapping[str, Sequence[float]]
     if isinstance(history, History):
         logs, epochs = history.history, [e + 1 for e in history.epoch]
     elif isinstance(history, dict):
@@ -70,9 +82,9 @@ def history(history, metrics=("loss", "accuracy"), *, axes=None, label=None):
     if axes is None:
         fig, axes = plt.subplots(1, len(drawn), figsize=(4.5 * len(drawn), 3.4),
                                  layout="constrained", squeeze=False)
-        axes = list(axes[0])
+        axes = list(axes[0])                            # type: ignore[arg-type]
     else:
-        axes = list(np.ravel(axes))
+        axes = list(np.ravel(axes))                     # type: ignore[arg-type]  # of Axes
         if len(axes) != len(drawn):
             raise ValueError(f"axes holds {len(axes)} Axes for the {len(drawn)} metrics "
                              f"drawn ({drawn})")
@@ -113,7 +125,9 @@ def _grid_labels(model, grid):
     return labels.astype(np.int64)
 
 
-def decision_boundary(model, X, y, *, resolution=200, padding=0.1, ax=None):
+def decision_boundary(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
+                      resolution: int = 200, padding: float = 0.1,
+                      ax: Axes | None = None) -> tuple[Figure | SubFigure, Axes]:
     """The class the model predicts at every point of a 2-D grid (shaded regions),
     with the points (X, y) on top in their true class colours.
 
@@ -186,7 +200,9 @@ def _weight_matrix(layer_or_weight):
     return w
 
 
-def weight_images(layer_or_weight, shape=None, n=16, *, ncols=None, cmap="RdBu"):
+def weight_images(layer_or_weight: Dense | Sequential | npt.ArrayLike,
+                  shape: Sequence[int] | None = None, n: int = 16, *,
+                  ncols: int | None = None, cmap: str = "RdBu") -> tuple[Figure, np.ndarray]:
     """The rows of a first-layer weight matrix drawn as images: unit i's weights
     w_i (n_in,), reshaped to `shape`, show which input pixels push its z_i = w_i . x + b_i
     up (blue) or down (red) -- 3Blue1Brown's picture of what a neuron looks for.
@@ -252,7 +268,7 @@ def _one_hidden_layer(model):
     return model.layers
 
 
-def curve_components(model, x):
+def curve_components(model: Sequential, x: npt.ArrayLike) -> dict[str, Any]:
     """The pieces of a 1-H-1 network's output at the points x, in float64
     (no matplotlib needed). With w_i, b_i the hidden layer's weights and biases,
     v_i the output weights, c the output bias, f and g the two activations:
@@ -288,8 +304,10 @@ def curve_components(model, x):
                 w=w, b=b, v=v, c=c)
 
 
-def curve_decomposition(model, x_range=None, *, X=None, y=None, n_points=400, axes=None,
-                        max_legend=6):
+def curve_decomposition(model: Sequential, x_range: tuple[float, float] | None = None, *,
+                        X: npt.ArrayLike | None = None, y: npt.ArrayLike | None = None,
+                        n_points: int = 400, axes: Sequence[Axes] | np.ndarray | None = None,
+                        max_legend: int = 6) -> tuple[Figure | SubFigure, list[Axes]]:
     """The curve picture of a 1-H-1 network: each hidden unit bends its own piece of the
     activation curve, f(w_i x + b_i) (left); the output layer scales each by v_i and adds
     them up, then shifts the sum by the output bias c (right). The last curve is the
@@ -333,7 +351,7 @@ def curve_decomposition(model, x_range=None, *, X=None, y=None, n_points=400, ax
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     else:
         fig = axes[0].figure
-    axes = list(np.ravel(axes))
+    axes = list(np.ravel(axes))                         # type: ignore[arg-type]  # of Axes
     left, right = axes
     colors = [plt.get_cmap("tab10")(i % 10) for i in range(H)]
     for i in range(H):

@@ -7,13 +7,16 @@ Same names, arguments and `out=` behaviour as nncore.functional (less
 Names follow the maths: x (n_samples, n_in), w (n_out, n_in) one row per
 neuron, b (n_out,), z = x @ w.T + b, a = f(z); gradients grad_*.
 """
+from __future__ import annotations
+
 import math
 import time
+from typing import Any, Iterator, cast
 
 import numpy as np
 
 
-def _into(out, value):
+def _into(out: np.ndarray | None, value: Any) -> np.ndarray:
     """Write value into out (allocating when out is None); return out."""
     if out is None:
         return np.ascontiguousarray(value)
@@ -23,7 +26,8 @@ def _into(out, value):
 
 # ---- gemm -------------------------------------------------------------------
 
-def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, *, trans_a: bool = False,
+         trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
     """out = alpha * op(a) @ op(b) + beta * out, op = transpose if trans_*.
 
     op(a): (m, k), op(b): (k, n), out: (m, n). beta == 0: out is not read
@@ -40,17 +44,18 @@ def gemm(a, b, out=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
 
 # ---- activations ------------------------------------------------------------
 
-ACTIVATIONS = ("identity", "step", "sigmoid", "tanh", "relu", "leaky_relu",
+ACTIVATIONS: tuple[str, ...] = ("identity", "step", "sigmoid", "tanh", "relu", "leaky_relu",
                "softplus", "softmax")
 
 
-def _sigmoid(z):
+def _sigmoid(z: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-z)) through exp(-|z|), which never overflows."""
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def activation_forward(name, z, out=None, *, slope=0.01):
+def activation_forward(name: str, z: np.ndarray, out: np.ndarray | None = None, *,
+                       slope: float = 0.01) -> np.ndarray:
     """a = f(z), elementwise; softmax along the last axis.
 
     step(z) = 1[z > 0] (step(0) = 0); relu(z) = z 1[z > 0];
@@ -79,7 +84,8 @@ def activation_forward(name, z, out=None, *, slope=0.01):
     return _into(out, a.astype(z.dtype, copy=False))
 
 
-def activation_backward(name, z, a, grad_a, out=None, *, slope=0.01):
+def activation_backward(name: str, z: np.ndarray, a: np.ndarray, grad_a: np.ndarray,
+                        out: np.ndarray | None = None, *, slope: float = 0.01) -> np.ndarray:
     """grad_z = grad_a * f'(z), with f' from whichever of z, a is cheaper.
 
     identity' = 1; step' = 0 (everywhere, by convention); sigmoid' = a (1 - a);
@@ -109,7 +115,9 @@ def activation_backward(name, z, a, grad_a, out=None, *, slope=0.01):
 
 # ---- dense layer ------------------------------------------------------------
 
-def dense_forward(x, weight, bias, activation, *, z_out=None, a_out=None, slope=0.01):
+def dense_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, activation: str,
+                  *, z_out: np.ndarray | None = None, a_out: np.ndarray | None = None,
+                  slope: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """z = x @ weight.T + bias, a = f(z).
 
     x (n, n_in), weight (n_out, n_in), bias (n_out,) or None -> z, a (n, n_out).
@@ -122,9 +130,11 @@ def dense_forward(x, weight, bias, activation, *, z_out=None, a_out=None, slope=
     return z, a
 
 
-def dense_backward(x, weight, z, a, grad_a, activation, *, grad_x=None,
-                   grad_weight=None, grad_bias=None, grad_z=None,
-                   need_grad_x=True, slope=0.01):
+def dense_backward(x: np.ndarray, weight: np.ndarray, z: np.ndarray, a: np.ndarray,
+                   grad_a: np.ndarray, activation: str, *, grad_x: np.ndarray | None = None,
+                   grad_weight: np.ndarray | None = None, grad_bias: np.ndarray | None = None,
+                   grad_z: np.ndarray | None = None, need_grad_x: bool = True,
+                   slope: float = 0.01) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """The chain rule through one dense layer.
 
     grad_z = grad_a * f'(z); grad_weight = grad_z.T @ x; grad_bias = grad_z.sum(0);
@@ -138,10 +148,10 @@ def dense_backward(x, weight, z, a, grad_a, activation, *, grad_x=None,
 
 # ---- losses -----------------------------------------------------------------
 
-LOSSES = ("mse", "softmax_cross_entropy", "binary_cross_entropy", "hinge")
+LOSSES: tuple[str, ...] = ("mse", "softmax_cross_entropy", "binary_cross_entropy", "hinge")
 
 
-def _row_scale(n, sample_weight):
+def _row_scale(n: int, sample_weight: np.ndarray | None) -> np.ndarray:
     """s_i = 1/N, or w_i / sum(w): L = sum_i s_i l_i, grad_i = s_i dl_i/do_i."""
     if sample_weight is None:
         return np.full(n, 1.0 / n)
@@ -149,13 +159,13 @@ def _row_scale(n, sample_weight):
     return w / w.sum()
 
 
-def _mse_rows(o, t):
+def _mse_rows(o: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """l_i = 1/2 sum_j (o_ij - t_ij)^2;  dl_i/do_ij = o_ij - t_ij."""
     d = o - t
     return 0.5 * np.sum(d * d, axis=1), d
 
 
-def _softmax_cross_entropy_rows(o, y):
+def _softmax_cross_entropy_rows(o: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """l_i = logsumexp(o_i) - o_i[y_i];  dl_i/do_i = softmax(o_i) - onehot(y_i).
 
     logsumexp(o_i) = m_i + log sum_j exp(o_ij - m_i) with m_i = max_j o_ij, so
@@ -172,7 +182,7 @@ def _softmax_cross_entropy_rows(o, y):
     return loss, grad
 
 
-def _binary_cross_entropy_rows(o, t):
+def _binary_cross_entropy_rows(o: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """l_i = sum_j max(o_ij, 0) - o_ij t_ij + log1p(exp(-|o_ij|));
     dl_i/do_ij = sigmoid(o_ij) - t_ij.
 
@@ -186,7 +196,7 @@ def _binary_cross_entropy_rows(o, t):
     return loss, sigmoid - t
 
 
-def _hinge_rows(o, y):
+def _hinge_rows(o: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weston-Watkins multiclass hinge (cs231n), margin 1, m_ij = o_ij - o_i[y_i] + 1:
     l_i = sum_{j != y_i} max(0, m_ij);
     dl_i/do_ij = [m_ij > 0] for j != y_i, dl_i/do_i[y_i] = -#{j != y_i : m_ij > 0}.
@@ -211,7 +221,9 @@ _LOSS_ROWS = {
 }
 
 
-def loss_forward_backward(name, output, target, grad_out=None, *, sample_weight=None):
+def loss_forward_backward(name: str, output: np.ndarray, target: np.ndarray,
+                          grad_out: np.ndarray | None = None, *,
+                          sample_weight: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """L = sum_i s_i l_i and grad_out = dL/d output, s_i = 1/N or w_i / sum(w).
 
     l_i per loss (o = output row i, K classes):
@@ -241,7 +253,7 @@ def loss_forward_backward(name, output, target, grad_out=None, *, sample_weight=
     return value, grad_out
 
 
-def l2_penalty(weight, lam, grad_weight=None):
+def l2_penalty(weight: np.ndarray, lam: float, grad_weight: np.ndarray | None = None) -> float:
     """value = 1/2 lam sum(W^2); grad_weight += lam W (in place) when given.
 
     Computed in float64; grad_weight is rounded once to its dtype.
@@ -253,8 +265,9 @@ def l2_penalty(weight, lam, grad_weight=None):
 
 # ---- optimizer updates --------------------------------------------------------
 
-def sgd_step(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False,
-             weight_decay=0.0):
+def sgd_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None = None, *,
+             lr: float, momentum: float = 0.0, nesterov: bool = False,
+             weight_decay: float = 0.0) -> None:
     """SGD with momentum, PyTorch's convention (dampening 0), in place:
 
         g = grad + weight_decay * param
@@ -270,6 +283,7 @@ def sgd_step(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False,
     if momentum == 0:
         param -= lr * g
         return None
+    velocity = cast(np.ndarray, velocity)            # given when momentum > 0
     velocity[...] = momentum * velocity + g
     if nesterov:
         param -= lr * (g + momentum * velocity)
@@ -278,8 +292,9 @@ def sgd_step(param, grad, velocity=None, *, lr, momentum=0.0, nesterov=False,
     return None
 
 
-def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-              weight_decay=0.0):
+def adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, *,
+              step: int, lr: float, beta1: float = 0.9, beta2: float = 0.999,
+              eps: float = 1e-8, weight_decay: float = 0.0) -> None:
     """Adam, PyTorch's convention (L2 weight decay on the gradient), in place;
     step t >= 1 counts this update:
 
@@ -303,8 +318,9 @@ def adam_step(param, grad, m, v, *, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
     return None
 
 
-def rmsprop_step(param, grad, v, buf=None, *, lr, alpha=0.99, eps=1e-8, momentum=0.0,
-                 weight_decay=0.0):
+def rmsprop_step(param: np.ndarray, grad: np.ndarray, v: np.ndarray,
+                 buf: np.ndarray | None = None, *, lr: float, alpha: float = 0.99,
+                 eps: float = 1e-8, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
     """RMSprop, PyTorch's torch.optim.RMSprop (not centered), in place:
 
         g = grad + weight_decay * param
@@ -321,6 +337,7 @@ def rmsprop_step(param, grad, v, buf=None, *, lr, alpha=0.99, eps=1e-8, momentum
     if momentum == 0:
         param -= lr * d
         return None
+    buf = cast(np.ndarray, buf)                      # given when momentum > 0
     buf[...] = momentum * buf + d
     param -= lr * buf
     return None
@@ -328,12 +345,12 @@ def rmsprop_step(param, grad, v, buf=None, *, lr, alpha=0.99, eps=1e-8, momentum
 
 # ---- checks -------------------------------------------------------------------
 
-def all_finite(x):
+def all_finite(x: np.ndarray) -> bool:
     """True when x holds no NaN and no inf."""
     return bool(np.isfinite(x).all())
 
 
-def max_abs(x):
+def max_abs(x: np.ndarray) -> float:
     """max |x_i| (0 for no element), or inf when some x_i is NaN or inf."""
     if not np.isfinite(x).all():
         return float("inf")
@@ -373,7 +390,9 @@ class StepPlan:
     the arrays w, b, gw, gb, s1w, s1b, s2w, s2b; the workspaces are not used).
     """
 
-    def __init__(self, layers, *, loss, optimizer, hyper, weight_decay, l2, batch_max):
+    def __init__(self, layers: list[dict[str, Any]], *, loss: str, optimizer: str,
+                 hyper: dict[str, Any], weight_decay: float, l2: float,
+                 batch_max: int) -> None:
         self.layers = layers
         self.loss, self.optimizer, self.hyper = loss, optimizer, hyper
         self.weight_decay, self.l2 = weight_decay, l2
@@ -381,19 +400,22 @@ class StepPlan:
         self.n_inputs, self.n_outputs = layers[0]["n_in"], layers[-1]["n_out"]
         self.accuracy = loss != "mse"
 
-    def _params(self):
+    def _params(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                        np.ndarray | None, float]]:
         """(param, grad, state1, state2, weight decay) of each parameter, in order."""
         for d in self.layers:
             yield d["w"], d["gw"], d["s1w"], d["s2w"], self.weight_decay
             if d["b"] is not None:
                 yield d["b"], d["gb"], d["s1b"], d["s2b"], 0.0
 
-    def gradients(self, X, t, y, w, n_threads=1, scale=None, l2=True):
+    def gradients(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
+                  w: np.ndarray | None, n_threads: int = 1, scale: np.ndarray | None = None,
+                  l2: bool = True) -> tuple[int, float, float]:
         """scale: row scales s_i given (w ignored, never skipped); l2=False: no l2 term."""
         if scale is None and w is not None and not w.sum() > 0:
             return 3, 0.0, 0.0
         lam = self.l2 if l2 else 0.0
-        target = y if y is not None else t
+        target = cast(np.ndarray, y if y is not None else t)      # one of them is given
         inputs, zs, outs = [], [], []
         a = X
         for d in self.layers:
@@ -411,15 +433,16 @@ class StepPlan:
             return 1, value, 0.0
         for i in range(len(self.layers) - 1, -1, -1):
             d = self.layers[i]
-            g, _, _ = dense_backward(inputs[i], d["w"], zs[i], outs[i], g, d["activation"],
-                                     grad_weight=d["gw"],
-                                     grad_bias=d["gb"] if d["b"] is not None else None,
-                                     need_grad_x=i > 0, slope=d["slope"])
+            gx, _, _ = dense_backward(inputs[i], d["w"], zs[i], outs[i], g, d["activation"],
+                                      grad_weight=d["gw"],
+                                      grad_bias=d["gb"] if d["b"] is not None else None,
+                                      need_grad_x=i > 0, slope=d["slope"])
+            g = cast(np.ndarray, gx)                 # None after the first layer only
             if lam:
                 d["gw"][...] = d["gw"] + lam * d["w"].astype(np.float64)
         return 0, value, _accuracy(a, t, y) if self.accuracy else 0.0
 
-    def apply(self, lr, step, n_threads=1):
+    def apply(self, lr: float, step: int, n_threads: int = 1) -> tuple[int, int]:
         params = list(self._params())
         if not all(np.isfinite(g).all() for _, g, _, _, _ in params):
             return 2, step
@@ -437,14 +460,19 @@ class StepPlan:
                     s[...] = new
         return 0, step + 1
 
-    def step(self, X, t, y, w, lr, step, n_threads=1):
+    def step(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
+             w: np.ndarray | None, lr: float, step: int,
+             n_threads: int = 1) -> tuple[int, float, float, int]:
         status, value, acc = self.gradients(X, t, y, w, n_threads)
         if status == 0:
             status, step = self.apply(lr, step, n_threads)
         return status, value, acc if status == 0 else 0.0, step
 
-    def run(self, X, t, y, w, orders, batch_size, lrs, sums, epoch, batch, max_batches,
-            seconds, step, n_threads=1):
+    def run(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
+            w: np.ndarray | None, orders: np.ndarray | None, batch_size: int,
+            lrs: np.ndarray, sums: np.ndarray, epoch: int, batch: int, max_batches: int,
+            seconds: float, step: int,
+            n_threads: int = 1) -> tuple[int, int, int, float, float, int]:
         n = X.shape[0]
         n_batches = -(-n // batch_size)
         start = time.perf_counter()
@@ -470,7 +498,8 @@ class StepPlan:
         return epoch, batch, status, value, acc, step
 
 
-def _scaled_loss(name, output, target, scale):
+def _scaled_loss(name: str, output: np.ndarray, target: np.ndarray,
+                 scale: np.ndarray) -> tuple[float, np.ndarray]:
     """loss_forward_backward with the row scales s_i given: L = sum_i s_i l_i."""
     o = output.astype(np.float64)
     t = target if target.ndim == 1 else target.astype(np.float64)
@@ -479,7 +508,7 @@ def _scaled_loss(name, output, target, scale):
     return value, (grad * scale[:, None]).astype(output.dtype)
 
 
-def _accuracy(o, t, y):
+def _accuracy(o: np.ndarray, t: np.ndarray | None, y: np.ndarray | None) -> float:
     """The fraction right: argmax(o_i) == y_i, or (o_ij > 0) == t_ij."""
     if y is not None:
         return float(np.mean(np.argmax(o, axis=1) == y))

@@ -31,9 +31,12 @@ Training history and the layers' workspaces are not saved. parse(config) and
 check_arrays(spec, arrays) raise ModelFileError, a ValueError, naming what is
 wrong; nothing here knows the model class (nncore.model builds it from a spec).
 """
+from __future__ import annotations
+
 import json
 import math
 import numbers
+from typing import Any, Callable, Collection, Mapping, NoReturn, TypeVar
 
 import numpy as np
 
@@ -48,20 +51,23 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "check_arrays", "check_
 
 FORMAT = "nncore-model"
 FORMAT_VERSION = 1
-DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype(np.float32),
+                               "float64": np.dtype(np.float64)}
+
+_T = TypeVar("_T")
 
 
 class ModelFileError(ValueError):
     """A model file (or pickled state) that cannot be loaded; the message says why."""
 
 
-def json_ready(config):
+def json_ready(config: dict[str, Any]) -> dict[str, Any]:
     """config in plain JSON types only (lists for tuples, ints for NumPy integers), so
     a pickled config equals the one a file holds; ValueError for what JSON cannot hold."""
     return json.loads(json.dumps(config, default=_json_scalar, allow_nan=False))
 
 
-def _json_scalar(value):
+def _json_scalar(value: object) -> bool | int | float:
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, numbers.Integral):
@@ -71,7 +77,7 @@ def _json_scalar(value):
     raise TypeError(f"{value!r} ({type(value).__name__}) cannot be written to a model file")
 
 
-def wrapped(fn, where, *args):
+def wrapped(fn: Callable[..., _T], where: str, *args: Any) -> _T:
     """fn(*args), its TypeError/ValueError/... turned into a ModelFileError."""
     try:
         return fn(*args)
@@ -93,7 +99,7 @@ def _jtype(value):
         type(value), type(value).__name__)
 
 
-def _fail(where, want, value):
+def _fail(where: str, want: str, value: object) -> NoReturn:
     raise ModelFileError(f"{where} must be {want}, got {_jtype(value)} {value!r}"[:300])
 
 
@@ -217,7 +223,7 @@ _CONFIG = dict(format=_str, format_version=_int(1), nncore_version=_str,
                shuffle_rng=lambda v, where: _object(v, where, _RNG))
 
 
-def parse(config):
+def parse(config: object) -> dict[str, Any]:
     """The checked contents of a config: dtype, l2, backend, seed, loss (a
     name), shuffle_rng (a state dict), and new Dense layers (unbuilt) and
     optimizer (without state). Raises ModelFileError."""
@@ -235,7 +241,7 @@ def parse(config):
 
     if not spec["layers"]:
         raise ModelFileError("config.layers is empty: a model has at least one layer")
-    layers = []
+    layers: list[Dense] = []
     for i, cfg in enumerate(spec["layers"]):
         where = f"config.layers[{i}]"
         layer = wrapped(lambda c: Dense(**c), where, _object(cfg, where, _LAYER))
@@ -257,10 +263,12 @@ def parse(config):
 
 # ---- checking the arrays ----------------------------------------------------
 
-def _expected_arrays(spec):
+def _expected_arrays(spec: Mapping[str, Any],
+                     ) -> tuple[dict[str, tuple[int, ...]], list[tuple[str, list[str]]]]:
     """{name: shape} of the arrays the config asks for, and the optimizer's
     state groups [(state name, [array names])], each all there or not at all."""
-    shapes, params = {}, []
+    shapes: dict[str, tuple[int, ...]] = {}
+    params: list[tuple[int, ...]] = []
     for i, layer in enumerate(spec["layers"]):
         shapes[f"layers.{i}.weight"] = (layer.n_out, layer.n_in)
         params.append((layer.n_out, layer.n_in))
@@ -276,7 +284,7 @@ def _expected_arrays(spec):
     return shapes, groups
 
 
-def check_names(spec, names):
+def check_names(spec: Mapping[str, Any], names: Collection[str]) -> dict[str, tuple[int, ...]]:
     """The array names (config left out) are the ones the config asks for."""
     shapes, groups = _expected_arrays(spec)
     unknown = sorted(set(names) - set(shapes))
@@ -297,7 +305,8 @@ def check_names(spec, names):
     return shapes
 
 
-def check_layout(name, shape, dtype, expected_shape, expected_dtype):
+def check_layout(name: str, shape: tuple[int, ...], dtype: np.dtype,
+                 expected_shape: tuple[int, ...], expected_dtype: np.dtype) -> None:
     if dtype != expected_dtype:
         raise ModelFileError(f"{name} has dtype {dtype}, expected the model's "
                              f"{expected_dtype.name}")
@@ -306,7 +315,7 @@ def check_layout(name, shape, dtype, expected_shape, expected_dtype):
                              f"needs {expected_shape}")
 
 
-def check_arrays(spec, arrays):
+def check_arrays(spec: Mapping[str, Any], arrays: dict[str, np.ndarray]) -> None:
     if not isinstance(arrays, dict):
         _fail("arrays", "a dict of arrays", arrays)
     shapes = check_names(spec, arrays)

@@ -19,9 +19,12 @@ pickle work as for scikit-learn's own estimators.
 scikit-learn (>= 1.6) is optional for nncore: this module needs it, `import nncore`
 does not import it (pip install "nncore-mlp[datasets]").
 """
+from __future__ import annotations
+
 import contextlib
 import numbers
 import warnings
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -44,6 +47,10 @@ from nncore import _checks, optim
 from nncore._threads import threads
 from nncore.layers import positive_int
 from nncore.model import MLP
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from sklearn.utils import Tags
 
 __all__ = ["NNClassifier", "NNRegressor"]
 
@@ -77,7 +84,7 @@ class _BaseNN(BaseEstimator):
     kind of y.
     """
 
-    _LOSSES = ()
+    _LOSSES: tuple[str, ...] = ()
 
     # ---- parameters --------------------------------------------------------
 
@@ -167,26 +174,26 @@ class _BaseNN(BaseEstimator):
     # ---- fitted attributes in scikit-learn's layout -----------------------------
 
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[np.ndarray]:
         """[W_1.T, W_2.T, ...]: the weight of layer i as (n_in, n_out), scikit-learn's
         layout (views of model_'s (n_out, n_in) weights: writing them changes the model)."""
         check_is_fitted(self, "model_")
         return [layer.weight.T for layer in self.model_.layers]
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[np.ndarray]:
         """[b_1, b_2, ...], each (n_out,) (views of model_'s biases)."""
         check_is_fitted(self, "model_")
         return [layer.bias for layer in self.model_.layers]
 
     @property
-    def n_layers_(self):
+    def n_layers_(self) -> int:
         """Layers counting the input: len(hidden_layer_sizes) + 2."""
         check_is_fitted(self, "model_")
         return len(self.model_.layers) + 1
 
     @property
-    def n_outputs_(self):
+    def n_outputs_(self) -> int:
         """Output units: the number of targets (regressor), of classes (classifier;
         1 for two classes with the logistic output)."""
         check_is_fitted(self, "model_")
@@ -526,14 +533,19 @@ class NNClassifier(ClassifierMixin, _BaseNN):
 
     _LOSSES = ("softmax_cross_entropy", "hinge")
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 class_weight=None, loss="softmax_cross_entropy", dtype="float32",
-                 n_threads=None):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
+                 tol: float = 1e-4, verbose: int = False, warm_start: bool = False,
+                 momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: int = 10,
+                 class_weight: dict[Any, float] | str | None = None,
+                 loss: str = "softmax_cross_entropy", dtype: npt.DTypeLike = "float32",
+                 n_threads: int | None = None) -> None:
         self._store(locals())
 
     def _logistic(self):
@@ -541,7 +553,7 @@ class NNClassifier(ClassifierMixin, _BaseNN):
         return len(self.classes_) == 2 and self.loss == "softmax_cross_entropy"
 
     @property
-    def out_activation_(self):
+    def out_activation_(self) -> str:
         """'logistic' (two classes), 'softmax', or 'identity' (hinge)."""
         check_is_fitted(self, "model_")
         if self.loss == "hinge":
@@ -619,7 +631,8 @@ class NNClassifier(ClassifierMixin, _BaseNN):
             return (out[:, 0] > 0).astype(np.intp)
         return np.argmax(out, axis=1)
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike,
+            sample_weight: npt.ArrayLike | None = None) -> NNClassifier:
         """Train on X (n_samples, n_features) and labels y (n_samples,): a new network
         (or, with warm_start, the current one) for up to max_iter epochs.
 
@@ -630,7 +643,8 @@ class NNClassifier(ClassifierMixin, _BaseNN):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike, classes: npt.ArrayLike | None = None,
+                    sample_weight: npt.ArrayLike | None = None) -> NNClassifier:
         """One epoch over (X, y) from the current weights and optimizer state (a new
         network on the first call, which needs `classes`: every label y may ever hold).
 
@@ -638,7 +652,7 @@ class NNClassifier(ClassifierMixin, _BaseNN):
         """
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def decision_function(self, X):
+    def decision_function(self, X: npt.ArrayLike) -> np.ndarray:
         """The network's outputs o (n_samples, n_classes); for two classes (n_samples,),
         > 0 where classes_[1] is predicted: o itself (logistic output) or o_1 - o_0
         (hinge)."""
@@ -647,7 +661,7 @@ class NNClassifier(ClassifierMixin, _BaseNN):
             return out[:, 0]
         return out[:, 1] - out[:, 0] if out.shape[1] == 2 else out
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> np.ndarray:
         """classes_[argmax_j o_j] (n_samples,) (two classes: classes_[1] where o > 0)."""
         out = self._forward(X)
         return self.classes_[self._decide(out)]
@@ -656,13 +670,13 @@ class NNClassifier(ClassifierMixin, _BaseNN):
         return self.loss == "softmax_cross_entropy"
 
     @available_if(_has_proba)
-    def predict_proba(self, X):
+    def predict_proba(self, X: npt.ArrayLike) -> np.ndarray:
         """p = softmax(o) (n_samples, n_classes), columns in the order of classes_;
         two classes: [1 - sigmoid(o), sigmoid(o)] (softmax_cross_entropy only)."""
         return np.exp(self.predict_log_proba(X))
 
     @available_if(_has_proba)
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: npt.ArrayLike) -> np.ndarray:
         """log p = o - logsumexp(o) (n_samples, n_classes); two classes:
         [-softplus(o), -softplus(-o)] (softmax_cross_entropy only)."""
         out = self._forward(X)
@@ -687,22 +701,27 @@ class NNRegressor(RegressorMixin, _BaseNN):
 
     _LOSSES = ("squared_error", "mse")
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 loss="squared_error", dtype="float32", n_threads=None):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: int | np.random.RandomState | None = None,
+                 tol: float = 1e-4, verbose: int = False, warm_start: bool = False,
+                 momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: int = 10,
+                 loss: str = "squared_error", dtype: npt.DTypeLike = "float32",
+                 n_threads: int | None = None) -> None:
         self._store(locals())
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
 
     @property
-    def out_activation_(self):
+    def out_activation_(self) -> str:
         """'identity': the output layer is linear."""
         check_is_fitted(self, "model_")
         return "identity"
@@ -727,7 +746,8 @@ class NNRegressor(RegressorMixin, _BaseNN):
     def _score_val(self, out, y, sample_weight):
         return float(r2_score(y, out, sample_weight=sample_weight))
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike,
+            sample_weight: npt.ArrayLike | None = None) -> NNRegressor:
         """Train on X (n_samples, n_features) and targets y (n_samples,) or
         (n_samples, n_targets): a new network (or, with warm_start, the current one)
         for up to max_iter epochs.
@@ -739,12 +759,13 @@ class NNRegressor(RegressorMixin, _BaseNN):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: npt.ArrayLike, y: npt.ArrayLike,
+                    sample_weight: npt.ArrayLike | None = None) -> NNRegressor:
         """One epoch over (X, y) from the current weights and optimizer state (a new
         network on the first call). Returns self."""
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: npt.ArrayLike) -> np.ndarray:
         """o (n_samples,) for one target, else (n_samples, n_targets)."""
         out = self._forward(X)
         return out[:, 0] if out.shape[1] == 1 else out

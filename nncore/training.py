@@ -14,11 +14,14 @@ where the plan hands control back to Python:
 Where control returns changes nothing else: the same steps run in the same
 order, so every way gives bitwise the same weights and History.
 """
+from __future__ import annotations
+
 import math
 import signal
 import threading
 import time
 import zlib
+from typing import TYPE_CHECKING
 
 try:                    # the signal module's C functions, without its enum conversions
     import _signal as _signals                                    # (~10 us a fit)
@@ -33,6 +36,15 @@ from nncore.callbacks import Callback, History, ProgressDisplay
 from nncore.layers import positive_int
 from nncore._threads import Tuner, get_num_threads
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from nncore.losses import Loss
+    from nncore.model import Sequential
+    from nncore.optim import Optimizer
+
+    Validation = tuple[np.ndarray, np.ndarray]          # (X_val, targets)
+
 # The plan hands control back at least this often (seconds) to let Ctrl-C stop a fit.
 CHECK_SECONDS = 0.05
 # Shuffled epochs planned per call: their permutations hold about this many rows.
@@ -45,14 +57,18 @@ class TrainingDiverged(FloatingPointError):
     optimizer's state) are as after the last finite step."""
 
 
-def divergence(value):
+def divergence(value: float) -> str:
     """What went wrong in a step the plan reported as diverged."""
     if not math.isfinite(value):
         return f"the loss became {value}"
     return f"a gradient or the update would be NaN or inf (the loss was {value:.3g})"
 
 
-def _validation(model, loss, X, y, w, validation_data, validation_split):
+def _validation(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
+                w: np.ndarray | None,
+                validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None,
+                validation_split: float,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Validation | None]:
     """(X, y, w) to train on and (X_val, y_val) or None."""
     if validation_data is not None and validation_split:
         raise ValueError("pass validation_data or validation_split, not both")
@@ -76,7 +92,7 @@ def _validation(model, loss, X, y, w, validation_data, validation_split):
     return X[:k], y[:k], None if w is None else w[:k], (X[k:], y[k:])
 
 
-def _callbacks(callbacks):
+def _callbacks(callbacks: list[Callback] | tuple[Callback, ...] | None) -> list[Callback]:
     if not isinstance(callbacks, (list, tuple, type(None))):
         raise TypeError(f"callbacks must be a list of nncore.callbacks.Callback objects, "
                         f"got {type(callbacks).__name__}")
@@ -87,9 +103,14 @@ def _callbacks(callbacks):
     return callbacks
 
 
-def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
-        validation_data=None, validation_split=0.0, callbacks=None, verbose=0,
-        shuffle=True, sample_weight=None, grad_shards=1):
+def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
+        loss: str | Loss | None = None, optimizer: Optimizer | None = None, epochs: int = 1,
+        batch_size: int | None = 32,
+        validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+        validation_split: float = 0.0,
+        callbacks: list[Callback] | tuple[Callback, ...] | None = None, verbose: int = 0,
+        shuffle: bool = True, sample_weight: npt.ArrayLike | None = None,
+        grad_shards: int = 1) -> History:
     """Train `model` (see Sequential.fit for the arguments); returns its History."""
     grad_shards = positive_int(grad_shards, "grad_shards")
     exchange = None

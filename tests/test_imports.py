@@ -1,5 +1,6 @@
 """The package's import graph has no circle, counting imports inside functions too:
-each module of nncore/ can be read (and imported) after the ones it uses."""
+each module of nncore/ can be read (and imported) after the ones it uses. Imports under
+`if TYPE_CHECKING:` never run (they name the types of annotations) and do not count."""
 import ast
 import importlib.util
 import pathlib
@@ -28,10 +29,26 @@ def _is_module(name, known):
         return False
 
 
+def _type_checking_only(tree):
+    """The nodes under `if TYPE_CHECKING:` (or typing.TYPE_CHECKING), else branches aside."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+                (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING") or
+                (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")):
+            skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return skipped
+
+
 def imports(path, known):
-    """The nncore modules the file at path imports, anywhere in it."""
+    """The nncore modules the file at path imports, anywhere in it but under
+    `if TYPE_CHECKING:`."""
     deps = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -73,3 +90,15 @@ def test_the_check_finds_a_circle(tmp_path, monkeypatch):
     b.write_text("import nncore.a\n")
     known = {"nncore.a": a, "nncore.b": b}
     assert imports(a, known) == {"nncore.b"} and imports(b, known) == {"nncore.a"}
+
+
+def test_type_checking_imports_do_not_count(tmp_path):
+    """An import for annotations only (under if TYPE_CHECKING) is no edge; its else
+    branch and the rest of the file are read as ever."""
+    a = tmp_path / "a.py"
+    a.write_text("import typing\nfrom typing import TYPE_CHECKING\n"
+                 "if TYPE_CHECKING:\n    from nncore import b\nelse:\n    import nncore.c\n"
+                 "if typing.TYPE_CHECKING:\n    import nncore.d\n"
+                 "def f():\n    import nncore.e\n")
+    known = {f"nncore.{m}": tmp_path / f"{m}.py" for m in "abcde"}
+    assert imports(a, known) == {"nncore.c", "nncore.e"}
