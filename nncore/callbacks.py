@@ -74,7 +74,9 @@ BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
 
 class Callback:
     """Base class: override the hooks you need (Keras' names and signatures)."""
-    model: Sequential | None = None      # the model being trained, set before on_train_begin
+    # the model being trained: set (set_model) before any hook runs, so a hook may use
+    # self.model as a Sequential, as in Keras
+    model: Sequential = None  # type: ignore[assignment]
 
     def set_model(self, model: Sequential) -> None:
         self.model = model

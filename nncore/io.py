@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelFileError", "read", "write"]
 
-MAX_CONFIG_CHARS = 1 << 24
-_TMP_PREFIX = ".nncore-"          # .nncore-<pid>-<random>.npz while a save writes        # a config is a few hundred characters per layer
+MAX_CONFIG_CHARS = 1 << 24        # a config is a few hundred characters per layer
+_TMP_PREFIX = ".nncore-"          # .nncore-<pid>-<random>.npz while a save writes
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")    # a zip with members, an empty zip
 
 

@@ -79,14 +79,14 @@ class Dense:
     def __getstate__(self) -> dict[str, Any]:
         """Pickle and copy the config and the weights: not the workspaces, the last
         input or the model the layer belongs to (a copy belongs to none)."""
-        state = {"config": self.config()}
-        if self.built:
+        state: dict[str, Any] = {"config": self.config()}
+        if self.weight is not None:
             state["dtype"] = self.weight.dtype.name
             state["arrays"] = self.arrays()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state["config"])
+        Dense.__init__(self, **state["config"])
         if "arrays" in state:
             self.restore(state["arrays"], state["dtype"])
 
