@@ -64,6 +64,16 @@ cdef extern from "nncore/_kernels/microkernel.h" nogil:
                                 double beta) noexcept nogil
     nn_sukr2_t nn_sgemm_ukr2      # NULL: no two-panel kernel on this path
     nn_dukr2_t nn_dgemm_ukr2
+    ctypedef void (*nn_sedge_t)(Py_ssize_t mr, Py_ssize_t nr, Py_ssize_t k, const float* a,
+                                Py_ssize_t rs_a, Py_ssize_t cs_a, const float* b0,
+                                const float* b1, Py_ssize_t rs_b, float* c, Py_ssize_t ldc,
+                                float alpha, float beta) noexcept nogil
+    ctypedef void (*nn_dedge_t)(Py_ssize_t mr, Py_ssize_t nr, Py_ssize_t k, const double* a,
+                                Py_ssize_t rs_a, Py_ssize_t cs_a, const double* b0,
+                                const double* b1, Py_ssize_t rs_b, double* c,
+                                Py_ssize_t ldc, double alpha, double beta) noexcept nogil
+    nn_sedge_t nn_sgemm_edge      # NULL: edge tiles go through a padded tile
+    nn_dedge_t nn_dgemm_edge
     const char* nn_ukr_select()
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
@@ -241,6 +251,13 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
                     nn_sgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, cij, ldc, alpha, beta_p)
                 else:
                     nn_dgemm_ukr(kc, ap, rs_p, cs_p, bp, rs_bp, cij, ldc, alpha, beta_p)
+            elif (nn_sgemm_edge != NULL if real is float else nn_dgemm_edge != NULL):
+                if real is float:                     # edge, written in place
+                    nn_sgemm_edge(mr, nr, kc, ap, rs_p, cs_p, bp, bp1 if pair else NULL,
+                                  rs_bp, cij, ldc, alpha, beta_p)
+                else:
+                    nn_dgemm_edge(mr, nr, kc, ap, rs_p, cs_p, bp, bp1 if pair else NULL,
+                                  rs_bp, cij, ldc, alpha, beta_p)
             else:                                     # edge: full tiles, copy part
                 for half in range(2 if pair else 1):
                     if real is float:

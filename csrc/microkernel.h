@@ -45,6 +45,16 @@ typedef void (*nn_dukr2_t)(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrdiff
                            const double *b0, const double *b1, ptrdiff_t rs_b, double *c,
                            ptrdiff_t ldc, double alpha, double beta);
 
+/* Edge tiles written in place (mr <= MR rows, nr <= NR columns of one panel, or
+ * mr rows of two full panels when b1 is not NULL); NULL: through a padded tile. */
+typedef void (*nn_sedge_t)(ptrdiff_t mr, ptrdiff_t nr, ptrdiff_t k, const float *a,
+                           ptrdiff_t rs_a, ptrdiff_t cs_a, const float *b0, const float *b1,
+                           ptrdiff_t rs_b, float *c, ptrdiff_t ldc, float alpha, float beta);
+typedef void (*nn_dedge_t)(ptrdiff_t mr, ptrdiff_t nr, ptrdiff_t k, const double *a,
+                           ptrdiff_t rs_a, ptrdiff_t cs_a, const double *b0,
+                           const double *b1, ptrdiff_t rs_b, double *c, ptrdiff_t ldc,
+                           double alpha, double beta);
+
 /* ---- portable kernels ---------------------------------------------------- */
 
 #define NN_GENERIC_UKR(NAME, T, NR)                                            \
@@ -395,6 +405,55 @@ NN_UKR2_AVX512(nn_dgemm_ukr2_avx512, double, __m512d, _mm512_loadu_pd, _mm512_se
                _mm512_fmadd_pd, _mm512_setzero_pd, _mm512_mul_pd, _mm512_storeu_pd,
                NN_NR_F64)
 
+/* Edge tiles: mr <= MR rows of one panel (nr <= NR columns, masked) or of two full
+ * panels (b1 != NULL), written straight into C instead of through a padded tile
+ * and a copy. Each element is the same fma chain over p; the store rounds as the
+ * copy of a padded tile does (macro_kernel): alpha * acc, then + beta * c when beta
+ * is not 0, each product and the sum rounded on its own (no fma). */
+#define NN_EDGE_AVX512(NAME, T, V, M, LOAD, MLOAD, SET1, FMA, ZERO, MUL, ADD, MSTORE, MASK, NRV) \
+    NN_TARGET_AVX512 static void                                                     \
+    NAME(ptrdiff_t mr, ptrdiff_t nr, ptrdiff_t k, const T *a, ptrdiff_t rs_a,        \
+         ptrdiff_t cs_a, const T *b0, const T *b1, ptrdiff_t rs_b, T *c, ptrdiff_t ldc, \
+         T alpha, T beta)                                                            \
+    {                                                                                \
+        V acc[NN_MR][2];                                                             \
+        const M mask = MASK(nr);                                                     \
+        const int two = b1 != NULL;                                                  \
+        for (int i = 0; i < NN_MR; ++i) { acc[i][0] = ZERO(); acc[i][1] = ZERO(); }  \
+        ptrdiff_t off = 0;                                                           \
+        for (ptrdiff_t p = 0; p < k; ++p) {                                          \
+            const V x0 = LOAD(b0), x1 = two ? LOAD(b1) : ZERO();                     \
+            for (int i = 0; i < NN_MR; ++i) {                                        \
+                if (i < mr) {                                                        \
+                    const V av = SET1(a[i * rs_a + off]);                            \
+                    acc[i][0] = FMA(av, x0, acc[i][0]);                              \
+                    if (two) acc[i][1] = FMA(av, x1, acc[i][1]);                     \
+                }                                                                    \
+            }                                                                        \
+            off += cs_a;                                                             \
+            b0 += rs_b;                                                              \
+            if (two) b1 += rs_b;                                                     \
+        }                                                                            \
+        const V va = SET1(alpha), vb = SET1(beta);                                   \
+        for (int i = 0; i < NN_MR && i < mr; ++i)                                    \
+            for (int h = 0; h < 1 + two; ++h) {                                      \
+                T *ci = c + i * ldc + h * NRV;                                       \
+                const M mh = h ? MASK(NRV) : mask;                                   \
+                V x = MUL(va, acc[i][h]);                                            \
+                if (beta != (T)0) x = ADD(x, MUL(vb, MLOAD(ZERO(), mh, ci)));         \
+                MSTORE(ci, mh, x);                                                   \
+            }                                                                        \
+    }
+
+#define NN_MASK16(n) ((__mmask16)((1u << (n)) - 1u))
+#define NN_MASK8(n) ((__mmask8)((1u << (n)) - 1u))
+NN_EDGE_AVX512(nn_sgemm_edge_avx512, float, __m512, __mmask16, _mm512_loadu_ps,
+               _mm512_mask_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_setzero_ps,
+               _mm512_mul_ps, _mm512_add_ps, _mm512_mask_storeu_ps, NN_MASK16, NN_NR_F32)
+NN_EDGE_AVX512(nn_dgemm_edge_avx512, double, __m512d, __mmask8, _mm512_loadu_pd,
+               _mm512_mask_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_setzero_pd,
+               _mm512_mul_pd, _mm512_add_pd, _mm512_mask_storeu_pd, NN_MASK8, NN_NR_F64)
+
 static int nn_cpu_has_avx512f(void)
 {
     __builtin_cpu_init();
@@ -475,7 +534,10 @@ static int nn_cpu_has_avx2_fma(void) { return 0; }
  * Chosen once when the module loads: AVX-512 where the CPU has it (measured on
  * this project's Zen 5 VM, 1 thread, float32: 256x1024x784 101 -> 145 GFLOP/s,
  * 128x128x784 105 -> 144; with the two-panel kernel, CPU-time quartile of 40 calls,
- * 256x1024x784 131 -> 169, 1024x784x256 153 -> 202), else AVX2+FMA, else portable. NNCORE_SIMD=avx2 or
+ * 256x1024x784 131 -> 169, 1024x784x256 153 -> 202; with both it and the in-place
+ * edge kernel, 1-thread fits in CPU time: W1 235-273k -> 350k samples/s, W2
+ * 0.87-1.10M -> 1.31-1.33M, W4 12.3-13.7k -> 17.7-17.9k), else AVX2+FMA, else
+ * portable. NNCORE_SIMD=avx2 or
  * NNCORE_SIMD=generic forces the narrower kernels (to test them on this machine).
  * Returns the name of the path taken. */
 
@@ -487,6 +549,8 @@ static nn_stiny_t nn_sgemm_tiny = nn_sgemm_tiny_generic;
 static nn_dtiny_t nn_dgemm_tiny = nn_dgemm_tiny_generic;
 static nn_sukr2_t nn_sgemm_ukr2 = NULL;
 static nn_dukr2_t nn_dgemm_ukr2 = NULL;
+static nn_sedge_t nn_sgemm_edge = NULL;
+static nn_dedge_t nn_dgemm_edge = NULL;
 
 static const char *nn_ukr_select(void)
 {
@@ -503,6 +567,8 @@ static const char *nn_ukr_select(void)
         nn_dgemm_tiny = nn_dgemm_tiny_avx2;
         nn_sgemm_ukr2 = nn_sgemm_ukr2_avx512;
         nn_dgemm_ukr2 = nn_dgemm_ukr2_avx512;
+        nn_sgemm_edge = nn_sgemm_edge_avx512;
+        nn_dgemm_edge = nn_dgemm_edge_avx512;
         return "avx512f";
     }
     if (!generic && nn_cpu_has_avx2_fma()) {
@@ -514,6 +580,8 @@ static const char *nn_ukr_select(void)
         nn_dgemm_tiny = nn_dgemm_tiny_avx2;
         nn_sgemm_ukr2 = NULL;
         nn_dgemm_ukr2 = NULL;
+        nn_sgemm_edge = NULL;
+        nn_dgemm_edge = NULL;
         return "avx2+fma";
     }
 #endif
@@ -526,6 +594,8 @@ static const char *nn_ukr_select(void)
     nn_dgemm_tiny = nn_dgemm_tiny_generic;
     nn_sgemm_ukr2 = NULL;
     nn_dgemm_ukr2 = NULL;
+    nn_sgemm_edge = NULL;
+    nn_dgemm_edge = NULL;
     return "generic";
 }
 
