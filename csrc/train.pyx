@@ -348,8 +348,8 @@ cdef inline void weight_block(const LayerPtrs* L, Py_ssize_t n, int tid, int nt,
     """Rows [r0, r1) x columns [c0, c1) of layer L's weight gradient: the strip thread
     tid computed in the dW GEMM (n_out x n_in, k = n rows); all of it for thread 0
     when that product ran on one thread; nothing for the threads it left idle."""
-    cdef int p = gemm_part_threads(L.n_out, L.n_in, n, 1, L.n_out, nt, SPLIT_ROWS,
-                                   real is double)
+    cdef int p = 1 if nt == 1 else gemm_part_threads(L.n_out, L.n_in, n, 1, L.n_out, nt,
+                                                     SPLIT_ROWS, real is double)
     cdef Py_ssize_t lo, hi
     r0[0] = r1[0] = c0[0] = c1[0] = 0
     if tid >= p:
