@@ -62,6 +62,9 @@ from nncore._kernels.optim cimport (sgd_f32, sgd_f64, adam_f32, adam_f64, rmspro
 from nncore._kernels.dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
                                     grad_z_and_bias_part_f64)
 
+#: A step uses one thread per this many flops (at least 2 of them to go parallel).
+FLOPS_PER_THREAD = STEP_FLOPS_PER_THREAD
+
 cdef extern from "nncore/_kernels/vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
     bint nn_all_finite_f64(const double* p, Py_ssize_t n)

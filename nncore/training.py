@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 try:                    # the signal module's C functions, without its enum conversions
     import _signal as _signals                                    # (~10 us a fit)
@@ -34,6 +34,7 @@ import numpy as np
 from nncore import _checks, _sharded
 from nncore.callbacks import Callback, History, ProgressDisplay
 from nncore.layers import positive_int
+from nncore._kernels.train import FLOPS_PER_THREAD as STEP_FLOPS_PER_THREAD
 from nncore._threads import Tuner, get_num_threads
 
 if TYPE_CHECKING:
@@ -92,6 +93,23 @@ def _validation(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     return X[:k], y[:k], None if w is None else w[:k], (X[k:], y[k:])
 
 
+def _step_threads(model: Sequential, X: Any, batch_size: int | None) -> int:
+    """The threads the plan's steps will use (StepPlan's rule: one per
+    STEP_FLOPS_PER_THREAD of a step of min(batch_size, n) rows, at most
+    get_num_threads()), for the kernels a fit runs before them (the check of X). When
+    the steps run on one thread, nothing of the fit opens a parallel region, whose
+    idle threads would spin beside the step on a busy machine."""
+    n = get_num_threads()
+    try:
+        rows = len(X) if batch_size is None else min(int(batch_size), len(X))
+    except (TypeError, ValueError):      # not a sequence, or a bad batch_size: checked later
+        return n
+    flops = sum(2 * rows * layer.n_in * layer.n_out * (3 if i else 2)
+                for i, layer in enumerate(model.layers))
+    quanta = -(-flops // STEP_FLOPS_PER_THREAD)
+    return 1 if quanta < 2 else min(n, quanta)
+
+
 def _callbacks(callbacks: list[Callback] | tuple[Callback, ...] | None) -> list[Callback]:
     if not isinstance(callbacks, (list, tuple, type(None))):
         raise TypeError(f"callbacks must be a list of nncore.callbacks.Callback objects, "
@@ -131,7 +149,7 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
     loss = model._loss(loss)
     optimizer = model._optimizer(optimizer)
     epochs = positive_int(epochs, "epochs")
-    X = model._inputs(X)
+    X = model._inputs(X, n_threads=_step_threads(model, X, batch_size))
     y = loss.targets(y, X.shape[0], model.n_outputs, model.dtype)
     w = model._sample_weight(sample_weight, X.shape[0])
     if verbose not in (0, 1, 2):
