@@ -7,6 +7,7 @@ Same names, arguments and `out=` behaviour as nncore.functional (less
 Names follow the maths: x (n_samples, n_in), w (n_out, n_in) one row per
 neuron, b (n_out,), z = x @ w.T + b, a = f(z); gradients grad_*.
 """
+import copy
 import math
 import time
 
@@ -468,6 +469,57 @@ class StepPlan:
             if batch == n_batches:
                 epoch, batch = epoch + 1, 0
         return epoch, batch, status, value, acc, step
+
+
+    # ---- sharded steps (nncore._sharded) ----
+
+    def _on_flat(self, flat):
+        """This plan with grad_W, grad_b of every layer views of the flat gradient
+        (grad_W1, grad_b1, grad_W2, ...)."""
+        layers, off = [], 0
+        for d in self.layers:
+            d = dict(d)
+            size = d["n_in"] * d["n_out"]
+            d["gw"] = flat[off:off + size].reshape(d["n_out"], d["n_in"])
+            off += size
+            if d["b"] is not None:
+                d["gb"] = flat[off:off + d["n_out"]]
+                off += d["n_out"]
+            layers.append(d)
+        plan = copy.copy(self)
+        plan.layers = layers
+        return plan
+
+    def shard_gradients(self, X, t, y, order, scale, shards, leaves, adds, results,
+                        n_threads=1):
+        """Shard s: gradients(rows order[start:start + count], scale=..., l2=False) into
+        leaves[s]; then leaves[a] += leaves[b] for (a, b) in adds when every loss was
+        finite. results[s] = (status, loss, accuracy). Returns 0, or 1 (a loss not
+        finite: no additions)."""
+        bad = False
+        for s, (start, count) in enumerate(shards):
+            if count == 0:
+                results[s] = 0.0
+                continue
+            idx = order[start:start + count]
+            status, value, acc = self._on_flat(leaves[s]).gradients(
+                X[idx], None if t is None else t[idx], None if y is None else y[idx], None,
+                n_threads, scale=scale[start:start + count], l2=False)
+            results[s] = (status, value, acc)
+            bad = bad or status != 0
+        if bad:
+            return 1
+        for a, b in adds:
+            leaves[a] += leaves[b]
+        return 0
+
+    def apply_from(self, grad, lr, step, l2, keep_bounds, n_threads=1):
+        """apply with the gradients in the flat grad; l2: grad_W += l2 W there first."""
+        plan = self._on_flat(grad)
+        if l2 and self.l2:
+            for d in plan.layers:
+                d["gw"][...] = d["gw"] + self.l2 * d["w"].astype(np.float64)
+        return plan.apply(lr, step, n_threads)
 
 
 def _scaled_loss(name, output, target, scale):
