@@ -18,14 +18,18 @@ floats. The l2 term is added once, and every process runs the compiled apply pha
 the root.
 
 Faults: every exchange is nonblocking and polled against `timeout` seconds; a process
-that raises tells the others (which raise RankFailed naming it), and one that dies or
-stops answering makes the others raise RankFailed naming it when the deadline passes.
-Run scripts with ``python -m mpi4py`` so that an exception outside fit aborts the job.
+that raises tells the others (which raise RankFailed naming it); one that dies on the
+same host is named as soon as a wait sees its pid gone, and one that dies elsewhere or
+stops answering when the deadline passes. (MPICH's launcher usually kills the whole job
+first when a process is killed: then it names the pid, docs/scaling-out.md.) Run scripts
+with ``python -m mpi4py`` so that an exception outside fit aborts the job.
 
 mpi4py is imported by these functions, never by ``import nncore``.
 """
 import os
+import socket
 import time
+import zlib
 
 import numpy as np
 
@@ -37,6 +41,26 @@ __all__ = ["fit", "shard_rows", "threads_per_rank", "RankFailed"]
 TAG_MSG, TAG_FAIL, TAG_HEAD, TAG_ROOT, TAG_GRAD = 7101, 7102, 7103, 7104, 7200
 # An exchange polls without sleeping for this long, then sleeps up to 1 ms between polls.
 SPIN_SECONDS = 0.05
+# A wait longer than this checks, this often, whether the processes it waits for on this
+# host are still alive (a killed process is named at once instead of at the deadline).
+ALIVE_SECONDS = 0.01
+
+
+def _dead(pid):
+    """Whether process pid (on this host) has died: gone, or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+    except OSError:                     # no /proc: only a process that is gone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
 
 
 class RankFailed(RuntimeError):
@@ -115,6 +139,7 @@ class _MPIExchange:
         self.agreed = False            # an error every process raises together
         self.comm_seconds = 0.0
         self.persistent = []
+        self.pids = {}                 # rank: pid of the other processes on this host
 
     def _late(self, reqs, peers):
         """The ranks of peers whose requests have not completed."""
@@ -136,7 +161,7 @@ class _MPIExchange:
         sleeps between polls after SPIN_SECONDS."""
         MPI = self.MPI
         testall = MPI.Request.Testall
-        t0 = time.perf_counter()
+        t0 = checked = time.perf_counter()
         spins = 0
         try:
             while not testall(reqs):
@@ -154,6 +179,9 @@ class _MPIExchange:
                                      f"within timeout={self.timeout:g} s (the {what} "
                                      f"exchange of rank {self.rank}): it died, hung or left "
                                      f"the fit", rank=late[0] if late else None)
+                if now - checked > ALIVE_SECONDS and self.pids:
+                    checked = now
+                    self._alive(reqs, peers, what)
                 spins += 1
                 if now - t0 > SPIN_SECONDS:          # spin first: a step's exchange is short
                     time.sleep(min(1e-3, 1e-6 * spins))
@@ -167,10 +195,23 @@ class _MPIExchange:
                              rank=late[0] if late else None) from None
         self.comm_seconds += time.perf_counter() - t0
 
+    def _alive(self, reqs, peers, what):
+        """Raise RankFailed when a process reqs wait for, on this host, has died."""
+        for r in self._late(reqs, peers):
+            if r in self.pids and _dead(self.pids[r]):
+                raise RankFailed(f"nncore.distributed.fit: rank {r} died (pid {self.pids[r]} "
+                                 f"on this host, seen in the {what} exchange of rank "
+                                 f"{self.rank})", rank=r)
+
     def setup(self, n_local, crc):
         """Every process's rows and parameter checksum: the shard sizes, or ValueError
-        (raised by every process together) when they do not fit."""
-        info = self.gather(np.array([float(n_local), float(crc)]), "setup")
+        (raised by every process together) when they do not fit. (And the pids of the
+        processes on this host.)"""
+        host = float(zlib.crc32(socket.gethostname().encode()))
+        info = self.gather(np.array([float(n_local), float(crc), float(os.getpid()), host]),
+                           "setup")
+        self.pids = {r: int(info[r, 2]) for r in range(self.size)
+                     if r != self.rank and info[r, 3] == host}
         counts = info[:, 0].astype(np.int64)
         self.agreed = True
         if len(set(info[:, 1].tolist())) > 1:
