@@ -171,12 +171,13 @@ class ShardedSteps:
         # batch b: shard i's rows are order[start:start + count], (start, count) =
         # shards[b, i]; the shards with rows are the first filled[b] (sizes do not grow)
         self.shards = np.zeros((nbat, S, 2), dtype=np.intp)
-        self.filled, self.batch_rows = [], []
+        self.filled, self.batch_rows, self.counts = [], [], []
         for b in range(nbat):
             spans = [self._rows(g, b) for g in range(G)]
             for i in range(S):
                 r0, r1 = spans[lo + i]
                 self.shards[b, i] = (self.starts[i] + r0, r1 - r0)
+            self.counts.append([r1 - r0 for r0, r1 in spans[lo:hi]])
             self.filled.append(sum(r1 > r0 for r0, r1 in spans))
             self.batch_rows.append(sum(r1 - r0 for r0, r1 in spans))
         self.order = np.empty(int(self.starts[-1]), dtype=np.intp)
@@ -310,28 +311,29 @@ class ShardedSteps:
                 cb.on_train_batch_begin(b, dict(epoch=epoch, size=nb))
         skipped = self.skipped[b]
         adds, slots, loss_ops, loss_root = self._plan_for(self.filled[b])
-        header = self.header
-        header[:] = 0.0
-        header[1] = 1.0 if stop else 0.0
+        header = self.header              # (Python floats below: cheaper than NumPy's)
         if not skipped and not stop:
-            shards, res = self.shards[b], self.results
-            plan.shard_gradients(self.X, self.t, self.y, self.order, self.scale, shards,
-                                 self.leaves, adds, res, self.n_threads)
-            header[2:] = res[:, 1]
+            plan.shard_gradients(self.X, self.t, self.y, self.order, self.scale,
+                                 self.shards[b], self.leaves, adds, self.results,
+                                 self.n_threads)
+            res = self.results.tolist()
             count = 0
-            for i in range(self.S):
-                if shards[i, 1]:
-                    count += round(res[i, 2] * shards[i, 1] * self.k)
-            header[0] = float(count)
-        headers = ex.start(header, skipped)
-        if headers[:, 1].max():
+            for (_, _, acc), m in zip(res, self.counts[b]):
+                if m:
+                    count += round(acc * m * self.k)
+            header[:] = [float(count), 0.0] + [loss for _, loss, _ in res]
+        else:
+            header[:] = 0.0
+            header[1] = 1.0 if stop else 0.0
+        rows = ex.start(header, skipped).tolist()
+        if any(row[1] for row in rows):
             return "stop", None
         if skipped:
             return "skipped", None
-        losses = headers[:, 2:].reshape(-1).tolist()      # shard g = rank * S + i
+        losses = [v for row in rows for v in row[2:]]      # shard g = rank * S + i
         for i, j in loss_ops:
             losses[i] = losses[i] + losses[j]
-        value = losses[loss_root] + self._penalty()
+        value = losses[loss_root] + (self._penalty() if model.l2 else 0.0)
         if not math.isfinite(value):
             return "diverged", value
         self.root = root = ex.root(self.filled[b], slots)
@@ -342,7 +344,7 @@ class ShardedSteps:
             self.fresh = True
             return "diverged", value
         self.optimizer.advance(steps=step - self.optimizer.t)
-        frac = (headers[:, 0].sum() / (nb * self.k) if self.loss.classification else 0.0)
+        frac = sum(row[0] for row in rows) / (nb * self.k) if self.loss.classification else 0.0
         if self.batch_events:
             self._keep_gradients()
             for cb in self.callbacks:
