@@ -35,6 +35,7 @@ import numpy as np
 
 from nncore import training
 from nncore._sharded import shard_sizes
+from nncore._threads import threads
 
 __all__ = ["fit", "shard_rows", "threads_per_rank", "RankFailed"]
 
@@ -397,7 +398,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
         sum w_i l_i / sum w_i over the global batch
     verbose : progress on rank 0 only
     comm : mpi4py communicator (default MPI.COMM_WORLD)
-    n_threads : threads of this process (default threads_per_rank(comm))
+    n_threads : threads of this process, for every kernel of the fit (default
+        threads_per_rank(comm))
     timeout : seconds each exchange waits for the other processes before raising
         RankFailed naming the late rank
 
@@ -422,11 +424,14 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=1, batch_size=32,
     n_threads = training.positive_int(n_threads, "n_threads")
     ex = _MPIExchange(comm, G, float(timeout))
     try:
-        history = training._fit(
-            model, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
-            batch_size=batch_size, validation_data=validation_data, validation_split=0.0,
-            callbacks=callbacks, verbose=verbose if ex.rank == 0 else 0, shuffle=shuffle,
-            sample_weight=sample_weight, grad_shards=G, exchange=ex, n_threads=n_threads)
+        with threads(n_threads):       # every kernel of the fit (the checks of X too)
+            history = training._fit(
+                model, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
+                batch_size=batch_size, validation_data=validation_data,
+                validation_split=0.0, callbacks=callbacks,
+                verbose=verbose if ex.rank == 0 else 0, shuffle=shuffle,
+                sample_weight=sample_weight, grad_shards=G, exchange=ex,
+                n_threads=n_threads)
     except (RankFailed, training.TrainingDiverged):
         raise                          # every process raises it together, or knows
     except BaseException:
