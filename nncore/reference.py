@@ -369,6 +369,9 @@ class StepPlan:
         would not be finite.
     run: epoch e visits X[orders[e]] (or X) in batches of batch_size, the last one
         partial, skipping a batch of zero weights, at learning rate lrs[e].
+    shard_gradients, apply_from: a sharded step's two calls (nncore._sharded): the
+        gradients of several shards into the rows of a flat buffer and their tree
+        additions; apply with the gradients read from a flat vector.
 
     layers: the dicts nncore.functional.train_plan prepares (activation, slope and
     the arrays w, b, gw, gb, s1w, s1b, s2w, s2b; the workspaces are not used).
