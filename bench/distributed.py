@@ -1,21 +1,38 @@
 """Data-parallel training on this machine: samples/s of W1 (784-128-64-10, batch 128) and
 W4 (784-1024-1024-10, batch 256) through nncore.distributed.fit at P = 1 and 2 processes,
-beside the single-process fit at the same total threads, and the time per step spent in
-the exchanges (bench/WORKLOADS.md: synthetic float32 data, SGD lr 0.01 momentum 0.9).
+beside the single-process fit at the same total threads and PyTorch
+DistributedDataParallel (gloo backend, CPU, 2 ranks x 1 thread), and the time per step
+spent in communication (bench/WORKLOADS.md: synthetic float32 data, softmax cross-entropy,
+SGD lr 0.01 momentum 0.9, the same initial weights everywhere).
 
-    python bench/distributed.py              # W1 and W4; --workloads W1, --epochs 3
+    python bench/distributed.py              # W1 and W4; --workloads W1, --rounds 5
 
-Rows of each column:
-- fit, G = 1: today's fit (the plan runs whole epochs), T threads;
-- fit, G = P: the sharded schedule in one process (one Python call per shard and step);
-- mpiexec -n P: nncore.distributed.fit with grad_shards = P, T / P threads per process
-  (the same weights as fit, G = P, bitwise);
-the median of --repeats timed fits after a warm-up. "comm ms/step": the seconds rank 0
-spent waiting in exchanges (History.comm_seconds) per step.
+Columns (samples/s; T threads in all, --threads, default 2):
+- fit G=1: today's fit (the plan runs whole epochs), T threads;
+- fit G=2: the sharded schedule in one process, T threads;
+- P=1: mpiexec -n 1, nncore.distributed.fit with grad_shards = 1, T threads;
+- P=2: mpiexec -n 2, grad_shards = 2, T / 2 threads per process (the weights of fit G=2,
+  bitwise);
+- DDP: torch.nn.parallel.DistributedDataParallel, gloo, 2 processes of T / 2 threads
+  (torch.set_num_threads), a local rendezvous on 127.0.0.1; each process takes its half
+  of the rows in batches of batch / 2, shuffled once beforehand; skipped, saying so,
+  without torch.
+"comm ms": nncore, the seconds rank 0 waited in exchanges per step (History.comm_seconds,
+waiting for the other process included); DDP, its step time minus the step time of the
+same loop under no_sync() (no allreduce). Each measurement is the median of --repeats
+timed runs after a warm-up, in its own process(es); the measurements take turns for
+--rounds rounds and the table shows the median over the rounds (the ratios: the median
+of each round's ratio, its two figures measured back to back). The load average is
+printed beside each round: the cores may be shared.
+
+Under `python -S` (no site packages) the workers are started with -S as well, so that
+PYTHONPATH alone picks the nncore to measure.
 """
 import argparse
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,11 +41,14 @@ import numpy as np
 
 import nncore as nn
 
-WORKLOADS = {"W1": ([784, 128, 64, 10], 128, 8192), "W4": ([784, 1024, 1024, 10], 256, 2048)}
+# name: (sizes, global batch, rows, epochs)
+WORKLOADS = {"W1": ([784, 128, 64, 10], 128, 8192, 4),
+             "W4": ([784, 1024, 1024, 10], 256, 2048, 2)}
+PYTHON = [sys.executable] + (["-S"] if sys.flags.no_site else [])
 
 
 def problem(name):
-    sizes, batch, n = WORKLOADS[name]
+    sizes, batch, n, epochs = WORKLOADS[name]
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, sizes[0])).astype(np.float32)
     y = rng.integers(0, sizes[-1], n)
@@ -40,13 +60,16 @@ def model(sizes):
 
 
 def timed(fn, repeats):
-    fn()                                             # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
+    """Median seconds of fn() (which returns (seconds, extra)) after a warm-up."""
+    fn()
+    runs = [fn() for _ in range(repeats)]
+    order = np.argsort([t for t, _ in runs])
+    return runs[order[len(runs) // 2]]
+
+
+def steps(name, epochs, P=1):
+    sizes, batch, n, _ = WORKLOADS[name]
+    return epochs * -(-(n // P) // (batch // P))
 
 
 def worker(name, epochs, repeats):
@@ -62,17 +85,17 @@ def worker(name, epochs, repeats):
     def run():
         m = model(sizes)
         comm.Barrier()
+        t0 = time.perf_counter()
         h = distributed.fit(m, X[rows], y[rows], loss="softmax_cross_entropy",
                             optimizer=nn.optim.SGD(lr=0.01, momentum=0.9), epochs=epochs,
                             batch_size=batch, grad_shards=P)
         comm.Barrier()
-        return h.comm_seconds
+        return time.perf_counter() - t0, h.comm_seconds
 
     seconds, comm_s = timed(run, repeats)
-    steps = epochs * -(-len(X) // batch)
     if comm.Get_rank() == 0:
         print(json.dumps(dict(samples_s=epochs * len(X) / seconds,
-                              comm_ms=1e3 * comm_s / steps,
+                              comm_ms=1e3 * comm_s / steps(name, epochs),
                               threads=threads)), flush=True)
 
 
@@ -82,9 +105,11 @@ def single(name, G, threads, epochs, repeats):
     def run():
         m = model(sizes)
         with nn.threads(threads):
+            t0 = time.perf_counter()
             m.fit(X, y, loss="softmax_cross_entropy",
                   optimizer=nn.optim.SGD(lr=0.01, momentum=0.9), epochs=epochs,
                   batch_size=batch, grad_shards=G)
+            return time.perf_counter() - t0, None
 
     seconds, _ = timed(run, repeats)
     return epochs * len(X) / seconds
@@ -94,38 +119,157 @@ def launch(name, P, epochs, repeats):
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     if not os.path.exists(mpiexec):
         mpiexec = "mpiexec"
-    out = subprocess.run([mpiexec, "-n", str(P), sys.executable, os.path.abspath(__file__),
+    out = subprocess.run([mpiexec, "-n", str(P), *PYTHON, os.path.abspath(__file__),
                           "--worker", name, "--epochs", str(epochs), "--repeats",
-                          str(repeats)], capture_output=True, text=True, timeout=300)
+                          str(repeats)], capture_output=True, text=True, timeout=600)
     if out.returncode:
         raise RuntimeError(out.stdout + out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def torch_model(sizes):
+    """PyTorch's Sequential of Linear + ReLU with nncore's initial weights (seed 0)."""
+    import torch
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [torch.nn.Linear(a, b)] + ([torch.nn.ReLU()] if i < len(sizes) - 2 else [])
+    net = torch.nn.Sequential(*layers)
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for lin, layer in zip(linears, model(sizes).layers):
+            lin.weight.copy_(torch.from_numpy(layer.weight))
+            lin.bias.copy_(torch.from_numpy(layer.bias))
+    return net
+
+
+def ddp_worker(name, epochs, repeats, rank, world, threads):
+    """One process of the DDP run (the environment holds the rendezvous)."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    sizes, batch, X, y = problem(name)
+    rows = np.array_split(np.arange(len(X)), world)[rank]
+    perm = np.random.default_rng(rank).permutation(rows)     # shuffled once beforehand
+    Xl, yl = torch.from_numpy(X[perm]), torch.from_numpy(y[perm])
+    local = batch // world
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def run(sync):
+        net = DistributedDataParallel(torch_model(sizes))
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        dist.barrier()
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            for i in range(0, len(Xl), local):
+                opt.zero_grad()
+                with contextlib.nullcontext() if sync else net.no_sync():
+                    loss = loss_fn(net(Xl[i:i + local]), yl[i:i + local])
+                    loss.backward()
+                opt.step()
+        dist.barrier()
+        return time.perf_counter() - t0, None
+
+    seconds, _ = timed(lambda: run(True), repeats)
+    local_only, _ = timed(lambda: run(False), repeats)
+    n_steps = steps(name, epochs, world)
+    if rank == 0:
+        print(json.dumps(dict(samples_s=epochs * len(X) / seconds,
+                              comm_ms=1e3 * (seconds - local_only) / n_steps)), flush=True)
+    dist.destroy_process_group()
+
+
+def launch_ddp(name, world, threads, epochs, repeats):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    procs = [subprocess.Popen([*PYTHON, os.path.abspath(__file__), "--ddp-worker", name,
+                               "--rank", str(r), "--world", str(world), "--threads",
+                               str(threads), "--epochs", str(epochs), "--repeats",
+                               str(repeats)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(world)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    if any(p.returncode for p in procs):
+        raise RuntimeError("\n".join(o + e for o, e in outs))
+    return json.loads(outs[0][0].strip().splitlines()[-1])
+
+
+def load():
+    return "load %.2f" % os.getloadavg()[0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default="W1,W4")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, help="(default: W1 4, W4 2)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="total threads (T)")
+    ap.add_argument("--no-ddp", action="store_true", help="leave PyTorch DDP out")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--ddp-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--rank", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--world", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args.worker, args.epochs, args.repeats)
+    if args.ddp_worker:
+        return ddp_worker(args.ddp_worker, args.epochs, args.repeats, args.rank, args.world,
+                          args.threads)
     T = args.threads
-    print(f"nncore {nn.__version__}, {os.cpu_count()} CPUs, {T} threads in all, float32, "
-          f"median of {args.repeats}")
-    print("| workload | fit G=1, T threads | fit G=2, T threads | mpiexec -n 1 (G=1) "
-          "| mpiexec -n 2 (G=2), T/2 each | comm ms/step at P=2 | P=2 / fit G=1 |")
-    print("|---|---|---|---|---|---|---|")
+    ddp = not args.no_ddp
+    if ddp:
+        try:
+            import torch
+            ddp_version = f"PyTorch {torch.__version__}"
+        except ImportError:
+            print("(PyTorch is not installed: the DDP column is skipped; "
+                  "pip install torch==2.13.0 for it)")
+            ddp = False
+    print(f"nncore {nn.__version__} ({os.path.dirname(nn.__file__)}), {os.cpu_count()} CPUs, "
+          f"{T} threads in all, float32, median of {args.repeats} runs per measurement, "
+          f"median of {args.rounds} rounds" + (f"; {ddp_version} DDP gloo" if ddp else ""))
+    results = {}
     for name in args.workloads.split(","):
-        base = single(name, 1, T, args.epochs, args.repeats)
-        g2 = single(name, 2, T, args.epochs, args.repeats)
-        p1 = launch(name, 1, args.epochs, args.repeats)
-        p2 = launch(name, 2, args.epochs, args.repeats)
-        print(f"| {name} | {base:,.0f} | {g2:,.0f} | {p1['samples_s']:,.0f} "
-              f"| {p2['samples_s']:,.0f} | {p2['comm_ms']:.3f} | {p2['samples_s'] / base:.2f} |",
+        epochs = args.epochs or WORKLOADS[name][3]
+        rounds = []
+        for r in range(args.rounds):
+            row = dict(fit=single(name, 1, T, epochs, args.repeats),
+                       fit2=single(name, 2, T, epochs, args.repeats))
+            p1 = launch(name, 1, epochs, args.repeats)
+            p2 = launch(name, 2, epochs, args.repeats)
+            row.update(p1=p1["samples_s"], p2=p2["samples_s"], p2_comm=p2["comm_ms"])
+            if ddp:
+                d = launch_ddp(name, 2, max(1, T // 2), epochs, args.repeats)
+                row.update(ddp=d["samples_s"], ddp_comm=d["comm_ms"])
+            rounds.append(row)
+            print(f"  {name} round {r + 1}: {load()}: " + ", ".join(
+                f"{k} {v:,.0f}" if "comm" not in k else f"{k} {v:.3f} ms"
+                for k, v in row.items()), flush=True)
+        results[name] = {k: float(np.median([row[k] for row in rounds])) for k in rounds[0]}
+        # ratios of the same round (the measurements of a round run back to back)
+        results[name]["r_fit"] = float(np.median([row["p2"] / row["fit"] for row in rounds]))
+        if ddp:
+            results[name]["r_ddp"] = float(np.median([row["p2"] / row["ddp"] for row in rounds]))
+    print(f"({load()} at the end)")
+    print()
+    print("| workload | fit G=1 | fit G=2 | P=1 | P=2, T/2 threads each | DDP gloo, 2 x T/2 "
+          "| P=2 comm ms/step | DDP comm ms/step | P=2 / fit G=1 | P=2 / DDP |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, m in results.items():
+        batch = WORKLOADS[name][1]
+        ms = {k: 1e3 * batch / v for k, v in m.items() if k in ("fit", "p2", "ddp")}
+        d = (f"{m['ddp']:,.0f} ({ms['ddp']:.2f} ms)", f"{m['ddp_comm']:.3f}",
+             f"{m['r_ddp']:.2f}") if "ddp" in m else ("-", "-", "-")
+        print(f"| {name} | {m['fit']:,.0f} ({ms['fit']:.2f} ms) | {m['fit2']:,.0f} "
+              f"| {m['p1']:,.0f} | {m['p2']:,.0f} ({ms['p2']:.2f} ms) | {d[0]} "
+              f"| {m['p2_comm']:.3f} | {d[1]} | {m['r_fit']:.2f} | {d[2]} |",
               flush=True)
+    print("(samples/s, medians over the rounds; in parentheses the time of one step of the "
+          "global batch; the ratios are the medians of each round's ratio)")
 
 
 if __name__ == "__main__":

@@ -1057,3 +1057,277 @@ cdef class StepPlan:
         self.drive(&d, &run, &step, n_threads)
         return (run.epoch, run.batch, run.rc, run.value,
                 run.frac if run.rc == 0 else 0.0, step)
+
+    # ---- sharded steps (nncore._sharded): a process's shards of one step in one call ----
+
+    cdef Py_ssize_t flat_size(self) noexcept:
+        """Elements of a flat gradient: grad_W1, grad_b1, grad_W2, ... (the order of the
+        model's gradients())."""
+        cdef Py_ssize_t l, size = 0
+        for l in range(self.n_layers):
+            size += self.layers[l].n_in * self.layers[l].n_out
+            if self.layers[l].b != NULL:
+                size += self.layers[l].n_out
+        return size
+
+    cdef void flat_layers(self, LayerPtrs* out, char* flat) noexcept:
+        """out: this plan's layers with grad_W, grad_b pointing into the flat gradient."""
+        cdef Py_ssize_t l, off = 0
+        cdef Py_ssize_t itemsize = sizeof(double) if self.f64 else sizeof(float)
+        for l in range(self.n_layers):
+            out[l] = self.layers[l]
+            out[l].gw = flat + off * itemsize
+            off += out[l].n_in * out[l].n_out
+            if out[l].b != NULL:
+                out[l].gb = flat + off * itemsize
+                off += out[l].n_out
+
+    cdef check_flat(self, arr, str name, Py_ssize_t ndim, Py_ssize_t rows):
+        cdef Py_ssize_t N = self.flat_size()
+        cdef tuple shape = (N,)
+        if ndim == 2:
+            shape = (rows, N)
+        if (not isinstance(arr, np.ndarray) or arr.dtype.char != ("d" if self.f64 else "f")
+                or arr.shape != shape or not arr.flags.c_contiguous
+                or not arr.flags.writeable):
+            raise TypeError(f"StepPlan: {name} must be a writeable C-contiguous {shape} "
+                            f"array in the plan's dtype")
+
+    def shard_gradients(self, X, t, y, const Py_ssize_t[::1] order,
+                        const double[::1] scale, const Py_ssize_t[:, ::1] shards,
+                        leaves, const Py_ssize_t[:, ::1] adds, double[:, ::1] results,
+                        int n_threads):
+        """The gradient phase without the l2 term (gradients(..., scale=, l2=False)) of
+        the S shards of one sharded step, in one call: shard s reads the rows
+        order[start:start + count] of X (t | y), (start, count) = shards[s], with the
+        row scales scale[start:start + count] (scale is aligned with order), and
+        leaves its gradients in leaves[s] (flat: grad_W1, grad_b1, grad_W2, ...); a
+        shard of count 0 computes nothing. Then, if every loss was finite, the
+        additions leaves[a] += leaves[b] for each row (a, b) of adds, in order (a
+        shard's subtree of nncore._sharded's tree). The model's gradient arrays are
+        not touched.
+
+        results (S, 3) OUT: each shard's (status, loss, accuracy) as gradients()
+        returns them ((0, 0, 0) for count 0). Returns 0, or 1 when a loss was not
+        finite (the additions were not made).
+        """
+        cdef Batches d
+        cdef Shared sh
+        cdef Py_ssize_t S = shards.shape[0], K = adds.shape[0], R = order.shape[0]
+        cdef Py_ssize_t N = self.flat_size(), n = X.shape[0]
+        cdef Py_ssize_t s, i, start, count, rows = 0
+        cdef Py_ssize_t itemsize = sizeof(double) if self.f64 else sizeof(float)
+        cdef int nt = n_threads if NN_OPENMP_ENABLED else 1
+        cdef int tid, team, r, status = 0
+        cdef int* final = &status
+        cdef double saved_l2 = self.h.l2
+        cdef LayerPtrs* copies
+        cdef char* raw
+        cdef char* flat
+        cdef bint f64 = self.f64
+        cdef int n_layers = self.n_layers
+        cdef Hyper* h = &self.h
+        cdef Bounds* bnd = &self.bnd
+        cdef const Py_ssize_t* po = &order[0] if R else NULL
+        cdef const Py_ssize_t* ps = &shards[0, 0] if S else NULL
+        cdef const Py_ssize_t* pa = &adds[0, 0] if K else NULL
+        cdef double* pr = &results[0, 0] if S else NULL
+        self.data(&d, X, t, y, None)
+        self.check_flat(leaves, "leaves", 2, S)
+        if shards.shape[1] != 2 or adds.shape[1] != 2 or results.shape[0] != S \
+                or results.shape[1] != 3 or scale.shape[0] != R:
+            raise ValueError("StepPlan.shard_gradients: shards and adds must be (S, 2) and "
+                             "(K, 2), results (S, 3), scale as long as order")
+        for s in range(S):
+            start, count = shards[s, 0], shards[s, 1]
+            if start < 0 or count < 0 or count > self.batch_max or start > R - count:
+                raise ValueError(f"StepPlan.shard_gradients: shard {s} (start {start}, "
+                                 f"{count} rows) outside order or above batch_max")
+            for i in range(start, start + count):
+                if order[i] < 0 or order[i] >= n:
+                    raise ValueError("StepPlan.shard_gradients: order holds a row outside "
+                                     "[0, n)")
+            rows = max(rows, count)
+        for i in range(K):
+            if not (0 <= adds[i, 0] < S and 0 <= adds[i, 1] < S and adds[i, 0] != adds[i, 1]):
+                raise ValueError("StepPlan.shard_gradients: adds must name two different "
+                                 "rows of leaves")
+        if rows == 0:
+            results[:, :] = 0
+            return 0
+        d.given = &scale[0]
+        nt = self.team(rows, nt)
+        copies = <LayerPtrs*> malloc(S * n_layers * sizeof(LayerPtrs))
+        sh.gbuf_size = gemm_buffer_size(self.layers, n_layers, rows, f64)
+        raw = <char*> malloc(nt * sh.gbuf_size * itemsize + nt * sizeof(double) + 64)
+        if raw == NULL or copies == NULL:
+            free(raw)
+            free(copies)
+            raise MemoryError("nncore: cannot allocate GEMM packing buffers")
+        flat = <char*> ptr(leaves)
+        for s in range(S):
+            self.flat_layers(copies + s * n_layers, flat + s * N * itemsize)
+        sh.gbuf = <void*> ((<uintptr_t> raw + 63) & ~(<uintptr_t> 63))
+        sh.tmax = <double*> (<char*> sh.gbuf + nt * sh.gbuf_size * itemsize)
+        sh.rc = 0
+        sh.skip[0] = sh.skip[1] = False
+        sh.stop = False
+        sh.value = 0
+        nn_barrier_init(&sh.bar)
+        self.rows = rows
+        self.h.l2 = 0
+        with nogil:
+            if nt == 1:
+                if f64:
+                    status = shards_par(copies, n_layers, h, bnd, &d, po, ps, S, <double*> flat,
+                                        N, pa, K, pr, &sh, 0, 1)
+                else:
+                    status = shards_par(copies, n_layers, h, bnd, &d, po, ps, S, <float*> flat,
+                                        N, pa, K, pr, &sh, 0, 1)
+            else:
+                with parallel(num_threads=nt):
+                    tid = threadid()
+                    team = nn_omp_num_threads()
+                    if f64:
+                        r = shards_par(copies, n_layers, h, bnd, &d, po, ps, S,
+                                       <double*> flat, N, pa, K, pr, &sh, tid, team)
+                    else:
+                        r = shards_par(copies, n_layers, h, bnd, &d, po, ps, S,
+                                       <float*> flat, N, pa, K, pr, &sh, tid, team)
+                    if tid == 0:
+                        final[0] = r
+        self.h.l2 = saved_l2
+        free(raw)
+        free(copies)
+        self.raise_for(status)
+        return status
+
+    def apply_from(self, grad, double lr, long step, bint l2, bint keep_bounds,
+                   int n_threads):
+        """apply() reading the gradients from grad (N,) (flat: grad_W1, grad_b1, ...)
+        instead of the model's gradient arrays; l2: grad_W += l2 W in grad first (as
+        gradients() would have). keep_bounds: nothing changed the parameters or the
+        optimizer state since the last apply_from, so the bounds of the all-or-nothing
+        check carry over (the same decision, without measuring every array).
+
+        Returns (status, step) as apply.
+        """
+        cdef Shared sh
+        cdef int nt = n_threads if NN_OPENMP_ENABLED else 1
+        cdef int tid, team, r, status = 0
+        cdef int* final = &status
+        cdef bint f64 = self.f64, add_l2 = l2 and self.h.l2 != 0
+        cdef int n_layers = self.n_layers
+        cdef Py_ssize_t rows = self.rows
+        cdef Hyper* h = &self.h
+        cdef Bounds* bnd = &self.bnd
+        cdef long* pstep = &step
+        cdef LayerPtrs* copies
+        self.check_flat(grad, "grad", 1, 0)
+        nt = self.team(rows, nt)
+        copies = <LayerPtrs*> malloc(n_layers * sizeof(LayerPtrs))
+        sh.tmax = <double*> malloc(nt * sizeof(double))
+        if copies == NULL or sh.tmax == NULL:
+            free(copies)
+            free(sh.tmax)
+            raise MemoryError()
+        self.flat_layers(copies, <char*> ptr(grad))
+        sh.gbuf, sh.gbuf_size = NULL, 0
+        sh.rc = 0
+        nn_barrier_init(&sh.bar)
+        if not keep_bounds:
+            bnd.known = False
+        h.lr = lr
+        with nogil:
+            if nt == 1:
+                if f64:
+                    status = apply_flat_par(copies, n_layers, h, bnd, rows, pstep, &sh, 0, 1,
+                                            add_l2, <double> 0)
+                else:
+                    status = apply_flat_par(copies, n_layers, h, bnd, rows, pstep, &sh, 0, 1,
+                                            add_l2, <float> 0)
+            else:
+                with parallel(num_threads=nt):
+                    tid = threadid()
+                    team = nn_omp_num_threads()
+                    if f64:
+                        r = apply_flat_par(copies, n_layers, h, bnd, rows, pstep, &sh, tid,
+                                           team, add_l2, <double> 0)
+                    else:
+                        r = apply_flat_par(copies, n_layers, h, bnd, rows, pstep, &sh, tid,
+                                           team, add_l2, <float> 0)
+                    if tid == 0:
+                        final[0] = r
+        free(sh.tmax)
+        free(copies)
+        return status, step
+
+    cdef int team(self, Py_ssize_t rows, int nt) noexcept:
+        """drive's thread count for a step of `rows` rows."""
+        cdef Py_ssize_t quanta = (step_flops(self.layers, self.n_layers, rows)
+                                  + STEP_FLOPS_PER_THREAD - 1) // STEP_FLOPS_PER_THREAD
+        if nt < 1 or quanta < 2:
+            return 1
+        return <int> quanta if nt > quanta else nt
+
+
+cdef int shards_par(LayerPtrs* copies, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
+                    const Py_ssize_t* order, const Py_ssize_t* shards, Py_ssize_t S,
+                    real* leaves, Py_ssize_t N, const Py_ssize_t* adds, Py_ssize_t K,
+                    double* results, Shared* sh, int tid, int nt) noexcept nogil:
+    """StepPlan.shard_gradients, run by every thread: each shard's gradient phase on
+    its copy of the layers (copies + s * n_layers: gradients into leaves row s), then
+    each thread its stretch of every addition."""
+    cdef Py_ssize_t s, k, i, lo, hi
+    cdef int rc, bad = 0
+    cdef double frac = 0
+    cdef long step = 0
+    cdef real* a
+    cdef const real* b
+    for s in range(S):
+        if shards[2 * s + 1] == 0:
+            if tid == 0:
+                results[3 * s] = results[3 * s + 1] = results[3 * s + 2] = 0
+            continue
+        sync(sh, nt)                          # the last shard is done everywhere
+        frac = 0
+        rc = batch_par(copies + s * n_layers, n_layers, h, bnd, d, order, shards[2 * s],
+                       shards[2 * s + 1], s, RUN_GRADIENTS, &step, sh, &frac, tid, nt,
+                       <real> 0)
+        if tid == 0:
+            results[3 * s] = rc
+            results[3 * s + 1] = sh.value
+            results[3 * s + 2] = frac if rc == 0 else 0
+        if rc < 0:
+            return rc
+        bad = bad or rc != 0
+    if bad:
+        return 1
+    sync(sh, nt)
+    lo = tid * N // nt
+    hi = (tid + 1) * N // nt
+    for k in range(K):
+        a = leaves + adds[2 * k] * N
+        b = leaves + adds[2 * k + 1] * N
+        for i in range(lo, hi):
+            a[i] = a[i] + b[i]
+    return 0
+
+
+cdef int apply_flat_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Py_ssize_t n,
+                        long* step, Shared* sh, int tid, int nt, bint l2,
+                        real tag) noexcept nogil:
+    """StepPlan.apply_from, run by every thread: grad_W += l2 W (each thread a stretch,
+    in double as the gradient phase adds it), then apply_par."""
+    cdef Py_ssize_t l, i, size
+    cdef real* gw
+    cdef const real* w
+    if l2:
+        for l in range(n_layers):
+            size = layers[l].n_in * layers[l].n_out
+            gw = <real*> layers[l].gw
+            w = <const real*> layers[l].w
+            for i in range(tid * size // nt, (tid + 1) * size // nt):
+                gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
+        sync(sh, nt)
+    return apply_par(layers, n_layers, h, bnd, n, step, sh, tid, nt, False, tag)

@@ -7,31 +7,38 @@ the weights are the same on every process and bitwise those of the one-process
 thread count (docs/scaling-out.md).
 
 A step (nncore._sharded): every process computes the gradients of its G / P reduction
-shards with the compiled gradient phase, scaled for the global batch, and sums them
-in its part of a fixed pairwise tree; the loss contributions, accuracy counts and a
-stop flag go to every process (point-to-point, 8-byte floats); the subtree sums are
-reduced in the same tree: each process receives one slice of every process's subtree
-sums (Ialltoallv), adds the slices in the tree's order and the slices are gathered
-back (Iallgatherv) -- the bytes of a ring allreduce, never MPI.SUM on floats. The l2
-term is added once, and every process runs the compiled apply phase.
+shards with one compiled call, scaled for the global batch, and sums them in its part
+of a fixed pairwise tree, in place; the subtree sums are reduced in the same tree: each
+process sends every other process c slice c of its subtree sums, together with a small
+header (its shards' losses, its accuracy count and a stop flag: every process then
+knows whether the step goes on), adds the slices it receives in the tree's order, and
+the slices of the root are exchanged (allgather) -- the bytes of a ring allreduce,
+point to point on buffers and persistent requests made once per fit, never MPI.SUM on
+floats. The l2 term is added once, and every process runs the compiled apply phase on
+the root.
 
 Faults: every exchange is nonblocking and polled against `timeout` seconds; a process
-that raises tells the others (which raise RankFailed naming it), and one that dies or
-stops answering makes the others raise RankFailed naming it when the deadline passes.
-Run scripts with ``python -m mpi4py`` so that an exception outside fit aborts the job.
+that raises tells the others (which raise RankFailed naming it); one that dies on the
+same host is named as soon as a wait sees its pid gone, and one that dies elsewhere or
+stops answering when the deadline passes. (MPICH's launcher usually kills the whole job
+first when a process is killed: then it names the pid, docs/scaling-out.md.) Run scripts
+with ``python -m mpi4py`` so that an exception outside fit aborts the job.
 
 mpi4py is imported by these functions, never by ``import nncore``.
 """
 from __future__ import annotations
 
 import os
+import socket
 import time
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nncore import training
 from nncore._sharded import shard_sizes
+from nncore._threads import threads
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -44,9 +51,29 @@ if TYPE_CHECKING:
 
 __all__ = ["fit", "shard_rows", "threads_per_rank", "RankFailed"]
 
-TAG_MSG, TAG_FAIL = 7101, 7102
+TAG_MSG, TAG_FAIL, TAG_HEAD, TAG_ROOT, TAG_GRAD = 7101, 7102, 7103, 7104, 7200
 # An exchange polls without sleeping for this long, then sleeps up to 1 ms between polls.
 SPIN_SECONDS = 0.05
+# A wait longer than this checks, this often, whether the processes it waits for on this
+# host are still alive (a killed process is named at once instead of at the deadline).
+ALIVE_SECONDS = 0.01
+
+
+def _dead(pid):
+    """Whether process pid (on this host) has died: gone, or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+    except OSError:                     # no /proc: only a process that is gone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
 
 
 class RankFailed(RuntimeError):
@@ -108,7 +135,8 @@ def threads_per_rank(comm: MPI.Comm | None = None) -> int:
 
 class _MPIExchange:
     """The exchanges of nncore._sharded over an MPI communicator (a duplicate of the
-    caller's, so that nothing mixes with the caller's messages)."""
+    caller's, so that nothing mixes with the caller's messages). A step's messages are
+    persistent requests on buffers allocated once per fit (prepare)."""
 
     def __init__(self, comm, grad_shards, timeout):
         self.MPI = MPI = _mpi()
@@ -123,51 +151,80 @@ class _MPIExchange:
         self.failed = False
         self.agreed = False            # an error every process raises together
         self.comm_seconds = 0.0
+        self.persistent = []
+        self.pids = {}                 # rank: pid of the other processes on this host
+
+    def _late(self, reqs, peers):
+        """The ranks of peers whose requests have not completed."""
+        late = set()
+        for req, peer in zip(reqs, peers):
+            if peer is None:
+                continue
+            try:
+                if not req.Test():
+                    late.add(peer)
+            except self.MPI.Exception:
+                late.add(peer)
+        return sorted(late)
 
     def _wait(self, reqs, what, peers):
         """Wait for reqs (peers[i]: the rank reqs[i] waits on, or None) until the
-        deadline; raise RankFailed when a process reported a failure or is late."""
+        deadline; raise RankFailed when a process reported a failure or is late. It
+        polls, yielding the core between polls (the other process may need it), and
+        sleeps between polls after SPIN_SECONDS."""
         MPI = self.MPI
-        t0 = time.perf_counter()
-        deadline = t0 + self.timeout
-        pending = set(range(len(reqs)))
+        testall = MPI.Request.Testall
+        t0 = checked = time.perf_counter()
         spins = 0
-        while pending:
-            try:
-                done = MPI.Request.Testsome([reqs[i] for i in sorted(pending)])
-            except MPI.Exception as e:          # MPI saw a peer die
-                late = sorted({peers[i] for i in pending if peers[i] is not None})
-                names = ", ".join(map(str, late)) if late else "unknown"
-                raise RankFailed(f"nncore.distributed.fit: rank {names} failed (MPI error "
-                                 f"in the {what} exchange of rank {self.rank}: {e})",
-                                 rank=late[0] if late else None) from None
-            if done:
-                order = sorted(pending)
-                for i in done:
-                    pending.discard(order[i])
-                continue
-            if self.fail_req.Test():
-                self.failed = True
-                rank = int(self.fail_buf[0])
-                raise RankFailed(f"nncore.distributed.fit: rank {rank} raised an exception "
-                                 f"(see its output); every rank stops", rank=rank)
-            now = time.perf_counter()
-            if now > deadline:
-                late = sorted({peers[i] for i in pending if peers[i] is not None})
-                names = ", ".join(map(str, late)) if late else "unknown"
-                raise RankFailed(f"nncore.distributed.fit: rank {names} did not answer "
-                                 f"within timeout={self.timeout:g} s (the {what} exchange "
-                                 f"of rank {self.rank}): it died, hung or left the fit",
-                                 rank=late[0] if late else None)
-            spins += 1
-            if now - t0 > SPIN_SECONDS:          # spin first: a step's exchange is short
-                time.sleep(min(1e-3, 1e-6 * spins))
+        try:
+            while not testall(reqs):
+                if self.fail_req.Test():
+                    self.failed = True
+                    rank = int(self.fail_buf[0])
+                    raise RankFailed(f"nncore.distributed.fit: rank {rank} raised an "
+                                     f"exception (see its output); every rank stops",
+                                     rank=rank)
+                now = time.perf_counter()
+                if now - t0 > self.timeout:
+                    late = self._late(reqs, peers)
+                    names = ", ".join(map(str, late)) if late else "unknown"
+                    raise RankFailed(f"nncore.distributed.fit: rank {names} did not answer "
+                                     f"within timeout={self.timeout:g} s (the {what} "
+                                     f"exchange of rank {self.rank}): it died, hung or left "
+                                     f"the fit", rank=late[0] if late else None)
+                if now - checked > ALIVE_SECONDS and self.pids:
+                    checked = now
+                    self._alive(reqs, peers, what)
+                spins += 1
+                if now - t0 > SPIN_SECONDS:          # spin first: a step's exchange is short
+                    time.sleep(min(1e-3, 1e-6 * spins))
+                else:
+                    os.sched_yield()
+        except MPI.Exception as e:                   # MPI saw a peer die
+            late = self._late(reqs, peers)
+            names = ", ".join(map(str, late)) if late else "unknown"
+            raise RankFailed(f"nncore.distributed.fit: rank {names} failed (MPI error "
+                             f"in the {what} exchange of rank {self.rank}: {e})",
+                             rank=late[0] if late else None) from None
         self.comm_seconds += time.perf_counter() - t0
+
+    def _alive(self, reqs, peers, what):
+        """Raise RankFailed when a process reqs wait for, on this host, has died."""
+        for r in self._late(reqs, peers):
+            if r in self.pids and _dead(self.pids[r]):
+                raise RankFailed(f"nncore.distributed.fit: rank {r} died (pid {self.pids[r]} "
+                                 f"on this host, seen in the {what} exchange of rank "
+                                 f"{self.rank})", rank=r)
 
     def setup(self, n_local, crc):
         """Every process's rows and parameter checksum: the shard sizes, or ValueError
-        (raised by every process together) when they do not fit."""
-        info = self.gather(np.array([float(n_local), float(crc)]), "setup")
+        (raised by every process together) when they do not fit. (And the pids of the
+        processes on this host.)"""
+        host = float(zlib.crc32(socket.gethostname().encode()))
+        info = self.gather(np.array([float(n_local), float(crc), float(os.getpid()), host]),
+                           "setup")
+        self.pids = {r: int(info[r, 2]) for r in range(self.size)
+                     if r != self.rank and info[r, 3] == host}
         counts = info[:, 0].astype(np.int64)
         self.agreed = True
         if len(set(info[:, 1].tolist())) > 1:
@@ -208,48 +265,103 @@ class _MPIExchange:
         self._wait(reqs, what, peers)
         return out
 
-    def reduce(self, tree, values, n, dtype, empty):
-        """The tree's root from every process's frontier values: a reduce-scatter in the
-        tree's order (process c adds slice c of every subtree sum), then an allgather."""
+    def prepare(self, run):
+        """The buffers and persistent requests of every step of run (ShardedSteps).
+
+        The gradient is cut in P slices (process c owns [cut[c], cut[c + 1])). A step:
+        start() sends every other process c this process's header and slice c of each
+        of its frontier nodes (the leaves rows run.shard_gradients left them in), and
+        receives theirs; root() adds the slices of every process's frontier nodes in the
+        tree's order into slice `rank` of the root (out) and exchanges the slices of
+        the root (allgather)."""
         P, me = self.size, self.rank
-        if P == 1:
-            return tree.root({key: v for key, v in zip(tree.frontier(self.lo, self.hi),
-                                                       values)})
-        MPI = self.MPI
+        tree, N = run.tree, run.N
         per = self.G // P
-        fronts = [tree.frontier(r * per, (r + 1) * per) for r in range(P)]
-        cut = [n * c // P for c in range(P + 1)]
-        mine = len(values)
-        send = np.zeros(mine * n, dtype=dtype)
-        scounts, sdispls, pos = [], [], 0
-        for c in range(P):
-            a, b = cut[c], cut[c + 1]
-            sdispls.append(pos)
-            for v in values:
-                if v is not None:
-                    send[pos:pos + b - a] = v[a:b]
-                pos += b - a
-            scounts.append(mine * (b - a))
-        width = cut[me + 1] - cut[me]
-        total = sum(len(f) for f in fronts)
-        recv = np.empty(total * width, dtype=dtype)
-        rcounts = [len(f) * width for f in fronts]
-        rdispls = np.concatenate([[0], np.cumsum(rcounts)[:-1]]).astype(int).tolist()
-        t = MPI.FLOAT if np.dtype(dtype) == np.float32 else MPI.DOUBLE
-        req = self.comm.Ialltoallv([send, (scounts, sdispls), t], [recv, (rcounts, rdispls), t])
-        self._wait([req], "gradient", [None])
-        known = {}
+        self.run = run
+        self.fronts = [tree.frontier(r * per, (r + 1) * per) for r in range(P)]
+        # a node's sum ends in the row of its first leaf (Tree.plan: the shards with
+        # rows are a prefix, so a node's left half has rows whenever it does)
+        self.own = [(j << k) - self.lo for k, j in self.fronts[me]]
+        cut = self.cut = [N * c // P for c in range(P + 1)]
+        mine = slice(cut[me], cut[me + 1])
+        self.headers = np.zeros((P, run.header.size))
+        others = [r for r in range(P) if r != me]
+        n_recv = sum(len(self.fronts[r]) for r in others)
+        self.recv = np.empty((n_recv, cut[me + 1] - cut[me]), dtype=run.leaves.dtype)
+        self.out = np.empty(N, dtype=run.leaves.dtype)
+        comm = self.comm
+        head, head_peers, grad, grad_peers, gather, gather_peers = [], [], [], [], [], []
+        self.views = []                              # slot q of the upper tree: (r, i)
+        row = 0
         for r in range(P):
-            for i, key in enumerate(fronts[r]):
-                lo = rdispls[r] + i * width
-                known[key] = None if tree.empty(key, empty) else recv[lo:lo + width]
-        part = tree.root(known)
-        part = np.zeros(width, dtype=dtype) if part is None else np.ascontiguousarray(part)
-        out = np.empty(n, dtype=dtype)
-        counts = [cut[c + 1] - cut[c] for c in range(P)]
-        req = self.comm.Iallgatherv([part, t], [out, (counts, cut[:-1]), t])
-        self._wait([req], "gradient", [None])
-        return out
+            for i in range(len(self.fronts[r])):
+                if r == me:
+                    self.views.append(run.leaves[self.own[i], mine])
+                else:
+                    self.views.append(self.recv[row])
+                    grad.append(comm.Recv_init(self.recv[row], source=r, tag=TAG_GRAD + i))
+                    grad_peers.append(r)
+                    row += 1
+        for r in others:
+            head.append(comm.Recv_init(self.headers[r], source=r, tag=TAG_HEAD))
+            head_peers.append(r)
+            head.append(comm.Send_init(run.header, dest=r, tag=TAG_HEAD))
+            head_peers.append(None)
+            for i, slot in enumerate(self.own):
+                grad.append(comm.Send_init(run.leaves[slot, cut[r]:cut[r + 1]], dest=r,
+                                           tag=TAG_GRAD + i))
+                grad_peers.append(None)
+            gather.append(comm.Recv_init(self.out[cut[r]:cut[r + 1]], source=r,
+                                         tag=TAG_ROOT))
+            gather_peers.append(r)
+            gather.append(comm.Send_init(self.out[mine], dest=r, tag=TAG_ROOT))
+            gather_peers.append(None)
+        self.head = (head, head_peers)
+        self.step = (head + grad, head_peers + grad_peers)
+        self.gather_reqs = (gather, gather_peers)
+        self.persistent = head + grad + gather
+        self.mine = self.out[mine]
+        self.plans = {}
+
+    def start(self, header, skipped):
+        """Every process's header (P, len) (losses, accuracy count, stop flag); unless
+        the batch is skipped, the slices of the frontier nodes travel with them."""
+        self.headers[self.rank] = header
+        if self.size > 1:
+            reqs, peers = self.head if skipped else self.step
+            self.MPI.Prequest.Startall(reqs)
+            self._wait(reqs, "gradient", peers)
+        return self.headers
+
+    def root(self, filled, slots):
+        """The tree's root (N,) for a batch whose first `filled` shards have rows."""
+        if self.size == 1:
+            return self.run.leaves[slots[0]]
+        plan = self.plans.get(filled)
+        if plan is None:
+            if any(s is not None and s != o for s, o in zip(slots, self.own)):
+                raise AssertionError("a frontier node's sum is not in its first leaf's row")
+            known, q = {}, 0
+            for front in self.fronts:
+                for k, j in front:
+                    known[(k, j)] = q if (j << k) < filled else None
+                    q += 1
+            tree, ops = self.run.tree, []
+            top = tree.plan(tree.depth, 0, known, ops)
+            plan = self.plans[filled] = (ops, top)
+        ops, top = plan
+        views, mine = self.views, self.mine
+        for a, b in ops[:-1]:
+            np.add(views[a], views[b], out=views[a])
+        if ops:
+            a, b = ops[-1]                           # the root's addition (a == top)
+            np.add(views[a], views[b], out=mine)
+        else:
+            mine[...] = views[top]
+        reqs, peers = self.gather_reqs
+        self.MPI.Prequest.Startall(reqs)
+        self._wait(reqs, "gradient", peers)
+        return self.out
 
     def fail(self):
         """Tell every other process that this one raised (best effort, a second)."""
@@ -264,10 +376,16 @@ class _MPIExchange:
             time.sleep(1e-3)
 
     def close(self):
-        if not self.failed:
+        if self.failed:
+            return
+        try:
             self.fail_req.Cancel()
             self.fail_req.Wait()
+            for req in self.persistent:
+                req.Free()
             self.comm.Free()
+        except self.MPI.Exception:     # (after a peer died): the error raised already
+            pass
 
 
 def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
@@ -297,7 +415,8 @@ def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
         sum w_i l_i / sum w_i over the global batch
     verbose : progress on rank 0 only
     comm : mpi4py communicator (default MPI.COMM_WORLD)
-    n_threads : threads of this process (default threads_per_rank(comm))
+    n_threads : threads of this process, for every kernel of the fit (default
+        threads_per_rank(comm))
     timeout : seconds each exchange waits for the other processes before raising
         RankFailed naming the late rank
 
@@ -322,11 +441,14 @@ def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
     n_threads = training.positive_int(n_threads, "n_threads")
     ex = _MPIExchange(comm, G, float(timeout))
     try:
-        history = training._fit(
-            model, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
-            batch_size=batch_size, validation_data=validation_data, validation_split=0.0,
-            callbacks=callbacks, verbose=verbose if ex.rank == 0 else 0, shuffle=shuffle,
-            sample_weight=sample_weight, grad_shards=G, exchange=ex, n_threads=n_threads)
+        with threads(n_threads):       # every kernel of the fit (the checks of X too)
+            history = training._fit(
+                model, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
+                batch_size=batch_size, validation_data=validation_data,
+                validation_split=0.0, callbacks=callbacks,
+                verbose=verbose if ex.rank == 0 else 0, shuffle=shuffle,
+                sample_weight=sample_weight, grad_shards=G, exchange=ex,
+                n_threads=n_threads)
     except (RankFailed, training.TrainingDiverged):
         raise                          # every process raises it together, or knows
     except BaseException:

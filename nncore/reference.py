@@ -9,6 +9,7 @@ neuron, b (n_out,), z = x @ w.T + b, a = f(z); gradients grad_*.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any, Iterator, cast
@@ -385,6 +386,9 @@ class StepPlan:
         would not be finite.
     run: epoch e visits X[orders[e]] (or X) in batches of batch_size, the last one
         partial, skipping a batch of zero weights, at learning rate lrs[e].
+    shard_gradients, apply_from: a sharded step's two calls (nncore._sharded): the
+        gradients of several shards into the rows of a flat buffer and their tree
+        additions; apply with the gradients read from a flat vector.
 
     layers: the dicts nncore.functional.train_plan prepares (activation, slope and
     the arrays w, b, gw, gb, s1w, s1b, s2w, s2b; the workspaces are not used).
@@ -496,6 +500,59 @@ class StepPlan:
             if batch == n_batches:
                 epoch, batch = epoch + 1, 0
         return epoch, batch, status, value, acc, step
+
+
+    # ---- sharded steps (nncore._sharded) ----
+
+    def _on_flat(self, flat: np.ndarray) -> StepPlan:
+        """This plan with grad_W, grad_b of every layer views of the flat gradient
+        (grad_W1, grad_b1, grad_W2, ...)."""
+        layers, off = [], 0
+        for d in self.layers:
+            d = dict(d)
+            size = d["n_in"] * d["n_out"]
+            d["gw"] = flat[off:off + size].reshape(d["n_out"], d["n_in"])
+            off += size
+            if d["b"] is not None:
+                d["gb"] = flat[off:off + d["n_out"]]
+                off += d["n_out"]
+            layers.append(d)
+        plan = copy.copy(self)
+        plan.layers = layers
+        return plan
+
+    def shard_gradients(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
+                        order: np.ndarray, scale: np.ndarray, shards: Any, leaves: np.ndarray,
+                        adds: Any, results: list[Any], n_threads: int = 1) -> int:
+        """Shard s: gradients(rows order[start:start + count], scale=..., l2=False) into
+        leaves[s]; then leaves[a] += leaves[b] for (a, b) in adds when every loss was
+        finite. results[s] = (status, loss, accuracy). Returns 0, or 1 (a loss not
+        finite: no additions)."""
+        bad = False
+        for s, (start, count) in enumerate(shards):
+            if count == 0:
+                results[s] = 0.0
+                continue
+            idx = order[start:start + count]
+            status, value, acc = self._on_flat(leaves[s]).gradients(
+                X[idx], None if t is None else t[idx], None if y is None else y[idx], None,
+                n_threads, scale=scale[start:start + count], l2=False)
+            results[s] = (status, value, acc)
+            bad = bad or status != 0
+        if bad:
+            return 1
+        for a, b in adds:
+            leaves[a] += leaves[b]
+        return 0
+
+    def apply_from(self, grad: np.ndarray, lr: float, step: int, l2: bool, keep_bounds: bool,
+                   n_threads: int = 1) -> tuple[int, int]:
+        """apply with the gradients in the flat grad; l2: grad_W += l2 W there first."""
+        plan = self._on_flat(grad)
+        if l2 and self.l2:
+            for d in plan.layers:
+                d["gw"][...] = d["gw"] + self.l2 * d["w"].astype(np.float64)
+        return plan.apply(lr, step, n_threads)
 
 
 def _scaled_loss(name: str, output: np.ndarray, target: np.ndarray,

@@ -6,6 +6,7 @@ of CASES, printing one line "case sha256" per case on rank 0.
     mpi_fit.py resume PATH        case w1 loaded from PATH, the other half
     mpi_fit.py raise | hang | kill PATH   rank 1 fails in epoch 2 (timeout 4 s); each
                                   rank writes the error it raised to PATH.<rank>
+                                  (kill: rank 1 its pid to PATH.pid.1 first)
 """
 import hashlib
 import os
@@ -98,6 +99,8 @@ def main():
                     if what == "hang":
                         time.sleep(120)
                     if what == "kill":
+                        with open(f"{sys.argv[2]}.pid.{rank}", "w") as f:
+                            f.write(str(os.getpid()))
                         os.kill(os.getpid(), signal.SIGKILL)
 
         try:

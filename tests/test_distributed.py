@@ -91,23 +91,36 @@ def test_a_failing_rank_stops_every_rank_naming_it(how, tmp_path):
         assert "rank 1 raised an exception" in error
 
 
-def test_a_killed_rank_ends_the_job_within_the_timeout(tmp_path):
-    """SIGKILL on rank 1. MPICH's launcher (Hydra) ends the whole job itself, even with
-    -disable-auto-cleanup most of the time; when rank 0 outlives it, rank 0 names rank 1
-    (RankFailed at its deadline, or on the MPI error). A hung rank, which no launcher
-    sees, is the test above."""
+@pytest.mark.parametrize("cleanup", [True, False], ids=["launcher-cleanup", "no-cleanup"])
+def test_a_killed_rank_ends_the_job_naming_it(cleanup, tmp_path):
+    """SIGKILL on rank 1 in epoch 2. By default MPICH's launcher (Hydra) kills every
+    process of the job at once, with SIGKILL: nothing of nncore survives to speak, and
+    what names the failure is Hydra's "BAD TERMINATION ... PID <pid> ... EXIT CODE: 9"
+    with the killed process's pid. With -disable-auto-cleanup, rank 0 usually outlives
+    it (Hydra sometimes still ends the job first) and raises RankFailed naming rank 1 as
+    soon as it sees the process gone (its pid, on this host), not at the deadline. A
+    hung rank, which no launcher sees, is the test above."""
     version = subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True).stdout
     hydra = "HYDRA" in version.upper()
+    if not cleanup and not hydra:
+        pytest.skip("-disable-auto-cleanup is an option of MPICH's launcher (Hydra)")
     path = str(tmp_path / "error")
     t0 = time.monotonic()
     rc, out = launch(2, "kill", path, timeout=60,
-                     launcher=["-disable-auto-cleanup"] if hydra else [])
+                     launcher=[] if cleanup else ["-disable-auto-cleanup"])
     assert rc != 0, out
     assert time.monotonic() - t0 < 30, out
+    with open(path + ".pid.1") as f:
+        pid = f.read()
+    if cleanup and hydra:
+        assert f"PID {pid} " in out and "EXIT CODE: 9" in out, out
     if os.path.exists(path + ".0"):
         with open(path + ".0") as f:
             error = f.read()
-        assert error.startswith("RankFailed") and "rank 1 " in error, (error, out)
+        # (or, were MPI to see it first, "rank 1 failed (MPI error ...")
+        assert error.startswith((f"RankFailed: nncore.distributed.fit: rank 1 died (pid {pid} "
+                                 f"on this host", "RankFailed: nncore.distributed.fit: rank 1 "
+                                 "failed (MPI error")), (error, out)
 
 
 def test_import_nncore_does_not_import_mpi4py():

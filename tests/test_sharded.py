@@ -152,3 +152,157 @@ def test_grad_shards_resume_from_a_file_continues_bitwise(tmp_path):
     c = nn.load(tmp_path / "half.npz")
     c.fit(X, y, epochs=2, batch_size=16, grad_shards=2)
     assert digest(c) == digest(a)
+
+
+def _flat(arrays):
+    return np.concatenate([a.reshape(-1) for a in arrays])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+@pytest.mark.parametrize("loss, first, last", CASES)
+def test_shard_gradients_is_gradients_of_each_shard_then_the_additions(loss, first, last,
+                                                                       backend, dtype,
+                                                                       threads):
+    """Shards of 20, 0, 16 and 9 rows of a shuffled order: each row of leaves is
+    gradients(rows, scale=, l2=False) of its shard, flat; adds run in order, in place."""
+    X, y = data(loss)
+    X = X.astype(dtype)
+    rng = np.random.default_rng(5)
+    order = rng.permutation(N)
+    scale = rng.random(N)
+    shards = np.array([[0, 20], [20, 0], [30, 16], [60, 9]], dtype=np.intp)
+    adds = np.array([[0, 2], [3, 1], [0, 3]], dtype=np.intp)     # (1: no rows, holds 0)
+    a, b = model((first, last), dtype, backend), model((first, last), dtype, backend)
+    la = nn.losses.get(loss)
+    pa, pb = a._plan(la, OPTIMIZERS["adam"](), 32), b._plan(la, OPTIMIZERS["adam"](), 32)
+    target = la.targets(y, N, 4, a.dtype)
+    t, yy = (None, target) if target.ndim == 1 else (target, None)
+    before = [g.copy() for g in a.gradients()]
+    leaves = np.full((4, sum(g.size for g in before)), np.nan, dtype=dtype)
+    leaves[1] = 0
+    results = np.full((4, 3), np.nan)
+    assert pa.shard_gradients(X, t, yy, order, scale, shards, leaves, adds, results,
+                              threads) == 0
+    if backend == "compiled":                  # the model's arrays are not touched
+        assert all(np.array_equal(g, h) for g, h in zip(a.gradients(), before))
+    want = np.zeros_like(leaves)
+    for s, (start, count) in enumerate(shards):
+        if count == 0:
+            assert results[s].tolist() == [0, 0, 0]
+            continue
+        idx = order[start:start + count]
+        r = pb.gradients(np.ascontiguousarray(X[idx]),
+                         None if t is None else np.ascontiguousarray(t[idx]),
+                         None if yy is None else yy[idx], None, threads,
+                         scale=scale[start:start + count], l2=False)
+        assert tuple(results[s]) == r
+        want[s] = _flat(b.gradients())
+    want[0] = want[0] + want[2]
+    want[3] = want[3] + want[1]
+    want[0] = want[0] + want[3]
+    assert np.array_equal(leaves[[0, 3]], want[[0, 3]])
+    assert np.array_equal(leaves[2], want[2])
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_shard_gradients_makes_no_additions_when_a_loss_is_not_finite(backend):
+    X, y = data("mse")
+    X[40] = np.inf
+    m = model(("relu", "identity"), backend=backend)
+    plan = m._plan(nn.losses.get("mse"), OPTIMIZERS["sgd"](), 32)
+    order = np.arange(N)
+    shards = np.array([[0, 30], [30, 30]], dtype=np.intp)
+    leaves = np.zeros((2, sum(g.size for g in m.gradients())))
+    results = np.zeros((2, 3))
+    with np.errstate(invalid="ignore", over="ignore"):
+        status = plan.shard_gradients(X, y, None, order, np.full(N, 1 / 60), shards, leaves,
+                                      np.array([[0, 1]], dtype=np.intp), results, 1)
+    assert status == 1 and results[0, 0] == 0 and results[1, 0] == 1
+    assert not np.isfinite(results[1, 1])
+    assert np.array_equal(leaves[0], _flat(_reference_gradients(m, X[:30], y[:30], 60)))
+
+
+def _reference_gradients(m, X, y, B):
+    plan = m._plan(nn.losses.get("mse"), OPTIMIZERS["sgd"](), 32)
+    plan.gradients(X, y, None, None, 1, scale=np.full(len(X), 1 / B), l2=False)
+    return m.gradients()
+
+
+def test_shard_gradients_checks_its_arguments():
+    X, y = data("mse")
+    m = model(("relu", "identity"))
+    plan = m._plan(nn.losses.get("mse"), OPTIMIZERS["sgd"](), 32)
+    n = sum(g.size for g in m.gradients())
+    order, scale = np.arange(N), np.ones(N)
+    shards = np.array([[0, 30]], dtype=np.intp)
+    leaves, adds, results = np.zeros((1, n)), np.zeros((0, 2), dtype=np.intp), np.zeros((1, 3))
+    ok = dict(order=order, scale=scale, shards=shards, leaves=leaves, adds=adds,
+              results=results)
+
+    def call(**kw):
+        a = dict(ok, **kw)
+        return plan.shard_gradients(X, y, None, a["order"], a["scale"], a["shards"],
+                                    a["leaves"], a["adds"], a["results"], 1)
+
+    assert call() == 0
+    with pytest.raises(TypeError, match="leaves"):
+        call(leaves=np.zeros((1, n), dtype=np.float32))
+    with pytest.raises(TypeError, match="leaves"):
+        call(leaves=np.zeros((2, n)))
+    with pytest.raises(ValueError, match="shard 0"):
+        call(shards=np.array([[60, 30]], dtype=np.intp))
+    with pytest.raises(ValueError, match="shard 0"):
+        call(shards=np.array([[0, 33]], dtype=np.intp))          # above batch_max
+    with pytest.raises(ValueError, match="outside"):
+        call(order=np.r_[N, np.arange(1, N)].astype(np.intp))
+    with pytest.raises(ValueError, match="adds"):
+        call(adds=np.array([[0, 0]], dtype=np.intp))
+    with pytest.raises(ValueError, match="scale"):
+        call(scale=np.ones(N - 1))
+    frozen = leaves.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(TypeError, match="leaves"):
+        call(leaves=frozen)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_apply_from_is_apply_of_the_flat_gradient_plus_l2(backend, opt, keep):
+    """apply_from(flat, l2=True) == grads := flat; grad_W += l2 W (in float64); apply."""
+    X, y = data("softmax_cross_entropy")
+    a, b = model(("relu", "identity"), backend=backend), model(("relu", "identity"),
+                                                              backend=backend)
+    loss = nn.losses.get("softmax_cross_entropy")
+    pa, pb = a._plan(loss, OPTIMIZERS[opt](), N), b._plan(loss, OPTIMIZERS[opt](), N)
+    rng = np.random.default_rng(2)
+    step = 0
+    for _ in range(3):
+        flat = rng.standard_normal(sum(g.size for g in a.gradients()))
+        off = 0
+        for g, layer in zip(b.gradients(), [x for la in b.layers for x in la.gradients()]):
+            g.reshape(-1)[...] = flat[off:off + g.size]
+            off += g.size
+        for layer in b.layers:
+            layer.grad_weight[...] = layer.grad_weight + 1e-3 * layer.weight.astype(np.float64)
+        got = pa.apply_from(flat, 0.05, step, True, keep and step > 0, 1)
+        assert got == pb.apply(0.05, step, 1)
+        step = got[1]
+        assert np.array_equal(flat, _flat(b.gradients()))            # the l2 term, in place
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert np.array_equal(p, q)
+    if backend == "compiled":                  # (the NumPy twin validates nothing)
+        with pytest.raises(TypeError, match="grad"):
+            pa.apply_from(flat[:-1], 0.05, step, True, False, 1)
+
+
+def test_apply_from_refuses_a_gradient_that_is_not_finite():
+    m = model(("relu", "identity"))
+    plan = m._plan(nn.losses.get("mse"), OPTIMIZERS["sgd"](), 16)
+    before = [p.copy() for p in m.parameters()]
+    flat = np.zeros(sum(g.size for g in m.gradients()))
+    flat[-1] = np.nan
+    assert plan.apply_from(flat, 0.1, 4, False, False, 1) == (2, 4)
+    assert all(np.array_equal(p, q) for p, q in zip(m.parameters(), before))
