@@ -154,7 +154,7 @@ class Dense:
 
     def buffers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """New (z, a) buffers of n rows for infer (a is z where f' follows from a)."""
-        z = np.empty((n, self.n_out), self.weight.dtype)   # type: ignore[union-attr]
+        z = np.empty((n, self.n_out), self._require_built().dtype)
         return z, (z if F.a_derivable(self.activation, self.slope) else np.empty_like(z))
 
     def infer(self, x: np.ndarray, z: np.ndarray, a: np.ndarray, *,

@@ -171,3 +171,15 @@ def test_a_written_over_z(backend, activation):
     for sep, shared in zip(F.dense_backward(x, w, z, a, g, activation, backend=backend),
                            F.dense_backward(x, w, one, one, g, activation, backend=backend)):
         np.testing.assert_array_equal(sep, shared)
+
+
+def test_an_unbuilt_layer_says_so():
+    """forward and buffers on a Dense that has no weights yet raise the same clear
+    RuntimeError (buffers raised AttributeError on None)."""
+    from nncore import Dense
+    layer = Dense(3, 2)
+    x = np.zeros((4, 3))
+    with pytest.raises(RuntimeError, match="has no weights yet"):
+        layer.forward(x)
+    with pytest.raises(RuntimeError, match="has no weights yet"):
+        layer.buffers(4)
