@@ -747,6 +747,19 @@ cdef void run_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batche
         run.frac = frac
 
 
+cdef inline void shared_start(Shared* sh, char* raw, int nt,
+                              Py_ssize_t itemsize) noexcept:
+    """sh before a region: nt GEMM buffers of sh.gbuf_size elements, 64-byte aligned,
+    then nt maxima, in raw (malloc'd by the caller); nothing stopped or skipped yet."""
+    sh.gbuf = <void*> ((<uintptr_t> raw + 63) & ~(<uintptr_t> 63))
+    sh.tmax = <double*> (<char*> sh.gbuf + nt * sh.gbuf_size * itemsize)
+    sh.rc = 0
+    sh.skip[0] = sh.skip[1] = False
+    sh.stop = False
+    sh.value = 0
+    nn_barrier_init(&sh.bar)
+
+
 cdef void* ptr(object arr) except? NULL:
     """Data pointer of a C-contiguous array (None -> NULL). The caller keeps
     the array alive for as long as the pointer is used."""
@@ -885,13 +898,7 @@ cdef class StepPlan:
         raw = <char*> malloc(nt * sh.gbuf_size * itemsize + nt * sizeof(double) + 64)
         if raw == NULL:
             raise MemoryError("nncore: cannot allocate GEMM packing buffers")
-        sh.gbuf = <void*> ((<uintptr_t> raw + 63) & ~(<uintptr_t> 63))
-        sh.tmax = <double*> (<char*> sh.gbuf + nt * sh.gbuf_size * itemsize)
-        sh.rc = 0
-        sh.skip[0] = sh.skip[1] = False
-        sh.stop = False
-        sh.value = 0
-        nn_barrier_init(&sh.bar)
+        shared_start(&sh, raw, nt, itemsize)
         bnd.known = False                          # Python may have changed the arrays
         with nogil:
             if nt == 1:
@@ -1167,13 +1174,7 @@ cdef class StepPlan:
         flat = <char*> ptr(leaves)
         for s in range(S):
             self.flat_layers(copies + s * n_layers, flat + s * N * itemsize)
-        sh.gbuf = <void*> ((<uintptr_t> raw + 63) & ~(<uintptr_t> 63))
-        sh.tmax = <double*> (<char*> sh.gbuf + nt * sh.gbuf_size * itemsize)
-        sh.rc = 0
-        sh.skip[0] = sh.skip[1] = False
-        sh.stop = False
-        sh.value = 0
-        nn_barrier_init(&sh.bar)
+        shared_start(&sh, raw, nt, itemsize)
         self.rows = rows
         self.h.l2 = 0
         with nogil:
