@@ -1,5 +1,6 @@
 # GEMM block sizes (float32 / float64), chosen for a Zen 3 core:
-#   MR x NR   the micro-tile held in 12 ymm registers (microkernel.h)
+#   MR x NR   the micro-tile held in 12 ymm registers (AVX2; AVX-512 pairs two of them in
+#             12 zmm, microkernel.h)
 #   KC        depth of a packed slice: an MR x KC panel of A stays in L1
 #   MC        rows of A packed per block: MC x KC (144 KiB / 144 KiB) in L2
 #   NC        columns of B packed per block: KC x NC shared by the MC loop
