@@ -52,6 +52,12 @@ CHECK_SECONDS = 0.05
 ORDER_ROWS = 1 << 16
 
 
+def epoch_orders(rng: np.random.Generator, n: int, epochs: int) -> np.ndarray:
+    """(epochs, n) intp: row e is rng.permutation(n) of the e-th call in a row, drawn
+    in one call (Generator.permuted shuffles each row as permutation does, in order)."""
+    return rng.permuted(np.broadcast_to(np.arange(n, dtype=np.intp), (epochs, n)).copy(), axis=1)
+
+
 class TrainingDiverged(FloatingPointError):
     """The loss, a gradient, or a weight or optimizer state after the update would be
     NaN or inf; the step that found it changed nothing, so the model (and its
@@ -227,8 +233,7 @@ class _Run:
                                                     max(1, ORDER_ROWS // self.n))
             for cb in self.callbacks:                # (chunk is 1 when there are callbacks)
                 cb.on_epoch_begin(done, {})
-            orders = (np.stack([model._shuffle_rng.permutation(self.n) for _ in range(chunk)])
-                      if self.shuffle else None)
+            orders = epoch_orders(model._shuffle_rng, self.n, chunk) if self.shuffle else None
             lrs = optimizer.learning_rates(chunk)
             sums = np.zeros((chunk, 3))
             e = b = 0

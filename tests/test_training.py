@@ -279,3 +279,16 @@ def test_batch_stochastic_minibatch_all_reduce_the_loss(batch_size):
     after = model.evaluate(X, y)["loss"]
     assert after < 0.9 * before
     assert history["loss"][-1] < history["loss"][0]
+
+
+@pytest.mark.parametrize("n, epochs", [(1, 4), (3, 1), (3, 500), (17, 9), (1000, 3)])
+def test_shuffled_epochs_are_the_permutations_of_successive_calls(n, epochs):
+    # fit draws a chunk of epochs' orders in one call; it must be the stream a loop of
+    # rng.permutation(n) gives (the layer-by-layer twin's), leaving rng where it would.
+    from nncore.training import epoch_orders
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    orders = epoch_orders(a, n, epochs)
+    assert orders.shape == (epochs, n) and orders.flags.c_contiguous
+    assert orders.dtype == np.intp
+    assert np.array_equal(orders, np.stack([b.permutation(n) for _ in range(epochs)]))
+    assert a.bit_generator.state == b.bit_generator.state
