@@ -19,8 +19,12 @@ Columns (samples/s; T threads in all, --threads, default 2):
   without torch.
 "comm ms": nncore, the seconds rank 0 waited in exchanges per step (History.comm_seconds,
 waiting for the other process included); DDP, its step time minus the step time of the
-same loop under no_sync() (no allreduce). Each measurement is the median of --repeats
-timed runs after a warm-up, in its own process(es); the measurements take turns for
+same loop under no_sync() (no allreduce). "step": the time of one step without the
+fit's fixed cost (plan, buffers, the first touch of fresh memory): each timed run of E
+epochs is followed by one of 2E, and a step is the median of their difference over the
+steps of E epochs. The target of the issue compares steps: P=2 within 1.3x of the
+single-process step at the same total threads. Each measurement is the median of
+--repeats timed runs after a warm-up, in its own process(es); the measurements take turns for
 --rounds rounds and the table shows the median over the rounds (the ratios: the median
 of each round's ratio, its two figures measured back to back). The load average is
 printed beside each round: the cores may be shared.
@@ -59,12 +63,18 @@ def model(sizes):
     return nn.MLP(sizes, activation="relu", seed=0)
 
 
-def timed(fn, repeats):
-    """Median seconds of fn() (which returns (seconds, extra)) after a warm-up."""
-    fn()
-    runs = [fn() for _ in range(repeats)]
+def timed(fn, epochs, n_steps, repeats):
+    """(seconds, extra) of fn(epochs) (which returns them), the run of median seconds,
+    and the seconds of one step: the median of t(2 epochs) - t(epochs) over n_steps
+    (the steps of `epochs`), each pair back to back -- the fit's fixed cost left out.
+    After a warm-up."""
+    fn(epochs)
+    runs, extra = [], []
+    for _ in range(repeats):
+        runs.append(fn(epochs))
+        extra.append(fn(2 * epochs)[0] - runs[-1][0])
     order = np.argsort([t for t, _ in runs])
-    return runs[order[len(runs) // 2]]
+    return runs[order[len(runs) // 2]], float(np.median(extra)) / n_steps
 
 
 def steps(name, epochs, P=1):
@@ -82,7 +92,7 @@ def worker(name, epochs, repeats):
     rows = distributed.shard_rows(len(X), P)
     threads = distributed.threads_per_rank()          # (collective: every rank calls it)
 
-    def run():
+    def run(epochs):
         m = model(sizes)
         comm.Barrier()
         t0 = time.perf_counter()
@@ -92,9 +102,9 @@ def worker(name, epochs, repeats):
         comm.Barrier()
         return time.perf_counter() - t0, h.comm_seconds
 
-    seconds, comm_s = timed(run, repeats)
+    (seconds, comm_s), step = timed(run, epochs, steps(name, epochs), repeats)
     if comm.Get_rank() == 0:
-        print(json.dumps(dict(samples_s=epochs * len(X) / seconds,
+        print(json.dumps(dict(samples_s=epochs * len(X) / seconds, step_ms=1e3 * step,
                               comm_ms=1e3 * comm_s / steps(name, epochs),
                               threads=threads)), flush=True)
 
@@ -102,7 +112,7 @@ def worker(name, epochs, repeats):
 def single(name, G, threads, epochs, repeats):
     sizes, batch, X, y = problem(name)
 
-    def run():
+    def run(epochs):
         m = model(sizes)
         with nn.threads(threads):
             t0 = time.perf_counter()
@@ -111,8 +121,8 @@ def single(name, G, threads, epochs, repeats):
                   batch_size=batch, grad_shards=G)
             return time.perf_counter() - t0, None
 
-    seconds, _ = timed(run, repeats)
-    return epochs * len(X) / seconds
+    (seconds, _), step = timed(run, epochs, steps(name, epochs), repeats)
+    return epochs * len(X) / seconds, 1e3 * step
 
 
 def launch(name, P, epochs, repeats):
@@ -156,7 +166,7 @@ def ddp_worker(name, epochs, repeats, rank, world, threads):
     local = batch // world
     loss_fn = torch.nn.functional.cross_entropy
 
-    def run(sync):
+    def run(sync, epochs):
         net = DistributedDataParallel(torch_model(sizes))
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         dist.barrier()
@@ -171,11 +181,11 @@ def ddp_worker(name, epochs, repeats, rank, world, threads):
         dist.barrier()
         return time.perf_counter() - t0, None
 
-    seconds, _ = timed(lambda: run(True), repeats)
-    local_only, _ = timed(lambda: run(False), repeats)
     n_steps = steps(name, epochs, world)
+    (seconds, _), step = timed(lambda e: run(True, e), epochs, n_steps, repeats)
+    (local_only, _), _ = timed(lambda e: run(False, e), epochs, n_steps, 1)
     if rank == 0:
-        print(json.dumps(dict(samples_s=epochs * len(X) / seconds,
+        print(json.dumps(dict(samples_s=epochs * len(X) / seconds, step_ms=1e3 * step,
                               comm_ms=1e3 * (seconds - local_only) / n_steps)), flush=True)
     dist.destroy_process_group()
 
@@ -237,39 +247,43 @@ def main():
         epochs = args.epochs or WORKLOADS[name][3]
         rounds = []
         for r in range(args.rounds):
-            row = dict(fit=single(name, 1, T, epochs, args.repeats),
-                       fit2=single(name, 2, T, epochs, args.repeats))
+            row = {}
+            row["fit"], row["fit_step"] = single(name, 1, T, epochs, args.repeats)
+            row["fit2"], _ = single(name, 2, T, epochs, args.repeats)
             p1 = launch(name, 1, epochs, args.repeats)
             p2 = launch(name, 2, epochs, args.repeats)
-            row.update(p1=p1["samples_s"], p2=p2["samples_s"], p2_comm=p2["comm_ms"])
+            row.update(p1=p1["samples_s"], p2=p2["samples_s"], p2_step=p2["step_ms"],
+                       p2_comm=p2["comm_ms"])
             if ddp:
                 d = launch_ddp(name, 2, max(1, T // 2), epochs, args.repeats)
-                row.update(ddp=d["samples_s"], ddp_comm=d["comm_ms"])
+                row.update(ddp=d["samples_s"], ddp_step=d["step_ms"], ddp_comm=d["comm_ms"])
             rounds.append(row)
             print(f"  {name} round {r + 1}: {load()}: " + ", ".join(
-                f"{k} {v:,.0f}" if "comm" not in k else f"{k} {v:.3f} ms"
+                f"{k} {v:,.0f}" if not k.endswith(("comm", "step")) else f"{k} {v:.3f} ms"
                 for k, v in row.items()), flush=True)
         results[name] = {k: float(np.median([row[k] for row in rounds])) for k in rounds[0]}
         # ratios of the same round (the measurements of a round run back to back)
-        results[name]["r_fit"] = float(np.median([row["p2"] / row["fit"] for row in rounds]))
+        med = lambda f: float(np.median([f(row) for row in rounds]))  # noqa: E731
+        results[name]["r_fit"] = med(lambda row: row["p2"] / row["fit"])
+        results[name]["r_step"] = med(lambda row: row["p2_step"] / row["fit_step"])
         if ddp:
-            results[name]["r_ddp"] = float(np.median([row["p2"] / row["ddp"] for row in rounds]))
+            results[name]["r_ddp"] = med(lambda row: row["ddp_step"] / row["p2_step"])
     print(f"({load()} at the end)")
     print()
     print("| workload | fit G=1 | fit G=2 | P=1 | P=2, T/2 threads each | DDP gloo, 2 x T/2 "
-          "| P=2 comm ms/step | DDP comm ms/step | P=2 / fit G=1 | P=2 / DDP |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| P=2 comm ms/step | DDP comm ms/step | P=2 / fit G=1, whole fits "
+          "| step P=2 / step fit | P=2 / DDP, steps |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, m in results.items():
-        batch = WORKLOADS[name][1]
-        ms = {k: 1e3 * batch / v for k, v in m.items() if k in ("fit", "p2", "ddp")}
-        d = (f"{m['ddp']:,.0f} ({ms['ddp']:.2f} ms)", f"{m['ddp_comm']:.3f}",
+        d = (f"{m['ddp']:,.0f} ({m['ddp_step']:.2f} ms)", f"{m['ddp_comm']:.3f}",
              f"{m['r_ddp']:.2f}") if "ddp" in m else ("-", "-", "-")
-        print(f"| {name} | {m['fit']:,.0f} ({ms['fit']:.2f} ms) | {m['fit2']:,.0f} "
-              f"| {m['p1']:,.0f} | {m['p2']:,.0f} ({ms['p2']:.2f} ms) | {d[0]} "
-              f"| {m['p2_comm']:.3f} | {d[1]} | {m['r_fit']:.2f} | {d[2]} |",
-              flush=True)
-    print("(samples/s, medians over the rounds; in parentheses the time of one step of the "
-          "global batch; the ratios are the medians of each round's ratio)")
+        print(f"| {name} | {m['fit']:,.0f} ({m['fit_step']:.2f} ms) | {m['fit2']:,.0f} "
+              f"| {m['p1']:,.0f} | {m['p2']:,.0f} ({m['p2_step']:.2f} ms) | {d[0]} "
+              f"| {m['p2_comm']:.3f} | {d[1]} | {m['r_fit']:.2f} | {m['r_step']:.2f} "
+              f"| {d[2]} |", flush=True)
+    print("(samples/s of whole fits, medians over the rounds; in parentheses the time of "
+          "one step of the global batch, the fit's fixed cost left out: t(2E epochs) - "
+          "t(E), over the steps of E; the ratios are the medians of each round's ratio)")
 
 
 if __name__ == "__main__":

@@ -266,8 +266,7 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
             lo = r * L.n_in + c0
             hi = r * L.n_in + c1
             if h.l2 != 0:
-                for i in range(lo, hi):
-                    gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
+                add_l2_stretch(gw, w, lo, hi, h.l2)
             if fused:
                 gmax = fmax(gmax, absmax(gw + lo, hi - lo))
         if fused and L.b != NULL and tid == 0:
@@ -378,6 +377,15 @@ cdef inline void update_stretch(void* p, void* g, void* s1, void* s2, Py_ssize_t
     if hi > lo:
         update(<real*> p + lo, <real*> g + lo, <real*> s1 + lo if s1 != NULL else NULL,
                <real*> s2 + lo if s2 != NULL else NULL, hi - lo, h, weight_decay, tag)
+
+
+cdef inline void add_l2_stretch(real* gw, const real* w, Py_ssize_t lo, Py_ssize_t hi,
+                                double l2) noexcept nogil:
+    """gw[i] += l2 w[i] for i in [lo, hi), in double: the one place the step adds
+    the gradient of the l2 term."""
+    cdef Py_ssize_t i
+    for i in range(lo, hi):
+        gw[i] = <real> (<double> gw[i] + l2 * <double> w[i])
 
 
 cdef inline double absmax(const real* p, Py_ssize_t size) noexcept nogil:
@@ -1263,6 +1271,38 @@ cdef class StepPlan:
         free(copies)
         return status, step
 
+    def add_l2(self, grad, Py_ssize_t lo, Py_ssize_t hi):
+        """grad[i] += l2 W[i] for the weights' elements among grad[lo:hi] (flat, as
+        apply_from; biases do not decay), as apply_from(l2=True) adds it: a process
+        adds the term to its slice of a root that others read in place
+        (nncore.distributed)."""
+        cdef Py_ssize_t l, a, b, size, off = 0
+        cdef char* flat
+        cdef Py_ssize_t itemsize = sizeof(double) if self.f64 else sizeof(float)
+        cdef double l2 = self.h.l2
+        self.check_flat(grad, "grad", 1, 0)
+        if not 0 <= lo <= hi <= self.flat_size():
+            raise ValueError(f"StepPlan.add_l2: need 0 <= lo <= hi <= {self.flat_size()}, "
+                             f"got lo={lo}, hi={hi}")
+        if l2 == 0:
+            return
+        flat = <char*> ptr(grad)
+        with nogil:
+            for l in range(self.n_layers):
+                size = self.layers[l].n_in * self.layers[l].n_out
+                a = lo - off if lo > off else 0
+                b = hi - off if hi < off + size else size
+                if b > a:
+                    if self.f64:
+                        add_l2_stretch(<double*> (flat + off * itemsize),
+                                       <const double*> self.layers[l].w, a, b, l2)
+                    else:
+                        add_l2_stretch(<float*> (flat + off * itemsize),
+                                       <const float*> self.layers[l].w, a, b, l2)
+                off += size
+                if self.layers[l].b != NULL:
+                    off += self.layers[l].n_out
+
     cdef int team(self, Py_ssize_t rows, int nt) noexcept:
         """drive's thread count for a step of `rows` rows."""
         cdef Py_ssize_t quanta = (step_flops(self.layers, self.n_layers, rows)
@@ -1320,15 +1360,11 @@ cdef int apply_flat_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, 
                         real tag) noexcept nogil:
     """StepPlan.apply_from, run by every thread: grad_W += l2 W (each thread a stretch,
     in double as the gradient phase adds it), then apply_par."""
-    cdef Py_ssize_t l, i, size
-    cdef real* gw
-    cdef const real* w
+    cdef Py_ssize_t l, size
     if l2:
         for l in range(n_layers):
             size = layers[l].n_in * layers[l].n_out
-            gw = <real*> layers[l].gw
-            w = <const real*> layers[l].w
-            for i in range(tid * size // nt, (tid + 1) * size // nt):
-                gw[i] = <real> (<double> gw[i] + h.l2 * <double> w[i])
+            add_l2_stretch(<real*> layers[l].gw, <const real*> layers[l].w,
+                           tid * size // nt, (tid + 1) * size // nt, h.l2)
         sync(sh, nt)
     return apply_par(layers, n_layers, h, bnd, n, step, sh, tid, nt, False, tag)

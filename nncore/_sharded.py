@@ -114,6 +114,7 @@ class LocalExchange:
 
     rank, size = 0, 1
     comm_seconds = 0.0
+    l2_in_root = False                      # root() leaves the l2 term to apply_from
 
     def __init__(self, grad_shards):
         self.G = grad_shards
@@ -339,7 +340,8 @@ class ShardedSteps:
         self.root = root = ex.root(self.filled[b], slots)
         keep = not (self.fresh or self.batch_events)
         self.fresh = False
-        status, step = plan.apply_from(root, lr, self.optimizer.t, True, keep, self.n_threads)
+        status, step = plan.apply_from(root, lr, self.optimizer.t, not ex.l2_in_root, keep,
+                                       self.n_threads)
         if status != 0:
             self.fresh = True
             return "diverged", value

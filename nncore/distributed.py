@@ -14,8 +14,10 @@ header (its shards' losses, its accuracy count and a stop flag: every process th
 knows whether the step goes on), adds the slices it receives in the tree's order, and
 the slices of the root are exchanged (allgather) -- the bytes of a ring allreduce,
 point to point on buffers and persistent requests made once per fit, never MPI.SUM on
-floats. The l2 term is added once, and every process runs the compiled apply phase on
-the root.
+floats. On one host the subtree sums and the root are in an MPI shared-memory window
+instead, read and written in place (shared_memory): the messages are the headers and a
+one-number "slice written" per pair, and the bits are the same. The l2 term is added
+once, and every process runs the compiled apply phase on the root.
 
 Faults: every exchange is nonblocking and polled against `timeout` seconds; a process
 that raises tells the others (which raise RankFailed naming it); one that dies on the
@@ -138,7 +140,7 @@ class _MPIExchange:
     caller's, so that nothing mixes with the caller's messages). A step's messages are
     persistent requests on buffers allocated once per fit (prepare)."""
 
-    def __init__(self, comm, grad_shards, timeout):
+    def __init__(self, comm, grad_shards, timeout, shared_memory=None):
         self.MPI = MPI = _mpi()
         self.comm = comm.Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
@@ -153,6 +155,10 @@ class _MPIExchange:
         self.comm_seconds = 0.0
         self.persistent = []
         self.pids = {}                 # rank: pid of the other processes on this host
+        self.shared_memory = shared_memory
+        self.shared = False            # the sums travel through a shared window (setup)
+        self.l2_in_root = False        # root() returns the l2 term added (shared)
+        self.win = None
 
     def _late(self, reqs, peers):
         """The ranks of peers whose requests have not completed."""
@@ -225,6 +231,16 @@ class _MPIExchange:
                            "setup")
         self.pids = {r: int(info[r, 2]) for r in range(self.size)
                      if r != self.rank and info[r, 3] == host}
+        node = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)   # (every process is here)
+        one_host = node.Get_size() == self.size
+        node.Free()
+        if self.shared_memory and not one_host:
+            self.agreed = True
+            raise ValueError("shared_memory=True needs every process on one host (MPI's "
+                             f"shared-memory split has {self.size} processes on "
+                             f"{self.size - len(self.pids)} hosts or more)")
+        self.shared = one_host and self.size > 1 and self.shared_memory is not False
+        self.l2_in_root = self.shared
         counts = info[:, 0].astype(np.int64)
         self.agreed = True
         if len(set(info[:, 1].tolist())) > 1:
@@ -281,41 +297,58 @@ class _MPIExchange:
         self.fronts = [tree.frontier(r * per, (r + 1) * per) for r in range(P)]
         # a node's sum ends in the row of its first leaf (Tree.plan: the shards with
         # rows are a prefix, so a node's left half has rows whenever it does)
-        self.own = [(j << k) - self.lo for k, j in self.fronts[me]]
+        owns = [[(j << k) - r * per for k, j in front] for r, front in enumerate(self.fronts)]
+        self.own = owns[me]
         cut = self.cut = [N * c // P for c in range(P + 1)]
         mine = slice(cut[me], cut[me + 1])
         self.headers = np.zeros((P, run.header.size))
         others = [r for r in range(P) if r != me]
-        n_recv = sum(len(self.fronts[r]) for r in others)
-        self.recv = np.empty((n_recv, cut[me + 1] - cut[me]), dtype=run.leaves.dtype)
-        self.out = np.empty(N, dtype=run.leaves.dtype)
         comm = self.comm
         head, head_peers, grad, grad_peers, gather, gather_peers = [], [], [], [], [], []
-        self.views = []                              # slot q of the upper tree: (r, i)
-        row = 0
-        for r in range(P):
-            for i in range(len(self.fronts[r])):
-                if r == me:
-                    self.views.append(run.leaves[self.own[i], mine])
-                else:
-                    self.views.append(self.recv[row])
-                    grad.append(comm.Recv_init(self.recv[row], source=r, tag=TAG_GRAD + i))
-                    grad_peers.append(r)
-                    row += 1
         for r in others:
             head.append(comm.Recv_init(self.headers[r], source=r, tag=TAG_HEAD))
             head_peers.append(r)
             head.append(comm.Send_init(run.header, dest=r, tag=TAG_HEAD))
             head_peers.append(None)
-            for i, slot in enumerate(self.own):
-                grad.append(comm.Send_init(run.leaves[slot, cut[r]:cut[r + 1]], dest=r,
-                                           tag=TAG_GRAD + i))
-                grad_peers.append(None)
-            gather.append(comm.Recv_init(self.out[cut[r]:cut[r + 1]], source=r,
-                                         tag=TAG_ROOT))
-            gather_peers.append(r)
-            gather.append(comm.Send_init(self.out[mine], dest=r, tag=TAG_ROOT))
-            gather_peers.append(None)
+        if self.shared:
+            # every process's leaves in place: slot q of the upper tree is (r, i), read
+            # where process r left it; the root's slices are written in place, and a
+            # one-number message per pair says "my slice is written" (the allgather)
+            leaves = self._share(run)
+            self.views = [leaves[r][owns[r][i], mine] for r in range(P)
+                          for i in range(len(owns[r]))]
+            self.done = np.zeros(P)
+            for r in others:
+                gather.append(comm.Recv_init(self.done[r:r + 1], source=r, tag=TAG_ROOT))
+                gather_peers.append(r)
+                gather.append(comm.Send_init(self.done[me:me + 1], dest=r, tag=TAG_ROOT))
+                gather_peers.append(None)
+        else:
+            n_recv = sum(len(self.fronts[r]) for r in others)
+            self.recv = np.empty((n_recv, cut[me + 1] - cut[me]), dtype=run.leaves.dtype)
+            self.out = np.empty(N, dtype=run.leaves.dtype)
+            self.views = []                          # slot q of the upper tree: (r, i)
+            row = 0
+            for r in range(P):
+                for i in range(len(self.fronts[r])):
+                    if r == me:
+                        self.views.append(run.leaves[self.own[i], mine])
+                    else:
+                        self.views.append(self.recv[row])
+                        grad.append(comm.Recv_init(self.recv[row], source=r,
+                                                   tag=TAG_GRAD + i))
+                        grad_peers.append(r)
+                        row += 1
+            for r in others:
+                for i, slot in enumerate(self.own):
+                    grad.append(comm.Send_init(run.leaves[slot, cut[r]:cut[r + 1]], dest=r,
+                                               tag=TAG_GRAD + i))
+                    grad_peers.append(None)
+                gather.append(comm.Recv_init(self.out[cut[r]:cut[r + 1]], source=r,
+                                             tag=TAG_ROOT))
+                gather_peers.append(r)
+                gather.append(comm.Send_init(self.out[mine], dest=r, tag=TAG_ROOT))
+                gather_peers.append(None)
         self.head = (head, head_peers)
         self.step = (head + grad, head_peers + grad_peers)
         self.gather_reqs = (gather, gather_peers)
@@ -323,14 +356,45 @@ class _MPIExchange:
         self.mine = self.out[mine]
         self.plans = {}
 
+    def _share(self, run):
+        """One MPI shared-memory window over the processes (all on this host): each
+        process's part holds its leaves (S, N), rank 0's the root (N,) after them;
+        run.leaves becomes this process's leaves. Returns every process's leaves."""
+        MPI = self.MPI
+        self.gather(np.zeros(1), "shared memory")   # (every process is here: collective)
+        S, N = run.leaves.shape
+        dt = run.leaves.dtype
+        count = S * N + (N if self.rank == 0 else 0)
+        self.win = MPI.Win.Allocate_shared(count * dt.itemsize, dt.itemsize, comm=self.comm)
+        self.win.Lock_all(MPI.MODE_NOCHECK)
+        parts = [np.frombuffer(self.win.Shared_query(r)[0], dtype=dt)
+                 for r in range(self.size)]
+        leaves = [part[:S * N].reshape(S, N) for part in parts]
+        run.leaves = leaves[self.rank]
+        self.out = parts[0][S * N:S * N + N]
+        return leaves
+
+    def _unshare(self):
+        """Free the window, once no array of this exchange or of run points into it."""
+        self.run.root = self.run.leaves = None
+        self.views = self.out = self.mine = None
+        self.win.Unlock_all()
+        self.win.Free()
+        self.win = None
+
     def start(self, header, skipped):
         """Every process's header (P, len) (losses, accuracy count, stop flag); unless
-        the batch is skipped, the slices of the frontier nodes travel with them."""
+        the batch is skipped, the slices of the frontier nodes travel with them (in a
+        shared window: the header says they are written)."""
         self.headers[self.rank] = header
         if self.size > 1:
             reqs, peers = self.head if skipped else self.step
+            if self.win is not None:
+                self.win.Sync()                      # my leaves, before the header says so
             self.MPI.Prequest.Startall(reqs)
             self._wait(reqs, "gradient", peers)
+            if self.win is not None:
+                self.win.Sync()
         return self.headers
 
     def root(self, filled, slots):
@@ -359,8 +423,14 @@ class _MPIExchange:
         else:
             mine[...] = views[top]
         reqs, peers = self.gather_reqs
+        if self.win is not None:
+            # the others read this slice in place: its l2 term is added here, once
+            self.run.plan.add_l2(self.out, self.cut[self.rank], self.cut[self.rank + 1])
+            self.win.Sync()
         self.MPI.Prequest.Startall(reqs)
         self._wait(reqs, "gradient", peers)
+        if self.win is not None:
+            self.win.Sync()
         return self.out
 
     def fail(self):
@@ -378,11 +448,21 @@ class _MPIExchange:
     def close(self):
         if self.failed:
             return
+        if self.win is not None:
+            # freeing the window is collective: first see every process here (or
+            # raise RankFailed naming the one that is not)
+            try:
+                self.gather(np.zeros(1), "closing")
+            except RankFailed:
+                self.failed = True           # (the window stays: nothing points nowhere)
+                raise
         try:
             self.fail_req.Cancel()
             self.fail_req.Wait()
             for req in self.persistent:
                 req.Free()
+            if self.win is not None:
+                self._unshare()
             self.comm.Free()
         except self.MPI.Exception:     # (after a peer died): the error raised already
             pass
@@ -395,7 +475,7 @@ def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
         callbacks: list[Callback] | tuple[Callback, ...] | None = None, verbose: int = 0,
         validation_data: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
         comm: MPI.Comm | None = None, n_threads: int | None = None,
-        timeout: float = 60.0) -> History:
+        timeout: float = 60.0, shared_memory: bool | None = None) -> History:
     """Train `model` data-parallel over the processes of `comm`; returns its History,
     the same on every process.
 
@@ -419,6 +499,11 @@ def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
         threads_per_rank(comm))
     timeout : seconds each exchange waits for the other processes before raising
         RankFailed naming the late rank
+    shared_memory : whether the subtree sums and the root travel through an MPI
+        shared-memory window instead of messages (each process adds its slices
+        reading the others' sums in place: no copy); None (default): when every
+        process is on one host; True: required (ValueError otherwise). The same bits
+        either way
 
     Returns
     -------
@@ -439,7 +524,9 @@ def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
     if n_threads is None:
         n_threads = threads_per_rank(comm)
     n_threads = training.positive_int(n_threads, "n_threads")
-    ex = _MPIExchange(comm, G, float(timeout))
+    if shared_memory not in (None, True, False):
+        raise TypeError(f"shared_memory must be None, True or False, got {shared_memory!r}")
+    ex = _MPIExchange(comm, G, float(timeout), shared_memory)
     try:
         with threads(n_threads):       # every kernel of the fit (the checks of X too)
             history = training._fit(

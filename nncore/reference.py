@@ -545,6 +545,19 @@ class StepPlan:
             leaves[a] += leaves[b]
         return 0
 
+    def add_l2(self, grad: np.ndarray, lo: int, hi: int) -> None:
+        """grad[i] += l2 W[i] (in float64) for the weights' elements among grad[lo:hi]."""
+        if not self.l2:
+            return
+        off = 0
+        for d in self.layers:
+            size = d["n_in"] * d["n_out"]
+            a, b = max(lo, off), min(hi, off + size)
+            if b > a:
+                w = d["w"].reshape(-1)[a - off:b - off].astype(np.float64)
+                grad[a:b] = grad[a:b] + self.l2 * w
+            off += size + (d["n_out"] if d["b"] is not None else 0)
+
     def apply_from(self, grad: np.ndarray, lr: float, step: int, l2: bool, keep_bounds: bool,
                    n_threads: int = 1) -> tuple[int, int]:
         """apply with the gradients in the flat grad; l2: grad_W += l2 W there first."""

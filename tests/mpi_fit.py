@@ -1,7 +1,9 @@
 """Run by tests/test_distributed.py under mpiexec: nncore.distributed.fit on the cases
 of CASES, printing one line "case sha256" per case on rank 0.
 
-    mpi_fit.py fit [n_threads]    every case (the last one diverges)
+    mpi_fit.py fit [n_threads|-] [shared|messages]
+                                  every case (the last one diverges); the exchange:
+                                  shared_memory=True | False (default None: shared here)
     mpi_fit.py save PATH          case w1 for half its epochs, saved by rank 0
     mpi_fit.py resume PATH        case w1 loaded from PATH, the other half
     mpi_fit.py raise | hang | kill PATH   rank 1 fails in epoch 2 (timeout 4 s); each
@@ -63,13 +65,15 @@ def main():
     rank = MPI.COMM_WORLD.Get_rank()
     what = sys.argv[1]
     if what == "fit":
-        n_threads = int(sys.argv[2]) if len(sys.argv) > 2 else None
+        n_threads = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+        shared = {"shared": True, "messages": False}.get(sys.argv[3]) if len(sys.argv) > 3 \
+            else None
         for name in CASES:
             m, X, y, w, kw = case(name)
             X, y, w = local(X, y, w)
             try:
                 h = distributed.fit(m, X, y, sample_weight=w, grad_shards=G,
-                                    n_threads=n_threads, **kw)
+                                    n_threads=n_threads, shared_memory=shared, **kw)
                 result = repr(h.history)
             except nn.TrainingDiverged as e:     # raised by every rank
                 result = f"TrainingDiverged: {e}"

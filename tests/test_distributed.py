@@ -59,13 +59,15 @@ def reference(name, epochs=None):
 
 def test_same_bits_for_1_2_4_processes_and_one_process_fit():
     """tiny (float64, SGD momentum), w1 (W1's shape, Adam, l2, sample weights, a partial
-    last batch) and diverge (TrainingDiverged on every rank, the same last weights)."""
+    last batch) and diverge (TrainingDiverged on every rank, the same last weights); the
+    sums through the shared-memory window (the default on one host) and as messages."""
     want = {name: reference(name)[0] for name in mpi_fit.CASES}
     assert "TrainingDiverged" in want["diverge"] and "TrainingDiverged" not in want["w1"]
-    for P, threads in ((1, ["2"]), (2, []), (4, ["1"])):
-        rc, out = launch(P, "fit", *threads)
+    for P, args in ((1, ["2"]), (2, []), (2, ["-", "messages"]), (4, ["1", "shared"]),
+                    (4, ["1", "messages"])):
+        rc, out = launch(P, "fit", *args)
         assert rc == 0, out
-        assert results(out) == want, (P, out)
+        assert results(out) == want, (P, args, out)
 
 
 def test_checkpoint_from_rank_0_resumes_under_another_process_count(tmp_path):
@@ -137,4 +139,6 @@ def test_bad_arguments_name_them():
         distributed.fit(m, X, y, grad_shards=0, **kw)
     with pytest.raises(TypeError, match="comm"):
         distributed.fit(m, X, y, comm="world", **kw)
+    with pytest.raises(TypeError, match="shared_memory"):
+        distributed.fit(m, X, y, shared_memory="yes", **kw)
     assert nn.distributed.shard_rows(10, 4) == slice(0, 10)

@@ -298,6 +298,29 @@ def test_apply_from_is_apply_of_the_flat_gradient_plus_l2(backend, opt, keep):
             pa.apply_from(flat[:-1], 0.05, step, True, False, 1)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_add_l2_on_slices_is_apply_froms_l2_term(backend, dtype):
+    """add_l2(flat, lo, hi) over slices that cut layers anywhere == the l2 term
+    apply_from(l2=True) adds in place (grad_W += l2 W in float64; biases untouched)."""
+    m = model(("relu", "identity"), backend=backend, dtype=dtype)
+    plan = m._plan(nn.losses.get("mse"), OPTIMIZERS["sgd"](), N)
+    size = sum(g.size for g in m.gradients())
+    flat = np.random.default_rng(3).standard_normal(size).astype(dtype)
+    want = flat.copy()
+    plan.apply_from(want, 0.0, 0, True, False, 1)       # lr 0: only the l2 term moves
+    cuts = [0, 1, 7, size // 3, size // 3, size - 2, size]
+    got = flat.copy()
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        plan.add_l2(got, lo, hi)
+    assert np.array_equal(got, want) and not np.array_equal(got, flat)
+    if backend == "compiled":
+        with pytest.raises(ValueError, match="hi="):
+            plan.add_l2(got, 0, size + 1)
+        with pytest.raises(TypeError, match="grad"):
+            plan.add_l2(got[:-1], 0, 1)
+
+
 def test_apply_from_refuses_a_gradient_that_is_not_finite():
     m = model(("relu", "identity"))
     plan = m._plan(nn.losses.get("mse"), OPTIMIZERS["sgd"](), 16)
