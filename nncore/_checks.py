@@ -173,8 +173,9 @@ def float_target(t: object, name: str, expected_shape: tuple[int, ...],
     return np.ascontiguousarray(t, dtype=dtype)
 
 
-def sample_weights(w: object, name: str, n_samples: int) -> np.ndarray:
-    """Sample weights (n_samples,) as float64: finite, >= 0, not all zero."""
+def sample_weights(w: object, name: str, n_samples: int, nonzero: bool = True) -> np.ndarray:
+    """Sample weights (n_samples,) as float64: finite, >= 0, not all zero (unless
+    nonzero is False: one process's part of the weights of a distributed fit)."""
     w = _as_array(w, name)
     if w.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
@@ -185,7 +186,7 @@ def sample_weights(w: object, name: str, n_samples: int) -> np.ndarray:
     if np.any(w < 0):
         raise ValueError(f"{name} must be >= 0, got {w[w < 0][0]} "
                          f"at index {int(np.argmax(w < 0))}")
-    if not np.any(w > 0):
+    if nonzero and not np.any(w > 0):
         raise ValueError(f"{name} must not be all zero (the weights are divided by their sum)")
     return w
 

@@ -32,6 +32,9 @@ import math
 import numpy as np
 
 
+WEIGHTS_ZERO = "sample_weight must not be all zero (the weights are divided by their sum)"
+
+
 def shard_sizes(n, grad_shards):
     """Rows of each of the G shards of n rows (numpy.array_split's sizes)."""
     q, r = divmod(n, grad_shards)
@@ -120,8 +123,11 @@ class LocalExchange:
         self.G = grad_shards
         self.lo, self.hi = 0, grad_shards
 
-    def setup(self, n_local, crc):
-        """The rows of every shard (this process holds all of them)."""
+    def setup(self, n_local, crc, weighted=None):
+        """The rows of every shard (this process holds all of them); weighted: whether
+        any sample weight is > 0 (None: no weights)."""
+        if weighted is False:
+            raise ValueError(WEIGHTS_ZERO)
         return shard_sizes(n_local, self.G)
 
     def gather(self, msg, what):

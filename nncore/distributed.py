@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nncore import training
-from nncore._sharded import shard_sizes
+from nncore._sharded import WEIGHTS_ZERO, shard_sizes
 from nncore._threads import threads
 
 if TYPE_CHECKING:
@@ -222,13 +222,15 @@ class _MPIExchange:
                                  f"on this host, seen in the {what} exchange of rank "
                                  f"{self.rank})", rank=r)
 
-    def setup(self, n_local, crc):
-        """Every process's rows and parameter checksum: the shard sizes, or ValueError
-        (raised by every process together) when they do not fit. (And the pids of the
-        processes on this host.)"""
+    def setup(self, n_local, crc, weighted=None):
+        """Every process's rows, parameter checksum and whether any of its sample
+        weights is > 0 (None: no weights): the shard sizes, or ValueError (raised by
+        every process together) when they do not fit or every weight is 0. (And the
+        pids of the processes on this host.)"""
         host = float(zlib.crc32(socket.gethostname().encode()))
-        info = self.gather(np.array([float(n_local), float(crc), float(os.getpid()), host]),
-                           "setup")
+        flag = -1.0 if weighted is None else float(weighted)
+        info = self.gather(np.array([float(n_local), float(crc), float(os.getpid()), host,
+                                     flag]), "setup")
         self.pids = {r: int(info[r, 2]) for r in range(self.size)
                      if r != self.rank and info[r, 3] == host}
         node = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)   # (every process is here)
@@ -236,9 +238,8 @@ class _MPIExchange:
         node.Free()
         if self.shared_memory and not one_host:
             self.agreed = True
-            raise ValueError("shared_memory=True needs every process on one host (MPI's "
-                             f"shared-memory split has {self.size} processes on "
-                             f"{self.size - len(self.pids)} hosts or more)")
+            raise ValueError(f"shared_memory=True needs the {self.size} processes of comm "
+                             f"on one host; MPI's shared-memory split puts fewer together")
         self.shared = one_host and self.size > 1 and self.shared_memory is not False
         self.l2_in_root = self.shared
         counts = info[:, 0].astype(np.int64)
@@ -247,6 +248,8 @@ class _MPIExchange:
             raise ValueError("nncore.distributed.fit: the model differs between ranks "
                              "(build it with the same seed, or load the same file, on every "
                              "rank)")
+        if weighted is not None and not info[:, 4].max() > 0:
+            raise ValueError(WEIGHTS_ZERO + " (over every process)")
         n = int(counts.sum())
         sizes = shard_sizes(n, self.G)
         per = self.G // self.size

@@ -271,10 +271,11 @@ class Sequential:
                              f"its activation 'identity', not {last!r}")
         return loss
 
-    def _sample_weight(self, sample_weight: npt.ArrayLike | None, n: int) -> np.ndarray | None:
+    def _sample_weight(self, sample_weight: npt.ArrayLike | None, n: int,
+                       nonzero: bool = True) -> np.ndarray | None:
         if sample_weight is None:
             return None
-        return _checks.sample_weights(sample_weight, "sample_weight", n)
+        return _checks.sample_weights(sample_weight, "sample_weight", n, nonzero)
 
     def _optimizer(self, optimizer: Optimizer | None) -> Optimizer:
         if optimizer is None:

@@ -157,7 +157,8 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
     epochs = positive_int(epochs, "epochs")
     X = model._inputs(X, n_threads=_step_threads(model, X, batch_size))
     y = loss.targets(y, X.shape[0], model.n_outputs, model.dtype)
-    w = model._sample_weight(sample_weight, X.shape[0])
+    # (with an exchange, "not all zero" holds of every process's weights together: setup)
+    w = model._sample_weight(sample_weight, X.shape[0], nonzero=exchange is None)
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
     X, y, w, validation = _validation(model, loss, X, y, w, validation_data, validation_split)
@@ -173,7 +174,7 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
         crc = 0
         for p in model.parameters():
             crc = zlib.crc32(np.ascontiguousarray(p).view(np.uint8), crc)
-        sizes = exchange.setup(n, crc)
+        sizes = exchange.setup(n, crc, None if w is None else bool(np.any(w > 0)))
         if sum(sizes) == 0:
             raise ValueError("X holds no samples")
         if batch_size is not None:

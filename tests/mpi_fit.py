@@ -31,6 +31,13 @@ def case(name):
         kw = dict(loss="softmax_cross_entropy", epochs=3, batch_size=20,
                   optimizer=nn.optim.SGD(lr=0.1, momentum=0.9))
         return m, X, y, None, kw
+    if name == "sparse":                        # 3 rows, G = 4: a shard (a rank at P = 4)
+        X, y = rng.standard_normal((3, 5)), rng.integers(0, 3, 3)   # without rows, and at
+        m = nn.Sequential([nn.Dense(5, 4, "tanh"), nn.Dense(4, 3)],  # P = 2 rank 0's
+                          seed=1, dtype="float64")                  # weights all 0
+        kw = dict(loss="softmax_cross_entropy", epochs=2, batch_size=None,
+                  optimizer=nn.optim.Adam(lr=0.1))
+        return m, X, y, np.array([0.0, 0.0, 1.5]), kw
     if name == "diverge":                       # the loss becomes NaN in epoch 1, batch 2
         X, y = rng.standard_normal((90, 5)).astype(np.float32) * 100, rng.integers(0, 3, 90)
         m = nn.Sequential([nn.Dense(5, 7, "relu"), nn.Dense(7, 3)], seed=1)
@@ -47,7 +54,7 @@ def case(name):
     return m, X, y, w, kw
 
 
-CASES = ["tiny", "w1", "diverge"]
+CASES = ["tiny", "w1", "sparse", "diverge"]
 G = 4
 
 

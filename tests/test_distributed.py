@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import nncore as nn
@@ -59,7 +60,8 @@ def reference(name, epochs=None):
 
 def test_same_bits_for_1_2_4_processes_and_one_process_fit():
     """tiny (float64, SGD momentum), w1 (W1's shape, Adam, l2, sample weights, a partial
-    last batch) and diverge (TrainingDiverged on every rank, the same last weights); the
+    last batch), sparse (a rank without rows, one whose weights are all 0) and diverge
+    (TrainingDiverged on every rank, the same last weights); the
     sums through the shared-memory window (the default on one host) and as messages."""
     want = {name: reference(name)[0] for name in mpi_fit.CASES}
     assert "TrainingDiverged" in want["diverge"] and "TrainingDiverged" not in want["w1"]
@@ -139,6 +141,8 @@ def test_bad_arguments_name_them():
         distributed.fit(m, X, y, grad_shards=0, **kw)
     with pytest.raises(TypeError, match="comm"):
         distributed.fit(m, X, y, comm="world", **kw)
+    with pytest.raises(ValueError, match="all zero"):
+        distributed.fit(m, X, y, sample_weight=np.zeros(len(X)), **kw)
     with pytest.raises(TypeError, match="shared_memory"):
         distributed.fit(m, X, y, shared_memory="yes", **kw)
     assert nn.distributed.shard_rows(10, 4) == slice(0, 10)
