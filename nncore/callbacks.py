@@ -34,30 +34,63 @@ if TYPE_CHECKING:
 
 
 class History:
-    """Per-epoch metrics: history['loss'], history['val_loss'], history['accuracy'], ..."""
+    """Per-epoch metrics: history['loss'], history['val_loss'], history['accuracy'], ...
 
-    epoch: list[int]
-    history: dict[str, list[float]]
+    A fit without callbacks hands its epochs over as arrays (extend); they become the
+    lists of `epoch` and `history` when either is first read, so a long run of tiny
+    epochs pays no Python object per epoch unless its History is read."""
+
     stopped_early: bool
     interrupted: bool
 
     def __init__(self) -> None:
-        self.epoch = []
-        self.history = {}
+        self._epoch: list[int] = []
+        self._history: dict[str, list[float]] = {}
+        self._pending: list[tuple[range, Mapping[str, Any]]] = []
         self.stopped_early = False
         self.interrupted = False
 
+    @property
+    def epoch(self) -> list[int]:
+        self._flush()
+        return self._epoch
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        self._flush()
+        return self._history
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for epochs, metrics in pending:
+            self._epoch.extend(epochs)
+            for key, values in metrics.items():
+                self._history.setdefault(key, []).extend(
+                    values.tolist() if hasattr(values, "tolist") else values)
+
     def append(self, epoch: int, logs: Mapping[str, float]) -> None:
-        self.epoch.append(epoch)
+        self._flush()
+        self._epoch.append(epoch)
         for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
+            self._history.setdefault(key, []).append(value)
 
     def extend(self, epochs: Iterable[int], metrics: Mapping[str, Iterable[float]]) -> None:
-        """Append several epochs at once: metrics {key: [value per epoch]}."""
-        epochs = list(epochs)
-        self.epoch.extend(epochs)
-        for key, values in metrics.items():
-            self.history.setdefault(key, []).extend(values)
+        """Append several epochs at once: metrics {key: values per epoch (a list or a
+        1-D array, kept until the History is read)}."""
+        self._pending.append((epochs if isinstance(epochs, range) else list(epochs),
+                              {k: v.copy() if hasattr(v, "tolist") else list(v)
+                               for k, v in metrics.items()}))
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._flush()
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in ("epoch", "history"):            # (pickled before the lazy lists)
+            if name in state:
+                state["_" + name] = state.pop(name)
+        state.setdefault("_pending", [])
+        self.__dict__.update(state)
 
     def __getitem__(self, key: str) -> list[float]:
         return self.history[key]

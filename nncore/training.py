@@ -283,15 +283,17 @@ class _Run:
         if len(sums) == 0:
             return
         seen = np.maximum(sums[:, 1], 1.0)
-        metrics = {"loss": (sums[:, 0] / seen).tolist()}
+        metrics = {"loss": sums[:, 0] / seen}
         if self.loss.classification:
-            metrics["accuracy"] = (sums[:, 2] / seen).tolist()
+            metrics["accuracy"] = sums[:, 2] / seen
         model = self.model
         if self.validation is None and not self.callbacks:
+            # (the History keeps the arrays until it is read)
             model.history.extend(range(first, first + len(sums)), metrics)
             self.optimizer.advance(epochs=len(sums))
-            self.last_logs = {k: v[-1] for k, v in metrics.items()}
+            self.last_logs = {k: float(v[-1]) for k, v in metrics.items()}
             return
+        metrics = {k: v.tolist() for k, v in metrics.items()}
         for i in range(len(sums)):
             logs = {k: v[i] for k, v in metrics.items()}
             if self.validation is not None:

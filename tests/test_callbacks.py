@@ -68,6 +68,36 @@ def test_history():
     assert repr(h) == "History(epochs=2, metrics=['accuracy', 'loss'])"
 
 
+def test_history_keeps_extended_arrays_until_read():
+    """extend() keeps copies of the arrays (a fit's epochs) and turns them into Python
+    floats in order, between append()s, when the History is read or pickled."""
+    import pickle
+    h = History()
+    h.append(0, {"loss": 3.0})
+    values = np.array([2.0, 1.5])
+    h.extend(range(1, 3), {"loss": values})
+    values[:] = -1                                  # the caller's array changes: not h
+    h.extend([3], {"loss": [1.0]})
+    h2 = pickle.loads(pickle.dumps(h))
+    h.append(4, {"loss": 0.5})
+    assert h.epoch == [0, 1, 2, 3, 4] and h["loss"] == [3.0, 2.0, 1.5, 1.0, 0.5]
+    assert all(type(v) is float for v in h["loss"])
+    assert h2.epoch == [0, 1, 2, 3] and h2.history == {"loss": [3.0, 2.0, 1.5, 1.0]}
+    old = History.__new__(History)                  # the state pickled by 0.1.0 before
+    old.__setstate__({"epoch": [0], "history": {"loss": [1.0]}, "stopped_early": False,
+                      "interrupted": True})
+    assert old.epoch == [0] and old["loss"] == [1.0] and old.interrupted
+
+
+def test_a_fit_without_callbacks_logs_what_one_with_an_epoch_callback_does():
+    X, y = blobs()
+    fast, slow = (MLP([X.shape[1], 8, 3], seed=0) for _ in range(2))
+    kw = dict(loss="softmax_cross_entropy", epochs=30, batch_size=16)
+    h1 = fast.fit(X, y, **kw)
+    h2 = slow.fit(X, y, callbacks=[LambdaCallback(on_epoch_end=lambda e, logs: None)], **kw)
+    assert h1.epoch == h2.epoch == list(range(30)) and h1.history == h2.history
+
+
 def test_hooks_are_called_with_epoch_and_batch_counts():
     X, y = blobs(n=10)
     rec = Recorder()
