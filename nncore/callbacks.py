@@ -95,6 +95,10 @@ class History:
     def __getitem__(self, key: str) -> list[float]:
         return self.history[key]
 
+    def __len__(self) -> int:
+        """The epochs logged (without making their lists)."""
+        return len(self._epoch) + sum(len(epochs) for epochs, _ in self._pending)
+
     def __contains__(self, key: object) -> bool:
         return key in self.history
 

@@ -78,6 +78,7 @@ def test_history_keeps_extended_arrays_until_read():
     h.extend(range(1, 3), {"loss": values})
     values[:] = -1                                  # the caller's array changes: not h
     h.extend([3], {"loss": [1.0]})
+    assert len(h) == 4 and len(h._pending) == 2     # (counted without the lists)
     h2 = pickle.loads(pickle.dumps(h))
     h.append(4, {"loss": 0.5})
     assert h.epoch == [0, 1, 2, 3, 4] and h["loss"] == [3.0, 2.0, 1.5, 1.0, 0.5]
