@@ -46,7 +46,7 @@ class History:
     def __init__(self) -> None:
         self._epoch: list[int] = []
         self._history: dict[str, list[float]] = {}
-        self._pending: list[tuple[range, Mapping[str, Any]]] = []
+        self._pending: list[tuple[range | list[int], dict[str, Any]]] = []   # (extend)
         self.stopped_early = False
         self.interrupted = False
 

@@ -157,8 +157,13 @@ class _MPIExchange:
         self.pids = {}                 # rank: pid of the other processes on this host
         self.shared_memory = shared_memory
         self.shared = False            # the sums travel through a shared window (setup)
-        self.l2_in_root = False        # root() returns the l2 term added (shared)
         self.win = None
+
+    @property
+    def l2_in_root(self):
+        """Whether root() returns the l2 term added (shared: each process adds it to its
+        slice, which the others read in place)."""
+        return self.shared
 
     def _late(self, reqs, peers):
         """The ranks of peers whose requests have not completed."""
@@ -241,7 +246,6 @@ class _MPIExchange:
             raise ValueError(f"shared_memory=True needs the {self.size} processes of comm "
                              f"on one host; MPI's shared-memory split puts fewer together")
         self.shared = one_host and self.size > 1 and self.shared_memory is not False
-        self.l2_in_root = self.shared
         counts = info[:, 0].astype(np.int64)
         self.agreed = True
         if len(set(info[:, 1].tolist())) > 1:
@@ -457,7 +461,7 @@ class _MPIExchange:
             try:
                 self.gather(np.zeros(1), "closing")
             except RankFailed:
-                self.failed = True           # (the window stays: nothing points nowhere)
+                self.failed = True           # (not freed: the arrays on it stay valid)
                 raise
         try:
             self.fail_req.Cancel()
@@ -527,7 +531,7 @@ def fit(model: Sequential, X: npt.ArrayLike, y: npt.ArrayLike, *,
     if n_threads is None:
         n_threads = threads_per_rank(comm)
     n_threads = training.positive_int(n_threads, "n_threads")
-    if shared_memory not in (None, True, False):
+    if not (shared_memory is None or isinstance(shared_memory, bool)):
         raise TypeError(f"shared_memory must be None, True or False, got {shared_memory!r}")
     ex = _MPIExchange(comm, G, float(timeout), shared_memory)
     try:
