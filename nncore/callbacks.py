@@ -146,7 +146,7 @@ class Callback:
 class LambdaCallback(Callback):
     """Callbacks from plain functions, as Keras' LambdaCallback:
     LambdaCallback(on_epoch_end=lambda epoch, logs: ...). on_batch_begin/on_batch_end
-    are taken as on_train_batch_begin/end."""
+    are taken as on_train_batch_begin/end (giving both names of one hook is an error)."""
     HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
              "on_train_batch_begin", "on_train_batch_end")
 
@@ -158,6 +158,13 @@ class LambdaCallback(Callback):
                  on_train_batch_end: Callable[[int, dict[str, Any]], object] | None = None,
                  on_batch_begin: Callable[[int, dict[str, Any]], object] | None = None,
                  on_batch_end: Callable[[int, dict[str, Any]], object] | None = None) -> None:
+        for alias, name, a, b in (("on_batch_begin", "on_train_batch_begin", on_batch_begin,
+                                   on_train_batch_begin),
+                                  ("on_batch_end", "on_train_batch_end", on_batch_end,
+                                   on_train_batch_end)):
+            if a is not None and b is not None:
+                raise ValueError(f"LambdaCallback: {alias} is another name for {name}; "
+                                 f"give one of them, not both")
         given = dict(on_train_begin=on_train_begin, on_train_end=on_train_end,
                      on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
                      on_train_batch_begin=on_train_batch_begin or on_batch_begin,

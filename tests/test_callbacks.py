@@ -131,6 +131,8 @@ def test_lambda_callback():
     assert not only_epochs.batch_events and cb.batch_events
     with pytest.raises(TypeError, match="on_epoch_end must be callable"):
         LambdaCallback(on_epoch_end="print")
+    with pytest.raises(ValueError, match="on_batch_end is another name for on_train_batch_end"):
+        LambdaCallback(on_batch_end=print, on_train_batch_end=print)    # (one was dropped)
 
 
 def test_callbacks_none_and_tuple():
