@@ -157,7 +157,9 @@ from nncore._kernels import gemm
 rng = np.random.default_rng(1)
 h = hashlib.sha256()
 for dt in (np.float32, np.float64):
-    for m, n, k in ((37, 300, 23), (256, 200, 300), (7, 5, 600), (20, 100, 50)):
+    # (32, 16, 784) and (50, 48, 30): one panel wide, and a lone last panel (f32)
+    for m, n, k in ((37, 300, 23), (256, 200, 300), (7, 5, 600), (20, 100, 50),
+                    (32, 16, 784), (50, 48, 30)):
         a = rng.standard_normal((m, k)).astype(dt)
         b = rng.standard_normal((k, n)).astype(dt)
         c = rng.standard_normal((m, n)).astype(dt)
@@ -166,17 +168,18 @@ for dt in (np.float32, np.float64):
         h.update(F.gemm(b, a, trans_a=True, trans_b=True).tobytes())
     X = rng.standard_normal((300, 40)).astype(dt)
     y = rng.integers(0, 5, 300)
-    model = nn.MLP([40, 64, 5], seed=0, dtype=np.dtype(dt).name)
-    model.fit(X, y, loss="softmax_cross_entropy", epochs=2, batch_size=32)
-    for p in model.parameters():
-        h.update(p.tobytes())
+    for sizes in ([40, 64, 5], [40, 16, 16, 5]):
+        model = nn.MLP(sizes, seed=0, dtype=np.dtype(dt).name)
+        model.fit(X, y, loss="softmax_cross_entropy", epochs=2, batch_size=32)
+        for p in model.parameters():
+            h.update(p.tobytes())
 print(gemm.SIMD_PATH, h.hexdigest())
 """
 
 
 def test_avx512_kernels_give_the_avx2_bits():
     """The AVX-512 micro-kernels form each element with the same fma chain as the AVX2
-    ones: GEMMs (alpha, beta, transposes) and a whole fit hash the same on both."""
+    ones: GEMMs (alpha, beta, transposes) and whole fits hash the same on both."""
     runs = {}
     for simd in ("avx2", None):
         env = dict(os.environ)
