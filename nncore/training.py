@@ -55,7 +55,9 @@ ORDER_ROWS = 1 << 16
 def epoch_orders(rng: np.random.Generator, n: int, epochs: int) -> np.ndarray:
     """(epochs, n) intp: row e is rng.permutation(n) of the e-th call in a row, drawn
     in one call (Generator.permuted shuffles each row as permutation does, in order)."""
-    return rng.permuted(np.broadcast_to(np.arange(n, dtype=np.intp), (epochs, n)).copy(), axis=1)
+    orders = np.empty((epochs, n), dtype=np.intp)
+    orders[:] = np.arange(n, dtype=np.intp)
+    return rng.permuted(orders, axis=1, out=orders)
 
 
 class TrainingDiverged(FloatingPointError):
