@@ -115,6 +115,7 @@ cdef struct Shared:
     int stop         # the run stops before the next batch (thread 0 writes it)
     double value     # the batch loss
     double* tmax     # (threads,) each thread's max |gradient|
+    int* bad         # (threads,) each thread's rows of the batch hold NaN or inf
     void* gbuf       # (threads, gbuf_size) GEMM packing buffers, 64-byte aligned
     Py_ssize_t gbuf_size
     nn_barrier_t bar # the team's barrier (sync)
@@ -620,6 +621,7 @@ cdef struct Epochs:
     double* sums                 # (E, 3): sum of loss * rows, rows, accuracy * rows
     Py_ssize_t epoch, batch      # IN: where to start; OUT: the next batch to run
     Py_ssize_t max_batches       # stop after this many batches (<= 0: no limit)
+    Py_ssize_t check_epochs      # the rows of epochs e < check_epochs are checked finite
     double seconds               # stop at the first batch boundary after this (<= 0: none)
     int rc                       # the status of the last batch run
     double value                 # its loss
@@ -628,12 +630,14 @@ cdef struct Epochs:
 
 cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batches* d,
                    const Py_ssize_t* order, Py_ssize_t start, Py_ssize_t nb, Py_ssize_t b,
-                   int mode, long* step, Shared* sh, double* frac, int tid, int nt,
-                   real tag) noexcept nogil:
+                   int mode, bint check, long* step, Shared* sh, double* frac, int tid,
+                   int nt, real tag) noexcept nogil:
     """Rows order[start:start + nb] (or start.. in order) -> one step (or its gradient
     phase), run by every thread (b numbers the batch). Returns grads_par's or
-    apply_par's status, or 3 when every sample weight of the batch is 0 (skipped:
-    nothing computed). step, frac (accuracy): thread 0."""
+    apply_par's status, 3 when every sample weight of the batch is 0 (skipped:
+    nothing computed), or, with check, 4 when a row of X holds NaN or inf (each
+    thread reads its rows just before the step reads them all: nothing computed).
+    step, frac (accuracy): thread 0."""
     cdef Py_ssize_t i, r, lo, hi
     cdef const real* x
     cdef const real* t = NULL
@@ -668,6 +672,10 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
         y = d.ybuf if d.Y != NULL else NULL
         w = d.wbuf if d.W != NULL else NULL
         sync(sh, nt)
+    if check:
+        lo = tid * nb // nt
+        hi = (tid + 1) * nb // nt
+        sh.bad[tid] = not all_finite(x + lo * d.n_in, (hi - lo) * d.n_in)
     if tid == 0:
         sh.skip[b & 1] = False
         if d.given != NULL:                          # the caller's scales (sharded steps)
@@ -684,6 +692,10 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
             for i in range(nb):
                 d.scale[i] = 1.0 / nb
     sync(sh, nt)
+    if check:
+        for i in range(nt):
+            if sh.bad[i]:
+                return 4                             # (set once: the run stops here)
     if sh.skip[b & 1]:
         return 3
     rc = grads_par(layers, n_layers, h, x, t, y, d.scale, nb, <real*> d.grad_out,
@@ -725,7 +737,7 @@ cdef void run_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batche
         order = run.orders + e * run.n if run.orders != NULL else NULL
         nb = min(run.batch_size, run.n - b * run.batch_size)
         rc = batch_par(layers, n_layers, h, bnd, d, order, b * run.batch_size, nb, b,
-                       run.mode, step, sh, &frac, tid, nt, tag)
+                       run.mode, e < run.check_epochs, step, sh, &frac, tid, nt, tag)
         if rc != 0 and rc != 3:
             break                                    # this batch is not consumed
         if tid == 0:
@@ -755,12 +767,22 @@ cdef void run_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batche
         run.frac = frac
 
 
+cdef inline size_t shared_bytes(int nt, Py_ssize_t gbuf_size, Py_ssize_t itemsize) noexcept:
+    """The bytes of raw that shared_start lays out."""
+    return nt * gbuf_size * itemsize + nt * (sizeof(double) + sizeof(int)) + 64
+
+
 cdef inline void shared_start(Shared* sh, char* raw, int nt,
                               Py_ssize_t itemsize) noexcept:
     """sh before a region: nt GEMM buffers of sh.gbuf_size elements, 64-byte aligned,
-    then nt maxima, in raw (malloc'd by the caller); nothing stopped or skipped yet."""
+    then nt maxima and nt row flags, in raw (malloc'd by the caller, shared_bytes);
+    nothing stopped, skipped or found non-finite yet."""
+    cdef int i
     sh.gbuf = <void*> ((<uintptr_t> raw + 63) & ~(<uintptr_t> 63))
     sh.tmax = <double*> (<char*> sh.gbuf + nt * sh.gbuf_size * itemsize)
+    sh.bad = <int*> (sh.tmax + nt)
+    for i in range(nt):
+        sh.bad[i] = False
     sh.rc = 0
     sh.skip[0] = sh.skip[1] = False
     sh.stop = False
@@ -903,7 +925,7 @@ cdef class StepPlan:
             nt = <int> quanta
         sh.gbuf_size = (gemm_buffer_size(layers, n_layers, rows, f64)
                         if run.mode != RUN_APPLY else 0)
-        raw = <char*> malloc(nt * sh.gbuf_size * itemsize + nt * sizeof(double) + 64)
+        raw = <char*> malloc(shared_bytes(nt, sh.gbuf_size, itemsize))
         if raw == NULL:
             raise MemoryError("nncore: cannot allocate GEMM packing buffers")
         shared_start(&sh, raw, nt, itemsize)
@@ -936,6 +958,7 @@ cdef class StepPlan:
         run.sums = sums
         run.epoch = run.batch = 0
         run.max_batches, run.seconds = 1, 0
+        run.check_epochs = 0
         run.rc = 0
         run.value = run.frac = 0
 
@@ -1020,7 +1043,7 @@ cdef class StepPlan:
 
     def run(self, X, t, y, w, orders, Py_ssize_t batch_size, double[::1] lrs,
             double[:, ::1] sums, Py_ssize_t epoch, Py_ssize_t batch, Py_ssize_t max_batches,
-            double seconds, long step, int n_threads):
+            double seconds, long step, int n_threads, Py_ssize_t check_epochs=0):
         """Training steps over (X, t | y, w) in one call, from batch `batch` of epoch
         `epoch` on: epoch e (e < E = len(lrs)) visits the rows in orders[e] (an
         (E, n) intp array of permutations; None: in order) in batches of
@@ -1028,9 +1051,14 @@ cdef class StepPlan:
         sample weights are all 0 is skipped. sums[e] (E, 3) accumulates the loss *
         rows, rows and accuracy * rows of each step of epoch e.
 
+        The rows of each batch of epochs e < check_epochs are checked for NaN and
+        inf just before its step (which then reads them from cache): a batch that
+        holds one stops the run with status 4, nothing of it computed.
+
         Stops after max_batches batches (<= 0: no limit), at the first batch
-        boundary after `seconds` (<= 0: none), at the end of epoch E - 1, or at a
-        step that diverged (status 1 or 2, as in step: that batch is not consumed).
+        boundary after `seconds` (<= 0: none), at the end of epoch E - 1, at a
+        step that diverged (status 1 or 2, as in step), or at status 4; the batch
+        it stopped at is not consumed.
         Returns (epoch, batch, status, loss, accuracy, step): the next batch to
         run, and the status, loss and accuracy of the last batch run.
         """
@@ -1066,6 +1094,7 @@ cdef class StepPlan:
         run.sums = &sums[0, 0]
         run.epoch, run.batch = epoch, batch
         run.max_batches, run.seconds = max_batches, seconds
+        run.check_epochs = check_epochs
         run.rc = 0
         run.value = run.frac = 0
         self.rows = min(batch_size, n)
@@ -1174,7 +1203,7 @@ cdef class StepPlan:
         nt = self.team(rows, nt)
         copies = <LayerPtrs*> malloc(S * n_layers * sizeof(LayerPtrs))
         sh.gbuf_size = gemm_buffer_size(self.layers, n_layers, rows, f64)
-        raw = <char*> malloc(nt * sh.gbuf_size * itemsize + nt * sizeof(double) + 64)
+        raw = <char*> malloc(shared_bytes(nt, sh.gbuf_size, itemsize))
         if raw == NULL or copies == NULL:
             free(raw)
             free(copies)
@@ -1333,8 +1362,8 @@ cdef int shards_par(LayerPtrs* copies, int n_layers, Hyper* h, Bounds* bnd, Batc
         sync(sh, nt)                          # the last shard is done everywhere
         frac = 0
         rc = batch_par(copies + s * n_layers, n_layers, h, bnd, d, order, shards[2 * s],
-                       shards[2 * s + 1], s, RUN_GRADIENTS, &step, sh, &frac, tid, nt,
-                       <real> 0)
+                       shards[2 * s + 1], s, RUN_GRADIENTS, False, &step, sh, &frac, tid,
+                       nt, <real> 0)
         if tid == 0:
             results[3 * s] = rc
             results[3 * s + 1] = sh.value

@@ -255,12 +255,13 @@ class Sequential:
 
     # ---- checks ------------------------------------------------------------
 
-    def _inputs(self, X: npt.ArrayLike, name: str = "X",
-                n_threads: int | None = None) -> np.ndarray:
+    def _inputs(self, X: npt.ArrayLike, name: str = "X", n_threads: int | None = None,
+                finite: bool = True) -> np.ndarray:
         """X as a C-contiguous (n, n_inputs) array of the model's dtype, all finite
-        (checked on n_threads threads; None: get_num_threads())."""
+        (checked on n_threads threads; None: get_num_threads(); finite=False: left to
+        the caller)."""
         return _checks.model_inputs(X, name, self.n_inputs, self.dtype,
-                                    lambda a: F.all_finite(a, n_threads=n_threads))
+                                    lambda a: not finite or F.all_finite(a, n_threads=n_threads))
 
     def _loss(self, loss: str | Loss | None) -> Loss:
         # (None, with no loss used before: get refuses it, naming the losses)

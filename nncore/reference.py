@@ -385,7 +385,8 @@ class StepPlan:
         all or nothing: nothing changes when a gradient, a parameter or a state
         would not be finite.
     run: epoch e visits X[orders[e]] (or X) in batches of batch_size, the last one
-        partial, skipping a batch of zero weights, at learning rate lrs[e].
+        partial, skipping a batch of zero weights, at learning rate lrs[e]; in
+        epochs e < check_epochs a batch with a NaN or inf in X stops it (status 4).
     shard_gradients, apply_from: a sharded step's two calls (nncore._sharded): the
         gradients of several shards into the rows of a flat buffer and their tree
         additions; apply with the gradients read from a flat vector.
@@ -475,8 +476,8 @@ class StepPlan:
     def run(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
             w: np.ndarray | None, orders: np.ndarray | None, batch_size: int,
             lrs: np.ndarray, sums: np.ndarray, epoch: int, batch: int, max_batches: int,
-            seconds: float, step: int,
-            n_threads: int = 1) -> tuple[int, int, int, float, float, int]:
+            seconds: float, step: int, n_threads: int = 1,
+            check_epochs: int = 0) -> tuple[int, int, int, float, float, int]:
         n = X.shape[0]
         n_batches = -(-n // batch_size)
         start = time.perf_counter()
@@ -487,6 +488,9 @@ class StepPlan:
                 break
             rows = slice(batch * batch_size, (batch + 1) * batch_size)
             idx = orders[epoch][rows] if orders is not None else np.arange(n)[rows]
+            if epoch < check_epochs and not np.isfinite(X[idx]).all():
+                status = 4                          # a row holds NaN or inf: not consumed
+                break
             status, value, acc, step = self.step(
                 X[idx], None if t is None else t[idx], None if y is None else y[idx],
                 None if w is None else w[idx], lrs[epoch], step, n_threads)

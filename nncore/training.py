@@ -32,6 +32,7 @@ SIGINT = int(signal.SIGINT)
 import numpy as np
 
 from nncore import _checks, _sharded
+from nncore import functional as F
 from nncore.callbacks import Callback, History, ProgressDisplay
 from nncore.layers import positive_int
 from nncore._kernels.train import FLOPS_PER_THREAD as STEP_FLOPS_PER_THREAD
@@ -50,6 +51,12 @@ if TYPE_CHECKING:
 CHECK_SECONDS = 0.05
 # Shuffled epochs planned per call: their permutations hold about this many rows.
 ORDER_ROWS = 1 << 16
+# A fit with nothing to run between epochs checks a large X for NaN and inf in its first
+# epoch, each batch just before its step reads the rows (X read from memory once, not
+# twice), when X has at least DEFERRED_CHECK_BYTES and DEFERRED_CHECK_RATIO times the
+# bytes copied to undo that epoch's steps if a row is bad (_Undo); else before training.
+DEFERRED_CHECK_BYTES = 1 << 22
+DEFERRED_CHECK_RATIO = 8
 
 
 def epoch_orders(rng: np.random.Generator, n: int, epochs: int) -> np.ndarray:
@@ -157,7 +164,15 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
     loss = model._loss(loss)
     optimizer = model._optimizer(optimizer)
     epochs = positive_int(epochs, "epochs")
-    X = model._inputs(X, n_threads=_step_threads(model, X, batch_size))
+    given = X
+    threads = _step_threads(model, X, batch_size)
+    X = model._inputs(X, n_threads=threads, finite=False)
+    defer = (exchange is None and not callbacks and not verbose and validation_data is None
+             and not validation_split
+             and X.nbytes >= max(DEFERRED_CHECK_BYTES,
+                                 DEFERRED_CHECK_RATIO * _Undo.nbytes(model, optimizer)))
+    if not defer and not F.all_finite(X, n_threads=threads):
+        _refuse(model, given)
     y = loss.targets(y, X.shape[0], model.n_outputs, model.dtype)
     # (with an exchange, "not all zero" holds of every process's weights together: setup)
     w = model._sample_weight(sample_weight, X.shape[0], nonzero=exchange is None)
@@ -191,12 +206,13 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
         callbacks.append(ProgressDisplay(epochs, n_batches, n, bar=None if verbose == 1 else False))
 
     with model._usage.training("fit"), _InterruptFlag() as interrupted:
+        undo = _Undo(model, optimizer) if defer else None
         model.loss, model.optimizer = loss, optimizer
         model.history = history = History()
         model.stop_training = False
         if exchange is None:
             run = _Run(model, model._plan(loss, optimizer, batch_size), loss, optimizer, X, y,
-                       w, batch_size, shuffle, validation, callbacks)
+                       w, batch_size, shuffle, validation, callbacks, undo is not None)
         else:
             run = _ShardedRun(model, loss, optimizer, X, y, w, batch_size, shuffle, validation,
                              callbacks, grad_shards, exchange, sizes,
@@ -205,7 +221,11 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
             cb.set_model(model)
         for cb in callbacks:
             cb.on_train_begin({})
-        run.epochs(epochs, interrupted, verbose)
+        try:
+            run.epochs(epochs, interrupted, verbose)
+        except _BadRow:
+            undo.restore()                               # (undo is set: only it checks)
+            _refuse(model, given)
         for cb in callbacks:
             cb.on_train_end(dict(run.last_logs))
     return history
@@ -215,8 +235,9 @@ class _Run:
     """One fit's loop: the plan's calls, and the bookkeeping between them."""
 
     def __init__(self, model, plan, loss, optimizer, X, y, w, batch_size, shuffle,
-                 validation, callbacks):
+                 validation, callbacks, check=False):
         self.model, self.plan, self.loss, self.optimizer = model, plan, loss, optimizer
+        self.check = check                  # check X's rows in the first epoch (_Undo)
         self.X, self.w = X, w
         self.t, self.y = (None, y) if y.ndim == 1 else (y, None)
         self.n, self.batch_size, self.shuffle = X.shape[0], batch_size, shuffle
@@ -250,7 +271,10 @@ class _Run:
                 t0 = time.perf_counter()
                 e2, b2, status, value, acc, step = plan.run(
                     self.X, self.t, self.y, self.w, orders, self.batch_size, lrs, sums, e, b,
-                    1 if self.batch_events else 0, seconds, optimizer.t, nt)
+                    1 if self.batch_events else 0, seconds, optimizer.t, nt,
+                    1 if self.check and done == 0 else 0)
+                if status == 4:                      # a row of X holds NaN or inf
+                    raise _BadRow
                 self.tuner.record(nt, (e2 - e) * self.n_batches + b2 - b,
                                   time.perf_counter() - t0)
                 optimizer.advance(steps=step - optimizer.t)
@@ -315,6 +339,47 @@ class _Run:
         raise TrainingDiverged(
             f"{divergence(value)} at epoch {epoch + 1}, batch {batch + 1}: training "
             f"stopped and the model keeps its last finite weights (try a smaller lr)")
+
+
+def _refuse(model, X):
+    """Raise the ValueError of model._inputs for an X that holds NaN or inf."""
+    model._inputs(X)                        # names what is wrong (NaN/inf, float range)
+    raise ValueError("X contains NaN or inf")           # (X changed since it was read)
+
+
+class _BadRow(Exception):
+    """The plan found a NaN or inf in a row of X (status 4) before that batch's step."""
+
+
+class _Undo:
+    """What a fit changes before its first epoch ends, copied when it starts: put back,
+    the model is as if the fit had refused X before training (its parameters, gradients,
+    optimizer state and step count, loss, optimizer, History and shuffling stream)."""
+
+    @staticmethod
+    def nbytes(model, optimizer):
+        """The bytes the copies take: parameters, gradients and each optimizer state."""
+        itemsize = np.dtype(model.dtype).itemsize
+        return model.n_parameters() * itemsize * (2 + len(optimizer.active_states()))
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+        self.copies = [(a, a.copy()) for a in model.parameters() + model.gradients()]
+        self.copies += [(a, a.copy()) for arrays in optimizer.state.values() for a in arrays]
+        self.state = {name: list(arrays) for name, arrays in optimizer.state.items()}
+        self.t, self.epoch = optimizer.t, optimizer.epoch
+        self.fields = (model.loss, model.optimizer, model.history, model.stop_training)
+        self.rng = model._shuffle_rng.bit_generator.state
+
+    def restore(self):
+        for a, copy in self.copies:
+            np.copyto(a, copy)
+        self.optimizer.state.clear()
+        self.optimizer.state.update(self.state)
+        self.optimizer.t, self.optimizer.epoch = self.t, self.epoch
+        model = self.model
+        model.loss, model.optimizer, model.history, model.stop_training = self.fields
+        model._shuffle_rng.bit_generator.state = self.rng
 
 
 class _ShardedRun(_sharded.ShardedSteps, _Run):

@@ -101,6 +101,74 @@ def test_predict_says_X_is_beyond_float32():
         model.predict(np.array([[1e300, 0.0]]))
 
 
+# ---- a non-finite row that a fit finds in its first epoch ---------------------------------
+
+def _fit_state(model, opt):
+    return ([p.copy() for p in model.parameters()], [g.copy() for g in model.gradients()],
+            {k: [a.copy() for a in v] for k, v in opt.state.items()}, opt.t, opt.epoch,
+            model.history, model.loss, model.optimizer, model._shuffle_rng.bit_generator.state)
+
+
+def _same(a, b):
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return a is b or a == b
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["in-the-first-epoch", "up-front"])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_fit_refusing_a_late_non_finite_row_changes_nothing(monkeypatch, deferred, shuffle,
+                                                           bad):
+    """A large X is checked batch by batch in the first epoch (nncore.training._Undo):
+    the steps before the bad row are undone, so the model, its optimizer, History and
+    shuffling stream are bitwise as before the fit, as when X is checked up front."""
+    from nncore import training
+    monkeypatch.setattr(training, "DEFERRED_CHECK_BYTES", 0 if deferred else 1 << 62)
+    undos = []
+
+    class Undo(training._Undo):
+        def restore(self):
+            undos.append(self)
+            super().restore()
+    monkeypatch.setattr(training, "_Undo", Undo)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 40)).astype(np.float32)
+    y = rng.integers(0, 3, 600)
+    model = MLP([40, 8, 3], seed=0)
+    opt = optim.Adam(lr=0.01)
+    model.fit(X[:100], y[:100], loss="softmax_cross_entropy", optimizer=opt, epochs=2)
+    before = _fit_state(model, opt)
+    X[570, 3] = bad
+    with pytest.raises(ValueError, match=r"^X contains NaN or inf$"):
+        model.fit(X, y, optimizer=opt, epochs=3, batch_size=16, shuffle=shuffle)
+    assert len(undos) == deferred                        # steps were taken, then undone
+    assert _same(_fit_state(model, opt), before)
+    # and with a new optimizer, whose state the fit made: gone again
+    fresh = optim.SGD(lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"^X contains NaN or inf$"):
+        model.fit(X, y, optimizer=fresh, epochs=1)
+    assert fresh.state == {"velocity": []} and fresh.t == 0
+    assert _same(_fit_state(model, opt), before)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_fit_found_in_the_first_epoch_says_X_is_beyond_float32(monkeypatch):
+    from nncore import training
+    monkeypatch.setattr(training, "DEFERRED_CHECK_BYTES", 0)
+    X = np.zeros((300, 2))
+    X[250, 1] = 1e300                                    # inf in float32
+    model = classifier()
+    weights = [p.copy() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"^X holds values beyond the float32 range"):
+        model.fit(X, np.zeros(300, int), loss="softmax_cross_entropy", batch_size=8)
+    assert _same(model.parameters(), weights)
+
+
 # ---- empty inputs -----------------------------------------------------------------------
 
 def test_evaluate_on_empty_X_names_X():

@@ -266,3 +266,35 @@ def test_negative_square_average_never_reaches_the_weights(opt, state, callbacks
         model.fit(X, y, epochs=2, callbacks=callbacks)
     for p, q in zip(before, model.parameters()):
         assert np.array_equal(p, q)
+
+
+@pytest.mark.parametrize("backend, threads", [("compiled", 1), ("compiled", 2), ("numpy", 1)])
+@pytest.mark.parametrize("shuffled", [False, True], ids=["in-order", "shuffled"])
+def test_run_checks_the_rows_of_its_first_epochs(backend, threads, shuffled):
+    """check_epochs=1: the batch holding a NaN stops the run with status 4 before its
+    step, the steps before it as a run that stops there; check_epochs=0 steps on it
+    (its loss is NaN: status 1). A step of this size goes parallel at 2 threads."""
+    rng = np.random.default_rng(1)
+    n, batch, bad_row = 200, 64, 150
+    X = rng.standard_normal((n, 96), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    X[bad_row, 7] = np.nan
+    orders = np.stack([rng.permutation(n), rng.permutation(n)]) if shuffled else None
+    bad_batch = (int(np.flatnonzero(orders[0] == bad_row)[0]) if shuffled else bad_row) // batch
+
+    def run(check_epochs, max_batches=0):
+        model = nn.MLP([96, 256, 10], seed=0, backend=backend)
+        plan = model._plan(nn.losses.get("softmax_cross_entropy"),
+                           nn.optim.SGD(lr=0.1, momentum=0.9), batch)
+        sums = np.zeros((2, 3))
+        got = plan.run(X, None, y, None, orders, batch, np.full(2, 0.1), sums, 0, 0,
+                       max_batches, 0.0, 0, threads, check_epochs=check_epochs)
+        return got, model.parameters()
+
+    (e, b, status, _, _, step), params = run(1)
+    assert (e, b, status, step) == (0, bad_batch, 4, bad_batch)
+    (e0, b0, status0, _, _, step0), params0 = run(0)
+    assert (e0, b0, step0) == (0, bad_batch, bad_batch) and status0 in (1, 2)
+    _, before = run(0, max_batches=bad_batch)
+    for p, p0, q in zip(params, params0, before):
+        assert np.array_equal(p, q) and np.array_equal(p0, q)
