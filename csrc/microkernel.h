@@ -410,39 +410,76 @@ NN_UKR2_AVX512(nn_dgemm_ukr2_avx512, double, __m512d, _mm512_loadu_pd, _mm512_se
  * and a copy. Each element is the same fma chain over p; the store rounds as the
  * copy of a padded tile does (macro_kernel): alpha * acc, then + beta * c when beta
  * is not 0, each product and the sum rounded on its own (no fma). */
+/* x rounded as it stands: the compiler may not fuse the product into a later add
+ * (GCC contracts mul + add intrinsics into an fma under its default -ffp-contract=fast,
+ * which would round once where the padded-tile copy of the AVX2 path rounds twice). */
+#define NN_ROUNDED(x) __asm__("" : "+v"(x))
+
 #define NN_EDGE_AVX512(NAME, T, V, M, LOAD, MLOAD, SET1, FMA, ZERO, MUL, ADD, MSTORE, MASK, NRV) \
+    /* MR_, TWO: constants at every call below, so the row loops unroll into       \
+     * registers with no test in the p loop (mr and b1 != NULL read at run time     \
+     * cost a branch per row and step: edge tiles ran at ~60% of the pair kernel). */ \
+    NN_TARGET_AVX512 static inline __attribute__((always_inline)) void              \
+    NAME##_rows(const int MR_, const int TWO, ptrdiff_t nr, ptrdiff_t k, const T *a, \
+                ptrdiff_t rs_a, ptrdiff_t cs_a, const T *b0, const T *b1,           \
+                ptrdiff_t rs_b, T *c, ptrdiff_t ldc, T alpha, T beta)                \
+    {                                                                                \
+        V acc[NN_MR][2];                                                             \
+        const M mask = MASK(nr);                                                     \
+        _Pragma("GCC unroll 6")                                                      \
+        for (int i = 0; i < MR_; ++i) { acc[i][0] = ZERO(); acc[i][1] = ZERO(); }    \
+        ptrdiff_t off = 0;                                                           \
+        for (ptrdiff_t p = 0; p < k; ++p) {                                          \
+            const V x0 = LOAD(b0), x1 = TWO ? LOAD(b1) : ZERO();                     \
+            _Pragma("GCC unroll 6")                                                  \
+            for (int i = 0; i < MR_; ++i) {                                          \
+                const V av = SET1(a[i * rs_a + off]);                                \
+                acc[i][0] = FMA(av, x0, acc[i][0]);                                  \
+                if (TWO) acc[i][1] = FMA(av, x1, acc[i][1]);                         \
+            }                                                                        \
+            off += cs_a;                                                             \
+            b0 += rs_b;                                                              \
+            if (TWO) b1 += rs_b;                                                     \
+        }                                                                            \
+        const V va = SET1(alpha), vb = SET1(beta);                                   \
+        _Pragma("GCC unroll 6")                                                      \
+        for (int i = 0; i < MR_; ++i)                                                \
+            for (int h = 0; h < 1 + TWO; ++h) {                                      \
+                T *ci = c + i * ldc + h * NRV;                                       \
+                const M mh = h ? MASK(NRV) : mask;                                   \
+                V x = MUL(va, acc[i][h]);                                            \
+                if (beta != (T)0) {                                                  \
+                    V y = MUL(vb, MLOAD(ZERO(), mh, ci));                            \
+                    NN_ROUNDED(x); NN_ROUNDED(y);                                    \
+                    x = ADD(x, y);                                                   \
+                }                                                                    \
+                MSTORE(ci, mh, x);                                                   \
+            }                                                                        \
+    }                                                                                \
     NN_TARGET_AVX512 static void                                                     \
     NAME(ptrdiff_t mr, ptrdiff_t nr, ptrdiff_t k, const T *a, ptrdiff_t rs_a,        \
          ptrdiff_t cs_a, const T *b0, const T *b1, ptrdiff_t rs_b, T *c, ptrdiff_t ldc, \
          T alpha, T beta)                                                            \
     {                                                                                \
-        V acc[NN_MR][2];                                                             \
-        const M mask = MASK(nr);                                                     \
-        const int two = b1 != NULL;                                                  \
-        for (int i = 0; i < NN_MR; ++i) { acc[i][0] = ZERO(); acc[i][1] = ZERO(); }  \
-        ptrdiff_t off = 0;                                                           \
-        for (ptrdiff_t p = 0; p < k; ++p) {                                          \
-            const V x0 = LOAD(b0), x1 = two ? LOAD(b1) : ZERO();                     \
-            for (int i = 0; i < NN_MR; ++i) {                                        \
-                if (i < mr) {                                                        \
-                    const V av = SET1(a[i * rs_a + off]);                            \
-                    acc[i][0] = FMA(av, x0, acc[i][0]);                              \
-                    if (two) acc[i][1] = FMA(av, x1, acc[i][1]);                     \
-                }                                                                    \
+        if (b1 != NULL) {                                                            \
+            switch (mr) {                                                            \
+            case 1: NAME##_rows(1, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            case 2: NAME##_rows(2, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            case 3: NAME##_rows(3, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            case 4: NAME##_rows(4, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            case 5: NAME##_rows(5, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            default: NAME##_rows(6, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); \
             }                                                                        \
-            off += cs_a;                                                             \
-            b0 += rs_b;                                                              \
-            if (two) b1 += rs_b;                                                     \
+        } else {                                                                     \
+            switch (mr) {                                                            \
+            case 1: NAME##_rows(1, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            case 2: NAME##_rows(2, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            case 3: NAME##_rows(3, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            case 4: NAME##_rows(4, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            case 5: NAME##_rows(5, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
+            default: NAME##_rows(6, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); \
+            }                                                                        \
         }                                                                            \
-        const V va = SET1(alpha), vb = SET1(beta);                                   \
-        for (int i = 0; i < NN_MR && i < mr; ++i)                                    \
-            for (int h = 0; h < 1 + two; ++h) {                                      \
-                T *ci = c + i * ldc + h * NRV;                                       \
-                const M mh = h ? MASK(NRV) : mask;                                   \
-                V x = MUL(va, acc[i][h]);                                            \
-                if (beta != (T)0) x = ADD(x, MUL(vb, MLOAD(ZERO(), mh, ci)));         \
-                MSTORE(ci, mh, x);                                                   \
-            }                                                                        \
     }
 
 #define NN_MASK16(n) ((__mmask16)((1u << (n)) - 1u))

@@ -157,14 +157,15 @@ from nncore._kernels import gemm
 rng = np.random.default_rng(1)
 h = hashlib.sha256()
 for dt in (np.float32, np.float64):
-    # (32, 16, 784) and (50, 48, 30): one panel wide, and a lone last panel (f32)
+    # (32, 16, 784) and (50, 48, 30): one panel wide, and a lone last panel (f32); with
+    # the transposed products, every edge of 1-5 rows, of one or two panels
     for m, n, k in ((37, 300, 23), (256, 200, 300), (7, 5, 600), (20, 100, 50),
-                    (32, 16, 784), (50, 48, 30)):
+                    (32, 16, 784), (50, 48, 30), (21, 40, 70), (9, 33, 20)):
         a = rng.standard_normal((m, k)).astype(dt)
         b = rng.standard_normal((k, n)).astype(dt)
         c = rng.standard_normal((m, n)).astype(dt)
         h.update(F.gemm(a, b).tobytes())
-        h.update(F.gemm(a, b, c.copy(), alpha=0.5, beta=2.0).tobytes())
+        h.update(F.gemm(a, b, c.copy(), alpha=0.3, beta=1.7).tobytes())
         h.update(F.gemm(b, a, trans_a=True, trans_b=True).tobytes())
     X = rng.standard_normal((300, 40)).astype(dt)
     y = rng.integers(0, 5, 300)
