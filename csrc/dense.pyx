@@ -19,12 +19,14 @@ Design:
 """
 from cython.parallel cimport prange
 
+import numpy as np
+
 from nncore._kernels.types cimport real
 from nncore._kernels.blocking cimport BACKWARD_PARALLEL_MIN, BACKWARD_REGION_MIN
 from nncore._kernels.activation_math cimport (act_backward_run, colsum_add, softmax_row,
                                               softmax_backward_row)
 from nncore._kernels.codes cimport ACT_SOFTMAX
-from nncore._kernels.gemm cimport Epilogue, sgemm, dgemm
+from nncore._kernels.gemm cimport Epilogue, sgemm, dgemm, sgemm_check_a, dgemm_check_a
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
@@ -119,9 +121,10 @@ cdef int dense_forward_run(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                            const real* x, Py_ssize_t rs_x, Py_ssize_t cs_x,
                            const real* w, Py_ssize_t rs_w, Py_ssize_t cs_w,
                            const real* b, int code, double slope,
-                           real* z, real* a, int n_threads) noexcept nogil:
+                           real* z, real* a, int n_threads, int* x_bad) noexcept nogil:
     """z = x @ w.T + b (b NULL: none), a = f(z); z, a (n, n_out) C-contiguous, a may
-    be z. Returns 0, or -1 when the packing buffers cannot be allocated."""
+    be z; x_bad (NULL: no check) raised when x holds NaN or inf (read from cache as the
+    product uses it). Returns 0, or -1 when the packing buffers cannot be allocated."""
     cdef Py_ssize_t i
     cdef Epilogue ep
     cdef int rc
@@ -132,7 +135,14 @@ cdef int dense_forward_run(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
     ep.slope = slope
     ep.ld_act = n_out
     ep.act_out = NULL if code == ACT_SOFTMAX else a    # may be z: in place
-    rc = gemm_any(n, n_out, n_in, x, rs_x, cs_x, w, cs_w, rs_w, z, n_out, &ep, n_threads)
+    if x_bad == NULL:
+        rc = gemm_any(n, n_out, n_in, x, rs_x, cs_x, w, cs_w, rs_w, z, n_out, &ep, n_threads)
+    elif real is float:
+        rc = sgemm_check_a(n, n_out, n_in, x, rs_x, cs_x, w, cs_w, rs_w, z, n_out, &ep,
+                           n_threads, x_bad)
+    else:
+        rc = dgemm_check_a(n, n_out, n_in, x, rs_x, cs_x, w, cs_w, rs_w, z, n_out, &ep,
+                           n_threads, x_bad)
     if rc == 0 and code == ACT_SOFTMAX:
         for i in range(n):
             softmax_row(z + i * n_out, a + i * n_out, n_out)
@@ -175,23 +185,29 @@ def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
                   int code, double slope,
                   real[:, ::1] z,                # OUT (n, n_out)
                   real[:, ::1] a,                # OUT (n, n_out) f(z); may be z for identity
-                  int n_threads):
-    """z = x @ weight.T + bias; a = f(z)."""
+                  int n_threads, bint check_x=False):
+    """z = x @ weight.T + bias; a = f(z). Returns True when check_x and x holds NaN
+    or inf (z, a then hold what the product made of it), else False."""
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = weight.shape[0]
     cdef Py_ssize_t isz = sizeof(real)
     cdef const real* pb = &bias[0] if bias is not None else NULL
     cdef int rc
+    cdef int bad = 0
+    if n == 0 or n_in == 0:
+        check_x = False                          # nothing to read
     if n == 0 or n_out == 0:
-        return
+        return check_x and not np.isfinite(np.asarray(x)).all()
     with nogil:
         rc = dense_forward_run(n, n_in, n_out,
                                &x[0, 0] if n_in > 0 else NULL, x.strides[0] // isz,
                                x.strides[1] // isz,
                                &weight[0, 0] if n_in > 0 else NULL, weight.strides[0] // isz,
                                weight.strides[1] // isz,
-                               pb, code, slope, &z[0, 0], &a[0, 0], n_threads)
+                               pb, code, slope, &z[0, 0], &a[0, 0], n_threads,
+                               &bad if check_x else NULL)
     if rc != 0:
         raise MemoryError("nncore.dense_forward: cannot allocate packing buffers")
+    return bad != 0
 
 
 def dense_backward(const real[:, :] x,           # IN  (n, n_in), any strides
@@ -263,7 +279,7 @@ cdef int dense_forward_f32(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                            const float* b, int code, double slope,
                            float* z, float* a, int n_threads) noexcept nogil:
     return dense_forward_run(n, n_in, n_out, x, rs_x, cs_x, w, rs_w, cs_w, b, code, slope,
-                             z, a, n_threads)
+                             z, a, n_threads, NULL)
 
 
 cdef int dense_forward_f64(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
@@ -272,7 +288,7 @@ cdef int dense_forward_f64(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                            const double* b, int code, double slope,
                            double* z, double* a, int n_threads) noexcept nogil:
     return dense_forward_run(n, n_in, n_out, x, rs_x, cs_x, w, rs_w, cs_w, b, code, slope,
-                             z, a, n_threads)
+                             z, a, n_threads, NULL)
 
 
 cdef int dense_backward_f32(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,

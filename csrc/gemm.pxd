@@ -30,6 +30,20 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                double beta, double* c, Py_ssize_t ldc,
                const Epilogue* ep, int n_threads) noexcept nogil
 
+# sgemm/dgemm with alpha 1, beta 0 that also raise *a_bad (never lower it) when op(A)
+# holds NaN or inf: each block of A is checked right after the macro-kernel read it,
+# from cache (a forward pass then reads its input from memory once).
+cdef int sgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                       const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                       float* c, Py_ssize_t ldc, const Epilogue* ep, int n_threads,
+                       int* a_bad) noexcept nogil
+cdef int dgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                       const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                       double* c, Py_ssize_t ldc, const Epilogue* ep, int n_threads,
+                       int* a_bad) noexcept nogil
+
 # How gemm_part cuts C over threads: SPLIT_AUTO (least duplicated packing), or
 # by rows / columns of C where that gives every thread a panel.
 cdef enum:

@@ -79,6 +79,17 @@ cdef extern from "nncore/_kernels/microkernel.h" nogil:
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
+cdef extern from "nncore/_kernels/vmath.h" nogil:
+    bint nn_all_finite_f32(const float* p, Py_ssize_t n)
+    bint nn_all_finite_f64(const double* p, Py_ssize_t n)
+
+cdef extern from *:
+    """
+    /* A flag any thread may raise (never lowered during a call). */
+    static inline void nn_flag_raise(int *flag) { __atomic_store_n(flag, 1, __ATOMIC_RELAXED); }
+    """
+    void nn_flag_raise(int* flag) nogil
+
 #: Which micro-kernel this process uses: "avx512f", "avx2+fma" or "generic"
 #: (NNCORE_SIMD=avx2 or =generic forces the others; all three give the AVX2 bits
 #: but the portable one, which has no fma).
@@ -278,21 +289,46 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
         jr += width
 
 
+cdef inline void check_block(const real* a, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t mc,
+                             Py_ssize_t kc, int* bad) noexcept nogil:
+    """Raise *bad when op(A)[0:mc, 0:kc] (element strides rs, cs) holds NaN or inf:
+    read right after the macro-kernel used the block, from cache."""
+    cdef Py_ssize_t i, p
+    cdef bint ok = True
+    if cs == 1:
+        for i in range(mc):
+            ok &= (nn_all_finite_f32(<const float*> a + i * rs, kc) if real is float
+                   else nn_all_finite_f64(<const double*> a + i * rs, kc))
+    elif rs == 1:
+        for p in range(kc):
+            ok &= (nn_all_finite_f32(<const float*> a + p * cs, mc) if real is float
+                   else nn_all_finite_f64(<const double*> a + p * cs, mc))
+    else:
+        for i in range(mc):
+            for p in range(kc):
+                ok &= a[i * rs + p * cs] - a[i * rs + p * cs] == 0
+    if not ok:
+        nn_flag_raise(bad)
+
+
 cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                      const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      real beta, real* c, Py_ssize_t ldc,
                      const Epilogue* ep, Py_ssize_t row0, Py_ssize_t col0,
-                     real* abuf, real* bbuf, bint resident) noexcept nogil:
+                     real* abuf, real* bbuf, bint resident, int* a_bad) noexcept nogil:
     """The serial algorithm on one strip of C (rows row0.., columns col0..).
 
     resident: B (all of k) is packed once and the ic loop runs outside the pc
     loop, so each MC x NC block of C stays in L2 while its k blocks accumulate
     (for tall C, e.g. a forward pass over 10,000 rows; same sums, same order).
+    a_bad (NULL: no check): raised when A holds NaN or inf, each block checked
+    once, after the strip holding column 0 of C used it.
     """
     cdef Py_ssize_t jc, pc, ic, jc_i, pc_i, ic_i, nc, kc, mc, nc_pad
     cdef Py_ssize_t NR, MC, NC
     cdef bint direct
+    cdef bint check = a_bad != NULL and col0 == 0
     if m * n * k <= TINY_MAX_MADDS and k <= KC and alpha == 1 and beta == 0:
         if real is float:                             # the micro-kernel's sums, unpadded
             nn_sgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
@@ -300,6 +336,8 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
             nn_dgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
         if ep != NULL:
             epilogue_tile(ep, c, ldc, m, n, row0, col0)
+        if check:
+            check_block(a, rs_a, cs_a, m, k, a_bad)
         return
     direct = a_in_place(rs_a, cs_a, n, sizeof(real))
     cdef Py_ssize_t rs_bd = rs_b if b_in_place(m, rs_b, cs_b, n, sizeof(real)) else 0
@@ -328,6 +366,8 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                                  bbuf + pc * nc_pad if rs_bd == 0 else b + pc * rs_b + jc,
                                  rs_bd, beta if pc == 0 else 1, c + ic * ldc + jc, ldc,
                                  pc + kc == k, ep, row0 + ic, col0 + jc, abuf, bbuf)
+                    if check and jc == 0:
+                        check_block(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_bad)
             continue
         for pc_i in range(cdiv(k, KC)):               # 4th loop: KC-deep slice, pack B
             pc = pc_i * KC
@@ -341,6 +381,8 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                              direct, bbuf if rs_bd == 0 else b + pc * rs_b + jc, rs_bd,
                              beta if pc == 0 else 1, c + ic * ldc + jc, ldc,
                              pc + kc == k, ep, row0 + ic, col0 + jc, abuf, bbuf)
+                if check and jc == 0:
+                    check_block(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_bad)
 
 
 cdef inline void layout(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t* a_size,
@@ -398,17 +440,17 @@ cdef void gemm_thread(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                       const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                       real beta, real* c, Py_ssize_t ldc,
                       const Epilogue* ep, int t, int nt, int orient,
-                      real* buf) noexcept nogil:
+                      real* buf, int* a_bad) noexcept nogil:
     """Strip t of nt (nt <= strip_parts): rows or columns [lo, hi) of C."""
     cdef Py_ssize_t a_size, per_thread, lo, hi
     cdef bint resident
     layout(m, n, k, &a_size, &per_thread, &resident, alpha)
     if strip_of(m, n, k, rs_a, cs_a, t, nt, orient, &lo, &hi, alpha):
         gemm_strip(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta,
-                   c + lo * ldc, ldc, ep, lo, 0, buf, buf + a_size, resident)
+                   c + lo * ldc, ldc, ep, lo, 0, buf, buf + a_size, resident, a_bad)
     else:
         gemm_strip(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta,
-                   c + lo, ldc, ep, 0, lo, buf, buf + a_size, resident)
+                   c + lo, ldc, ep, 0, lo, buf, buf + a_size, resident, a_bad)
 
 
 cdef inline bint strip_of(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t rs_a,
@@ -427,7 +469,7 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                    const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                    const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                    real beta, real* c, Py_ssize_t ldc,
-                   const Epilogue* ep, int n_threads) noexcept nogil:
+                   const Epilogue* ep, int n_threads, int* a_bad) noexcept nogil:
     cdef Py_ssize_t i, j, parts, t, tid
     cdef Py_ssize_t a_size, per_thread
     cdef bint split_rows, resident
@@ -463,12 +505,12 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
 
     if nt == 1:
         gemm_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, ep,
-                    0, 1, SPLIT_AUTO, bufs)
+                    0, 1, SPLIT_AUTO, bufs, a_bad)
     else:
         for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
             tid = threadid()
             gemm_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, ep,
-                        <int> t, nt, SPLIT_AUTO, bufs + tid * per_thread)
+                        <int> t, nt, SPLIT_AUTO, bufs + tid * per_thread, a_bad)
     free(raw)
     return 0
 
@@ -521,7 +563,7 @@ cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                 epilogue_tile(ep, c, ldc, m, n, 0, 0)
     elif t < nt:
         gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, orient,
-                    buf)
+                    buf, NULL)
 
 
 cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -536,7 +578,7 @@ cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                 epilogue_tile(ep, c, ldc, m, n, 0, 0)
     elif t < nt:
         gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, orient,
-                    buf)
+                    buf, NULL)
 
 
 cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
@@ -545,7 +587,25 @@ cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
                float beta, float* c, Py_ssize_t ldc,
                const Epilogue* ep, int n_threads) noexcept nogil:
     return gemm_impl(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,
-                     beta, c, ldc, ep, n_threads)
+                     beta, c, ldc, ep, n_threads, NULL)
+
+
+cdef int sgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                       const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                       float* c, Py_ssize_t ldc, const Epilogue* ep, int n_threads,
+                       int* a_bad) noexcept nogil:
+    return gemm_impl(m, n, k, <float> 1, a, rs_a, cs_a, b, rs_b, cs_b, <float> 0, c, ldc,
+                     ep, n_threads, a_bad)
+
+
+cdef int dgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                       const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                       double* c, Py_ssize_t ldc, const Epilogue* ep, int n_threads,
+                       int* a_bad) noexcept nogil:
+    return gemm_impl(m, n, k, <double> 1, a, rs_a, cs_a, b, rs_b, cs_b, <double> 0, c,
+                     ldc, ep, n_threads, a_bad)
 
 
 cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
@@ -554,7 +614,7 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                double beta, double* c, Py_ssize_t ldc,
                const Epilogue* ep, int n_threads) noexcept nogil:
     return gemm_impl(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,
-                     beta, c, ldc, ep, n_threads)
+                     beta, c, ldc, ep, n_threads, NULL)
 
 
 def gemm(const real[:, :] a,    # IN  op(A), (m, k), any strides
@@ -572,6 +632,6 @@ def gemm(const real[:, :] a,    # IN  op(A), (m, k), any strides
         rc = gemm_impl(m, n, k, <real> alpha, pa, a.strides[0] // isz,
                        a.strides[1] // isz, pb, b.strides[0] // isz,
                        b.strides[1] // isz, <real> beta, pc, n,
-                       <const Epilogue*> NULL, n_threads)
+                       <const Epilogue*> NULL, n_threads, NULL)
     if rc != 0:
         raise MemoryError("nncore.gemm: cannot allocate packing buffers")

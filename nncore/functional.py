@@ -207,8 +207,8 @@ def _dense_operands(x: npt.ArrayLike,
 def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None,
                   activation: str, *, z_out: np.ndarray | None = None,
                   a_out: np.ndarray | None = None, slope: float = 0.01,
-                  backend: str = "compiled",
-                  n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  backend: str = "compiled", n_threads: int | None = None,
+                  finite_x: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """z = x @ weight.T + bias, a = f(z), in one GEMM with a fused epilogue.
 
     Parameters
@@ -220,6 +220,9 @@ def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike |
     z_out, a_out : ndarray (n, n_out), optional. With activation "identity"
         and no a_out, a is z. a_out may be z_out when f' follows from a alone
         (A_DERIVABLE): a = f(z) is then written over z.
+    finite_x : bool. Raise ValueError when x holds NaN or inf: each block of x is
+        checked from cache right after the product read it, so x is read from
+        memory once (z_out and a_out then hold what the product made of it).
 
     Returns
     -------
@@ -243,14 +246,15 @@ def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike |
                              f"{', '.join(A_DERIVABLE)} with slope >= 0 may share it)")
     if backend == "numpy":
         return reference.dense_forward(x, weight, bias, activation, z_out=z, a_out=a,
-                                       slope=slope)
+                                       slope=slope, finite_x=finite_x)
     if z_out is not None or a_out is not None:      # outputs we allocated alias nothing
         x = _checks.unaliased(x, z, a)
         weight = _checks.unaliased(weight, z, a)
         if bias is not None:
             bias = _checks.unaliased(bias, z, a)
-    _typed(_dense.dense_forward, x.dtype)(x, weight, bias, code, slope, z, a,
-                                          resolve_num_threads(n_threads))
+    if _typed(_dense.dense_forward, x.dtype)(x, weight, bias, code, slope, z, a,
+                                             resolve_num_threads(n_threads), finite_x):
+        raise ValueError("x contains NaN or inf")
     return z, a
 
 

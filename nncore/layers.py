@@ -158,12 +158,13 @@ class Dense:
         return z, (z if F.a_derivable(self.activation, self.slope) else np.empty_like(z))
 
     def infer(self, x: np.ndarray, z: np.ndarray, a: np.ndarray, *,
-              backend: str = "compiled") -> np.ndarray:
+              backend: str = "compiled", finite_x: bool = False) -> np.ndarray:
         """a = f(x @ weight.T + bias) into the caller's buffers z, a (from buffers(n)):
-        unlike forward, nothing of the layer is written, so threads may call it at once."""
+        unlike forward, nothing of the layer is written, so threads may call it at once.
+        finite_x: ValueError when x holds NaN or inf (F.dense_forward)."""
         return F.dense_forward(x, self.weight, self.bias,    # type: ignore[arg-type]
                                self.activation, z_out=z, a_out=a, slope=self.slope,
-                               backend=backend)[1]
+                               backend=backend, finite_x=finite_x)[1]
 
     def _require_built(self) -> np.ndarray:
         """The weight; RuntimeError when the layer has none yet."""
@@ -172,13 +173,15 @@ class Dense:
                                f"(which builds it) or call build(rng, dtype)")
         return self.weight
 
-    def forward(self, x: np.ndarray, *, backend: str = "compiled") -> np.ndarray:
+    def forward(self, x: np.ndarray, *, backend: str = "compiled",
+                finite_x: bool = False) -> np.ndarray:
         """a = f(x @ weight.T + bias) for x (n, n_in); returns a view of the layer's
-        workspace, valid until the next forward."""
+        workspace, valid until the next forward. finite_x: ValueError when x holds NaN
+        or inf (F.dense_forward; the layer then keeps its last forward's x)."""
         weight = self._require_built()
         z, a, _, _ = self._workspace(x.shape[0])
         F.dense_forward(x, weight, self.bias, self.activation, z_out=z, a_out=a,
-                        slope=self.slope, backend=backend)
+                        slope=self.slope, backend=backend, finite_x=finite_x)
         self._x, self._z, self._a = x, z, a
         return a
 

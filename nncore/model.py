@@ -13,7 +13,7 @@ from __future__ import annotations
 import numbers
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
@@ -302,18 +302,32 @@ class Sequential:
 
     # ---- forward and backward, layer by layer -------------------------------
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
+    def _forward(self, x: np.ndarray, given: npt.ArrayLike | None = None) -> np.ndarray:
+        """a_L for x; given: the caller's X, whose x the first layer checks for NaN and
+        inf as its product reads it (refused as _inputs would refuse it)."""
+        if given is not None:
+            x = self._checked(self.layers[0].forward, given, x, backend=self.backend)
+        for layer in self.layers[1 if given is not None else 0:]:
             x = layer.forward(x, backend=self.backend)
         return x
+
+    def _checked(self, run: Callable[..., np.ndarray], given: npt.ArrayLike, x: np.ndarray,
+                 *args: Any, **kwargs: Any) -> np.ndarray:
+        """run(x, *args, finite_x=True, **kwargs), its NaN/inf refusal worded as
+        _inputs(given) words it (X, or X beyond the dtype's range)."""
+        try:
+            return run(x, *args, finite_x=True, **kwargs)
+        except ValueError:
+            self._inputs(given)
+            raise
 
     def forward(self, X: npt.ArrayLike) -> np.ndarray:
         """The network's output a_L (n, n_outputs) for X (n, n_inputs), a new array; the
         layers keep their activations for backward (the layer API: one thread at a
         time, like training; predict/output are the thread-safe way to infer)."""
-        X = self._inputs(X)
+        given, X = X, self._inputs(X, finite=False)   # (checked by the first layer)
         with self._usage.training("forward", reentrant=True):
-            return self._forward(X).copy()
+            return self._forward(X, given).copy()
 
     def backward(self, grad_output: npt.ArrayLike) -> np.ndarray:
         """Backpropagate dL/d output (n, n_outputs) of the last forward: fills each
@@ -497,22 +511,28 @@ class Sequential:
         """The network's raw outputs a_L (n, n_outputs) for X, computed in blocks of
         batch_size rows in buffers of the calling thread: any number of threads may
         predict with one model at once (not while it trains: RuntimeError)."""
-        X = self._inputs(X)
+        given, X = X, self._inputs(X, finite=False)   # (checked by the first layer)
         batch_size = positive_int(batch_size, "batch_size")
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         with self._usage.inference():
             for start in range(0, X.shape[0], batch_size):
-                out[start:start + batch_size] = self._infer(X[start:start + batch_size])
+                out[start:start + batch_size] = self._infer(X[start:start + batch_size],
+                                                            given)
         return out
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        """a_L of a block x, in this thread's buffers (grown, never shrunk)."""
+    def _infer(self, x: np.ndarray, given: npt.ArrayLike | None = None) -> np.ndarray:
+        """a_L of a block x, in this thread's buffers (grown, never shrunk); given: as
+        in _forward."""
         rows, local = x.shape[0], self._local
         if getattr(local, "rows", 0) < rows:
             local.buffers = [layer.buffers(rows) for layer in self.layers]
             local.rows = rows
-        for layer, (z, a) in zip(self.layers, local.buffers):
-            x = layer.infer(x, z[:rows], a[:rows], backend=self.backend)
+        for i, (layer, (z, a)) in enumerate(zip(self.layers, local.buffers)):
+            if i == 0 and given is not None:
+                x = self._checked(layer.infer, given, x, z[:rows], a[:rows],
+                                  backend=self.backend)
+            else:
+                x = layer.infer(x, z[:rows], a[:rows], backend=self.backend)
         return x
 
     def _trained_loss(self) -> Loss:

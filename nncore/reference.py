@@ -118,11 +118,14 @@ def activation_backward(name: str, z: np.ndarray, a: np.ndarray, grad_a: np.ndar
 
 def dense_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, activation: str,
                   *, z_out: np.ndarray | None = None, a_out: np.ndarray | None = None,
-                  slope: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+                  slope: float = 0.01, finite_x: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """z = x @ weight.T + bias, a = f(z).
 
-    x (n, n_in), weight (n_out, n_in), bias (n_out,) or None -> z, a (n, n_out).
+    x (n, n_in), weight (n_out, n_in), bias (n_out,) or None -> z, a (n, n_out);
+    finite_x: ValueError when x holds NaN or inf.
     """
+    if finite_x and not np.isfinite(x).all():
+        raise ValueError("x contains NaN or inf")
     z = x @ weight.T
     if bias is not None:
         z = z + bias

@@ -183,3 +183,43 @@ def test_an_unbuilt_layer_says_so():
         layer.forward(x)
     with pytest.raises(RuntimeError, match="has no weights yet"):
         layer.buffers(4)
+
+
+# (n, n_in, n_out): the tiny product; one block; a tall C with all of B packed once
+# (resident) and several k blocks; a wide C (B packed per k block); two threads split
+# by rows, and by columns (each thread's strip then reads all of x, one checks it)
+FINITE_SHAPES = [(3, 4, 5), (40, 30, 20), (500, 600, 24), (20, 300, 200), (64, 700, 128)]
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+@pytest.mark.parametrize("layout", ["rows", "columns", "strided"])
+@pytest.mark.parametrize("shape", FINITE_SHAPES)
+def test_finite_x_finds_every_bad_element(rng, backend, layout, shape):
+    """finite_x=True: a NaN or inf anywhere in x (any layout: read in place, packed,
+    strided) gives ValueError, at 1 and 2 threads; a finite x gives the bits of
+    finite_x=False."""
+    n, n_in, n_out = shape
+    base = rng.standard_normal((n, n_in)).astype(np.float32)
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+
+    def view(x):
+        if layout == "columns":
+            return np.asfortranarray(x)
+        if layout == "strided":
+            wide = np.zeros((n, 2 * n_in), np.float32)
+            wide[:, ::2] = x
+            return wide[:, ::2]
+        return x
+
+    for threads in (1, 2):
+        kw = dict(backend=backend, n_threads=threads)
+        z0, a0 = F.dense_forward(view(base), w, b, "relu", **kw)
+        z1, a1 = F.dense_forward(view(base), w, b, "relu", finite_x=True, **kw)
+        assert np.array_equal(z0, z1) and np.array_equal(a0, a1)
+        for i, j, bad in ((0, 0, np.nan), (n - 1, n_in - 1, np.inf), (n // 2, n_in // 3, -np.inf),
+                          (n - 1, min(n_in - 1, 270), np.nan)):
+            x = base.copy()
+            x[i, j] = bad
+            with pytest.raises(ValueError, match=r"^x contains NaN or inf$"):
+                F.dense_forward(view(x), w, b, "relu", finite_x=True, **kw)

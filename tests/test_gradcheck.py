@@ -225,11 +225,11 @@ def test_restored_after_an_error(monkeypatch):
     calls = []
     forward = Sequential._forward
 
-    def failing_forward(self, x):
+    def failing_forward(self, x, *args):
         calls.append(1)
         if len(calls) == 6:                          # in the middle of the differences
             raise RuntimeError("boom")
-        return forward(self, x)
+        return forward(self, x, *args)
 
     monkeypatch.setattr(Sequential, "_forward", failing_forward)
     with pytest.raises(RuntimeError, match="boom"):

@@ -101,6 +101,29 @@ def test_predict_says_X_is_beyond_float32():
         model.predict(np.array([[1e300, 0.0]]))
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_inference_refuses_a_late_non_finite_value(backend):
+    """forward and output check X in the first layer's product (nncore.Sequential._checked):
+    a NaN or inf in the last row of the last block, or a float64 beyond float32, is
+    refused as before with the same message; forward's layers keep the last good x."""
+    rng = np.random.default_rng(2)
+    model = MLP([30, 16, 3], seed=0, backend=backend)
+    model.loss = "softmax_cross_entropy"
+    good = rng.standard_normal((500, 30)).astype(np.float32)
+    out = model.forward(good)
+    for bad, message in ((np.nan, r"^X contains NaN or inf$"),
+                         (np.inf, r"^X contains NaN or inf$"),
+                         (1e300, r"^X holds values beyond the float32 range")):
+        X = good.astype(np.float64)
+        X[499, 29] = bad
+        for call in (model.forward, lambda X: model.output(X, batch_size=64), model.predict):
+            with pytest.raises(ValueError, match=message):
+                call(X)
+        assert model.layers[0]._x is not None and np.array_equal(model.layers[0]._x, good)
+    assert np.array_equal(model.forward(good), out)
+
+
 # ---- a non-finite row that a fit finds in its first epoch ---------------------------------
 
 def _fit_state(model, opt):
