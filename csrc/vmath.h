@@ -287,10 +287,18 @@ static int nn_all_finite_f32(const float *p, ptrdiff_t n)
 { NN_VMATH_PICK(nn_all_finite_f32_avx2, nn_all_finite_f32_scalar, p, n); }
 static int nn_all_finite_f64(const double *p, ptrdiff_t n)
 { NN_VMATH_PICK(nn_all_finite_f64_avx2, nn_all_finite_f64_scalar, p, n); }
+/* Below one round of the vector loop the AVX2 kernels only add their reduction to
+ * the scalar loop (the same value): a tiny network's gradients go straight to it. */
 static double nn_absmax_f32(const float *p, ptrdiff_t n)
-{ NN_VMATH_PICK(nn_absmax_f32_avx2, nn_absmax_f32_scalar, p, n); }
+{
+    if (n < 32) return nn_absmax_f32_scalar(p, n);
+    NN_VMATH_PICK(nn_absmax_f32_avx2, nn_absmax_f32_scalar, p, n);
+}
 static double nn_absmax_f64(const double *p, ptrdiff_t n)
-{ NN_VMATH_PICK(nn_absmax_f64_avx2, nn_absmax_f64_scalar, p, n); }
+{
+    if (n < 8) return nn_absmax_f64_scalar(p, n);
+    NN_VMATH_PICK(nn_absmax_f64_avx2, nn_absmax_f64_scalar, p, n);
+}
 
 /* a[i] = sigmoid(z[i]), i < n; a may equal z. */
 static void nn_sigmoid_f32(const float *z, float *a, ptrdiff_t n)
