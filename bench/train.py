@@ -461,8 +461,12 @@ def alternate(units, repeats, settle, block_s, notes=None):
 
 
 # The same-computation check: float32 runs of the same steps from the same weights, with
-# the sums taken in other orders, must give losses within this relative tolerance.
+# the sums taken in other orders, must give losses within CHECK_RTOL (relative), or weights
+# within CHECK_WTOL of nncore's (relative to its largest weight): a loss trained down to
+# float32 rounding (W3 reaches ~1e-10) differs by more than 1e-4 of itself between tools
+# whose weights agree to 1e-6.
 CHECK_RTOL = 1e-4
+CHECK_WTOL = 1e-5
 
 
 def _torch_from(w, init):
@@ -544,8 +548,9 @@ def same_computation(wname, quick):
             float(np.abs(np.asarray(a) - r).max()) for p, q in zip(params, ref)
             for a, r in zip(p, q)) / scale
     base = got["nncore"]
-    out["ok"] = all(abs(v[i] - base[i]) <= CHECK_RTOL * abs(base[i])
-                    for v in got.values() for i in (0, 1))
+    out["wtol"] = CHECK_WTOL
+    out["ok"] = all(all(abs(v[i] - base[i]) <= CHECK_RTOL * abs(base[i]) for i in (0, 1))
+                    or out["weight_diff"][tool] <= CHECK_WTOL for tool, v in got.items())
     return out
 
 
@@ -901,7 +906,9 @@ def check_lines(results):
     md = [f"Same computation: from nncore's initial weights, one timed unit (W3: all its "
           f"steps) by each tool; the last epoch's mean batch loss / the loss over the data "
           f"after it, and the largest weight difference from nncore's (relative to its "
-          f"largest weight). Pass: every loss within {CHECK_RTOL:g} (relative) of nncore's.", ""]
+          f"largest weight). Pass: both losses within {CHECK_RTOL:g} (relative) of nncore's, "
+          f"or the weights within {CHECK_WTOL:g} (a loss trained down to float32 rounding "
+          f"differs by more than {CHECK_RTOL:g} of itself).", ""]
     for c in checks:
         tools = list(c["epoch_loss"])
         md.append(f"- {c['workload']}: " + "; ".join(
