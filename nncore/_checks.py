@@ -17,16 +17,21 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BACKENDS = ("compiled", "numpy")
 
 
+# NumPy >= 1.24 raises ValueError for a ragged list; older NumPy makes an object array
+# and warns, which asarray turns into the error with warnings.catch_warnings -- a change
+# of the process-wide filters, so not safe beside other threads: only there.
+_RAGGED_WARNS = tuple(int(v) for v in np.__version__.split(".")[:2]) < (1, 24)
+
+
 def asarray(x: npt.ArrayLike, name: str) -> np.ndarray:
-    """np.asarray(x), with a ValueError naming the argument for a ragged list (NumPy
-    >= 1.24 raises for one; older NumPy makes an object array and warns)."""
+    """np.asarray(x), with a ValueError naming the argument for a ragged list."""
     ragged = (f"{name} is ragged (rows of different lengths, or numbers mixed with "
               f"sequences): pass a rectangular array")
     try:
+        if not _RAGGED_WARNS:
+            return np.asarray(x)
         with warnings.catch_warnings():
-            warnings.simplefilter(            # (np.exceptions: NumPy >= 1.25)
-                "error", getattr(np, "VisibleDeprecationWarning", None)
-                or np.exceptions.VisibleDeprecationWarning)  # type: ignore[attr-defined]
+            warnings.simplefilter("error", np.VisibleDeprecationWarning)
             return np.asarray(x)
     except (ValueError, Warning) as e:
         raise ValueError(f"{ragged} ({e})") from None

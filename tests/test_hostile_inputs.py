@@ -54,6 +54,23 @@ def test_ragged_list_is_named(call):
         call()
 
 
+@pytest.mark.skipif(_checks._RAGGED_WARNS, reason="NumPy < 1.24 warns for a ragged list: "
+                    "asarray must catch the warning there")
+def test_list_inputs_leave_the_warning_filters_alone(monkeypatch):
+    """warnings.catch_warnings swaps the process-wide filters: a thread predicting from a
+    list must not do it beside others (NumPy >= 1.24 raises for a ragged list itself)."""
+    import warnings
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("warnings.catch_warnings called")
+    monkeypatch.setattr(warnings, "catch_warnings", forbidden)
+    model = classifier()
+    model.loss = "softmax_cross_entropy"
+    assert model.predict([[0.0, 1.0], [1.0, 0.0]]).shape == (2,)
+    with pytest.raises(ValueError, match=r"^X is ragged"):
+        model.predict(RAGGED)
+
+
 def test_ragged_targets_and_weights_are_named():
     model = classifier()
     with pytest.raises(ValueError, match=r"^y is ragged"):
