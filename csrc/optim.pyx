@@ -12,7 +12,9 @@ Design:
   element, the kernels do the operations of nncore.reference in the same
   order, which is PyTorch's order (its Adam >= 2.0 forms m with lerp, the
   same value rounded differently): float64 agrees with it to rounding.
-- Branches on loop invariants (weight decay on/off, momentum, Nesterov) sit
+- The element loops are C (optim_loops.h), compiled for the baseline and for AVX2
+  without FMA (the same operations, so the same bits), one picked per process.
+  Branches on loop invariants (weight decay on/off, momentum, Nesterov) sit
   outside the element loops, so each loop is branch-free and gcc vectorizes
   it; a zero weight decay is skipped, not multiplied in, as PyTorch does.
 - Threads: the n elements are cut into n_threads contiguous strips of whole
@@ -25,7 +27,6 @@ Design:
 - Python sees `sgd_step(...)` and `adam_step(...)` on memoryviews;
   nncore.functional validates shapes, dtypes, layout and scalars first.
 """
-from libc.math cimport sqrt, sqrtf
 from cython.parallel cimport prange
 
 from nncore._kernels.types cimport real
@@ -51,105 +52,76 @@ cdef inline Py_ssize_t cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 # ---- serial loops on one strip ----------------------------------------------
 
-cdef void sgd_run(Py_ssize_t n,
-                  real* param,            # IN/OUT (n,)
-                  const real* grad,       # IN     (n,)
-                  real* velocity,         # IN/OUT (n,), NULL when momentum == 0
-                  real lr, real momentum, real weight_decay,
-                  bint nesterov) noexcept nogil:
-    """g = grad + wd param; v = mu v + g; param -= lr (g + mu v | v | g)."""
-    cdef Py_ssize_t i
-    cdef real g
-    if velocity == NULL:                      # plain SGD
-        if weight_decay == 0:
-            for i in range(n):
-                param[i] = param[i] - lr * grad[i]
-        else:
-            for i in range(n):
-                g = grad[i] + weight_decay * param[i]
-                param[i] = param[i] - lr * g
-    elif nesterov:                            # Nesterov momentum
-        if weight_decay == 0:
-            for i in range(n):
-                g = grad[i]
-                velocity[i] = momentum * velocity[i] + g
-                param[i] = param[i] - lr * (g + momentum * velocity[i])
-        else:
-            for i in range(n):
-                g = grad[i] + weight_decay * param[i]
-                velocity[i] = momentum * velocity[i] + g
-                param[i] = param[i] - lr * (g + momentum * velocity[i])
-    else:                                     # heavy-ball momentum
-        if weight_decay == 0:
-            for i in range(n):
-                velocity[i] = momentum * velocity[i] + grad[i]
-                param[i] = param[i] - lr * velocity[i]
-        else:
-            for i in range(n):
-                g = grad[i] + weight_decay * param[i]
-                velocity[i] = momentum * velocity[i] + g
-                param[i] = param[i] - lr * velocity[i]
+cdef extern from "nncore/_kernels/optim_loops.h" nogil:
+    void nn_sgd_f32(Py_ssize_t n, float* param, const float* grad, float* velocity,
+                    float lr, float momentum, float weight_decay, bint nesterov)
+    void nn_sgd_f64(Py_ssize_t n, double* param, const double* grad, double* velocity,
+                    double lr, double momentum, double weight_decay, bint nesterov)
+    void nn_adam_f32(Py_ssize_t n, float* param, const float* grad, float* m, float* v,
+                     float beta1, float one_minus_beta1, float beta2, float one_minus_beta2,
+                     float step_size, float bias_correction2_sqrt, float eps,
+                     float weight_decay)
+    void nn_adam_f64(Py_ssize_t n, double* param, const double* grad, double* m, double* v,
+                     double beta1, double one_minus_beta1, double beta2,
+                     double one_minus_beta2, double step_size, double bias_correction2_sqrt,
+                     double eps, double weight_decay)
+    void nn_rmsprop_f32(Py_ssize_t n, float* param, const float* grad, float* v, float* buf,
+                        float lr, float alpha, float one_minus_alpha, float eps,
+                        float momentum, float weight_decay)
+    void nn_rmsprop_f64(Py_ssize_t n, double* param, const double* grad, double* v,
+                        double* buf, double lr, double alpha, double one_minus_alpha,
+                        double eps, double momentum, double weight_decay)
 
 
-cdef inline real root(real x) noexcept nogil:
+cdef inline void sgd_run(Py_ssize_t n,
+                         real* param,            # IN/OUT (n,)
+                         const real* grad,       # IN     (n,)
+                         real* velocity,         # IN/OUT (n,), NULL when momentum == 0
+                         real lr, real momentum, real weight_decay,
+                         bint nesterov) noexcept nogil:
+    """g = grad + wd param; v = mu v + g; param -= lr (g + mu v | v | g)
+    (optim_loops.h)."""
     if real is float:
-        return sqrtf(x)
+        nn_sgd_f32(n, param, grad, velocity, lr, momentum, weight_decay, nesterov)
     else:
-        return sqrt(x)
+        nn_sgd_f64(n, param, grad, velocity, lr, momentum, weight_decay, nesterov)
 
 
-cdef void adam_run(Py_ssize_t n,
-                   real* param,           # IN/OUT (n,)
-                   const real* grad,      # IN     (n,)
-                   real* m,               # IN/OUT (n,) first moment
-                   real* v,               # IN/OUT (n,) second moment
-                   real beta1, real one_minus_beta1,
-                   real beta2, real one_minus_beta2,
-                   real step_size, real bias_correction2_sqrt, real eps,
-                   real weight_decay) noexcept nogil:
-    """m, v = moving averages of g, g*g; param -= step_size m / (sqrt(v)/sqrt(bc2) + eps)."""
-    cdef Py_ssize_t i
-    cdef real g, denom
-    if weight_decay == 0:
-        for i in range(n):
-            g = grad[i]
-            m[i] = beta1 * m[i] + one_minus_beta1 * g
-            v[i] = beta2 * v[i] + one_minus_beta2 * g * g
-            denom = root(v[i]) / bias_correction2_sqrt + eps
-            param[i] = param[i] - step_size * m[i] / denom
+cdef inline void adam_run(Py_ssize_t n,
+                          real* param,           # IN/OUT (n,)
+                          const real* grad,      # IN     (n,)
+                          real* m,               # IN/OUT (n,) first moment
+                          real* v,               # IN/OUT (n,) second moment
+                          real beta1, real one_minus_beta1,
+                          real beta2, real one_minus_beta2,
+                          real step_size, real bias_correction2_sqrt, real eps,
+                          real weight_decay) noexcept nogil:
+    """m, v = moving averages of g, g*g; param -= step_size m / (sqrt(v)/sqrt(bc2) + eps)
+    (optim_loops.h)."""
+    if real is float:
+        nn_adam_f32(n, param, grad, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                    step_size, bias_correction2_sqrt, eps, weight_decay)
     else:
-        for i in range(n):
-            g = grad[i] + weight_decay * param[i]
-            m[i] = beta1 * m[i] + one_minus_beta1 * g
-            v[i] = beta2 * v[i] + one_minus_beta2 * g * g
-            denom = root(v[i]) / bias_correction2_sqrt + eps
-            param[i] = param[i] - step_size * m[i] / denom
+        nn_adam_f64(n, param, grad, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                    step_size, bias_correction2_sqrt, eps, weight_decay)
 
 
-cdef void rmsprop_run(Py_ssize_t n,
-                      real* param,        # IN/OUT (n,)
-                      const real* grad,   # IN     (n,)
-                      real* v,            # IN/OUT (n,) square average
-                      real* buf,          # IN/OUT (n,) momentum buffer, NULL when momentum == 0
-                      real lr, real alpha, real one_minus_alpha, real eps,
-                      real momentum, real weight_decay) noexcept nogil:
+cdef inline void rmsprop_run(Py_ssize_t n,
+                             real* param,        # IN/OUT (n,)
+                             const real* grad,   # IN     (n,)
+                             real* v,            # IN/OUT (n,) square average
+                             real* buf,          # IN/OUT (n,) momentum buffer, NULL when momentum == 0
+                             real lr, real alpha, real one_minus_alpha, real eps,
+                             real momentum, real weight_decay) noexcept nogil:
     """v = alpha v + (1 - alpha) g*g; d = g / (sqrt(v) + eps);
-    buf = mu buf + d, param -= lr buf  (or param -= lr d without momentum)."""
-    cdef Py_ssize_t i
-    cdef real g, d
-    if buf == NULL:
-        for i in range(n):
-            g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
-            v[i] = alpha * v[i] + one_minus_alpha * g * g
-            d = g / (root(v[i]) + eps)
-            param[i] = param[i] - lr * d
+    buf = mu buf + d, param -= lr buf  (or param -= lr d without momentum)
+    (optim_loops.h)."""
+    if real is float:
+        nn_rmsprop_f32(n, param, grad, v, buf, lr, alpha, one_minus_alpha, eps, momentum,
+                       weight_decay)
     else:
-        for i in range(n):
-            g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
-            v[i] = alpha * v[i] + one_minus_alpha * g * g
-            d = g / (root(v[i]) + eps)
-            buf[i] = momentum * buf[i] + d
-            param[i] = param[i] - lr * buf[i]
+        nn_rmsprop_f64(n, param, grad, v, buf, lr, alpha, one_minus_alpha, eps, momentum,
+                       weight_decay)
 
 
 # ---- thread split ------------------------------------------------------------

@@ -380,3 +380,53 @@ def test_param_view_updated_in_place(backend):
     F.adam_step(param, np.ones((2, 6)), m, v, step=1, lr=0.5, backend=backend)
     np.testing.assert_allclose(buf[1:3], -0.5 / (1 + 1e-8), rtol=1e-15)
     assert np.all(buf[[0, 3]] == 0)
+
+
+OPTIM_BITS = """
+import hashlib, numpy as np
+from nncore import functional as F
+h = hashlib.sha256()
+rng = np.random.default_rng(3)
+for dt in (np.float32, np.float64):
+    for n in (1, 7, 8, 9, 31, 100, 1000, 12544):
+        base = [rng.standard_normal(n).astype(dt) for _ in range(3)]
+        sq = np.abs(rng.standard_normal(n)).astype(dt)
+        for wd in (0.0, 1e-3):
+            for mom, nest in ((0.0, False), (0.9, False), (0.9, True)):
+                p, g, v = (a.copy() for a in base)
+                for _ in range(3):
+                    F.sgd_step(p, g, v if mom else None, lr=0.01, momentum=mom,
+                               weight_decay=wd, nesterov=nest)
+                h.update(p.tobytes() + v.tobytes())
+            p, g, m = (a.copy() for a in base); v = sq.copy()
+            for t in range(1, 4):
+                F.adam_step(p, g, m, v, step=t, lr=1e-3, weight_decay=wd)
+            h.update(p.tobytes() + m.tobytes() + v.tobytes())
+            for mom in (0.0, 0.8):
+                p, g, b = (a.copy() for a in base); v = sq.copy()
+                for _ in range(3):
+                    F.rmsprop_step(p, g, v, b if mom else None, lr=0.01, momentum=mom,
+                                   weight_decay=wd)
+                h.update(p.tobytes() + v.tobytes() + b.tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_avx2_update_loops_give_the_baseline_bits():
+    """optim_loops.h compiles each update loop for the baseline and for AVX2 without
+    fma: every element gets the same operations, so both give the same bits (every
+    optimizer, weight decay on and off, lengths around the vector widths)."""
+    import os
+    import subprocess
+    import sys
+    digests = []
+    for simd in ("generic", None):
+        env = dict(os.environ)
+        env.pop("NNCORE_SIMD", None)
+        if simd:
+            env["NNCORE_SIMD"] = simd
+        res = subprocess.run([sys.executable, "-c", OPTIM_BITS], env=env,
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        digests.append(res.stdout.strip())
+    assert digests[0] == digests[1]
