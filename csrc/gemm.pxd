@@ -30,19 +30,9 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                double beta, double* c, Py_ssize_t ldc,
                const Epilogue* ep, int n_threads) noexcept nogil
 
-# What a GEMM call also measures while its blocks are in cache (internal; a NULL field
-# is not asked for):
-#   a_bad     raised (never lowered) when op(A) holds NaN or inf, each block checked
-#             right after the macro-kernel read it (a forward pass then reads its input
-#             from memory once)
-#   c_absmax  max(*c_absmax, max |C|) over the final values this call wrote (inf when
-#             one is NaN or inf), each tile right after its last k block; for one
-#             thread's part (sgemm_part), whose caller owns the double
-cdef struct Watch:
-    int* a_bad
-    double* c_absmax
-
-# sgemm/dgemm with alpha 1, beta 0 that also raise *a_bad when op(A) holds NaN or inf.
+# sgemm/dgemm with alpha 1, beta 0 that also raise *a_bad (never lower it) when op(A)
+# holds NaN or inf: each block of A is checked right after the macro-kernel read it,
+# from cache (a forward pass then reads its input from memory once).
 cdef int sgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                        const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                        const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
@@ -66,7 +56,7 @@ cdef enum:
 # computes the strip gemm would give it, so the result is the same for any nt.
 # nt = gemm_part_threads(...) (1 for a product too small to split); threads
 # t >= nt do nothing. buf: gemm_part_size(...) elements of the dtype, 64-byte
-# aligned, one per thread. watch: NULL, or what thread t's part also measures.
+# aligned, one per thread.
 cdef Py_ssize_t gemm_part_size(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                bint f64) noexcept nogil
 cdef int gemm_part_threads(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -80,9 +70,9 @@ cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      float* c, Py_ssize_t ldc, const Epilogue* ep,
-                     int t, int nt, int orient, float* buf, const Watch* watch) noexcept nogil
+                     int t, int nt, int orient, float* buf) noexcept nogil
 cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      double* c, Py_ssize_t ldc, const Epilogue* ep,
-                     int t, int nt, int orient, double* buf, const Watch* watch) noexcept nogil
+                     int t, int nt, int orient, double* buf) noexcept nogil

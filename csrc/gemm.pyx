@@ -28,7 +28,6 @@ Design:
   nncore.functional validates shapes, dtypes and aliasing before calling it.
 """
 from libc.stdlib cimport malloc, free
-from libc.math cimport fmax
 from libc.stdint cimport uintptr_t
 from cython.parallel cimport prange, threadid
 
@@ -38,7 +37,7 @@ from nncore._kernels.blocking cimport (MR, NR_F32, NR_F64, KC, MC_F32, MC_F64, N
                                        RESIDENT_B_MAX, SHARED_A_MAX, B_IN_PLACE_MAX_M,
                                        TINY_MAX_MADDS)
 from nncore._kernels.activation_math cimport nn_epilogue_f32, nn_epilogue_f64
-from nncore._kernels.gemm cimport Epilogue, Watch, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS
+from nncore._kernels.gemm cimport Epilogue, SPLIT_AUTO, SPLIT_ROWS, SPLIT_COLUMNS
 
 cdef extern from "nncore/_kernels/microkernel.h" nogil:
     void nn_sgemm_ukr(Py_ssize_t k, const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
@@ -83,8 +82,6 @@ cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
 cdef extern from "nncore/_kernels/vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
     bint nn_all_finite_f64(const double* p, Py_ssize_t n)
-    double nn_absmax_f32(const float* p, Py_ssize_t n)
-    double nn_absmax_f64(const double* p, Py_ssize_t n)
 
 cdef extern from *:
     """
@@ -207,11 +204,11 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
                               bint direct, const real* bblk, Py_ssize_t rs_b,
                               real beta_p, real* c, Py_ssize_t ldc, bint last,
                               const Epilogue* ep, Py_ssize_t row, Py_ssize_t col,
-                              real* abuf, real* bbuf, double* c_absmax) noexcept nogil:
+                              real* abuf, real* bbuf) noexcept nogil:
     """C[0:mc, 0:nc] (+)= A block (mc x kc) @ B block (kc x nc): the jr and ir loops
-    around the micro-kernel; the epilogue (and c_absmax, NULL: not measured) after the
-    last k block. B: packed (rs_b = 0), or read in place with row stride rs_b -- a
-    short edge panel is then packed into bbuf first."""
+    around the micro-kernel; the epilogue after the last k block. B: packed
+    (rs_b = 0), or read in place with row stride rs_b -- a short edge panel is
+    then packed into bbuf first."""
     cdef Py_ssize_t jr, ir, ir_i, nr, mr, i, j, NR, width, half
     cdef Py_ssize_t rs_p, cs_p, rs_bp
     cdef bint pair
@@ -289,20 +286,7 @@ cdef inline void macro_kernel(Py_ssize_t mc, Py_ssize_t nc, Py_ssize_t kc, real 
                                                     + beta_p * cij[i * ldc + j])
             if last and ep != NULL:
                 epilogue_tile(ep, cij, ldc, mr, width, row + ir, col + jr)
-            if last and c_absmax != NULL:
-                tile_absmax(cij, ldc, mr, width, c_absmax)
         jr += width
-
-
-cdef inline void tile_absmax(const real* c, Py_ssize_t ldc, Py_ssize_t mr, Py_ssize_t nr,
-                             double* out) noexcept nogil:
-    """out = max(out, max |C[0:mr, 0:nr]|), inf for a NaN or inf (nn_absmax)."""
-    cdef Py_ssize_t i
-    for i in range(mr):
-        if real is float:
-            out[0] = fmax(out[0], nn_absmax_f32(<const float*> c + i * ldc, nr))
-        else:
-            out[0] = fmax(out[0], nn_absmax_f64(<const double*> c + i * ldc, nr))
 
 
 cdef inline void check_block(const real* a, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t mc,
@@ -332,21 +316,18 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                      const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      real beta, real* c, Py_ssize_t ldc,
                      const Epilogue* ep, Py_ssize_t row0, Py_ssize_t col0,
-                     real* abuf, real* bbuf, bint resident, const Watch* watch) noexcept nogil:
+                     real* abuf, real* bbuf, bint resident, int* a_bad) noexcept nogil:
     """The serial algorithm on one strip of C (rows row0.., columns col0..).
 
     resident: B (all of k) is packed once and the ic loop runs outside the pc
     loop, so each MC x NC block of C stays in L2 while its k blocks accumulate
     (for tall C, e.g. a forward pass over 10,000 rows; same sums, same order).
-    watch (NULL: nothing): a_bad is raised when A holds NaN or inf, each block
-    checked once, after the strip holding column 0 of C used it; c_absmax takes
-    each tile of C after its last k block.
+    a_bad (NULL: no check): raised when A holds NaN or inf, each block checked
+    once, after the strip holding column 0 of C used it.
     """
     cdef Py_ssize_t jc, pc, ic, jc_i, pc_i, ic_i, nc, kc, mc, nc_pad
     cdef Py_ssize_t NR, MC, NC
     cdef bint direct
-    cdef int* a_bad = watch.a_bad if watch != NULL else NULL
-    cdef double* c_absmax = watch.c_absmax if watch != NULL else NULL
     cdef bint check = a_bad != NULL and col0 == 0
     if m * n * k <= TINY_MAX_MADDS and k <= KC and alpha == 1 and beta == 0:
         if real is float:                             # the micro-kernel's sums, unpadded
@@ -357,8 +338,6 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
             epilogue_tile(ep, c, ldc, m, n, row0, col0)
         if check:
             check_block(a, rs_a, cs_a, m, k, a_bad)
-        if c_absmax != NULL:
-            tile_absmax(c, ldc, m, n, c_absmax)
         return
     direct = a_in_place(rs_a, cs_a, n, sizeof(real))
     cdef Py_ssize_t rs_bd = rs_b if b_in_place(m, rs_b, cs_b, n, sizeof(real)) else 0
@@ -386,8 +365,7 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                                  direct,
                                  bbuf + pc * nc_pad if rs_bd == 0 else b + pc * rs_b + jc,
                                  rs_bd, beta if pc == 0 else 1, c + ic * ldc + jc, ldc,
-                                 pc + kc == k, ep, row0 + ic, col0 + jc, abuf, bbuf,
-                                 c_absmax)
+                                 pc + kc == k, ep, row0 + ic, col0 + jc, abuf, bbuf)
                     if check and jc == 0:
                         check_block(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_bad)
             continue
@@ -402,8 +380,7 @@ cdef void gemm_strip(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                 macro_kernel(mc, nc, kc, alpha, a + ic * rs_a + pc * cs_a, rs_a, cs_a,
                              direct, bbuf if rs_bd == 0 else b + pc * rs_b + jc, rs_bd,
                              beta if pc == 0 else 1, c + ic * ldc + jc, ldc,
-                             pc + kc == k, ep, row0 + ic, col0 + jc, abuf, bbuf,
-                             c_absmax)
+                             pc + kc == k, ep, row0 + ic, col0 + jc, abuf, bbuf)
                 if check and jc == 0:
                     check_block(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_bad)
 
@@ -463,17 +440,17 @@ cdef void gemm_thread(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                       const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                       real beta, real* c, Py_ssize_t ldc,
                       const Epilogue* ep, int t, int nt, int orient,
-                      real* buf, const Watch* watch) noexcept nogil:
+                      real* buf, int* a_bad) noexcept nogil:
     """Strip t of nt (nt <= strip_parts): rows or columns [lo, hi) of C."""
     cdef Py_ssize_t a_size, per_thread, lo, hi
     cdef bint resident
     layout(m, n, k, &a_size, &per_thread, &resident, alpha)
     if strip_of(m, n, k, rs_a, cs_a, t, nt, orient, &lo, &hi, alpha):
         gemm_strip(hi - lo, n, k, alpha, a + lo * rs_a, rs_a, cs_a, b, rs_b, cs_b, beta,
-                   c + lo * ldc, ldc, ep, lo, 0, buf, buf + a_size, resident, watch)
+                   c + lo * ldc, ldc, ep, lo, 0, buf, buf + a_size, resident, a_bad)
     else:
         gemm_strip(m, hi - lo, k, alpha, a, rs_a, cs_a, b + lo * cs_b, rs_b, cs_b, beta,
-                   c + lo, ldc, ep, 0, lo, buf, buf + a_size, resident, watch)
+                   c + lo, ldc, ep, 0, lo, buf, buf + a_size, resident, a_bad)
 
 
 cdef inline bint strip_of(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t rs_a,
@@ -492,8 +469,7 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
                    const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                    const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                    real beta, real* c, Py_ssize_t ldc,
-                   const Epilogue* ep, int n_threads, const Watch* watch) noexcept nogil:
-    """(watch: NULL, or a_bad only: c_absmax would be shared by the threads)"""
+                   const Epilogue* ep, int n_threads, int* a_bad) noexcept nogil:
     cdef Py_ssize_t i, j, parts, t, tid
     cdef Py_ssize_t a_size, per_thread
     cdef bint split_rows, resident
@@ -529,12 +505,12 @@ cdef int gemm_impl(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
 
     if nt == 1:
         gemm_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, ep,
-                    0, 1, SPLIT_AUTO, bufs, watch)
+                    0, 1, SPLIT_AUTO, bufs, a_bad)
     else:
         for t in prange(nt, num_threads=nt, schedule='static', chunksize=1):
             tid = threadid()
             gemm_thread(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, ldc, ep,
-                        <int> t, nt, SPLIT_AUTO, bufs + tid * per_thread, watch)
+                        <int> t, nt, SPLIT_AUTO, bufs + tid * per_thread, a_bad)
     free(raw)
     return 0
 
@@ -579,34 +555,30 @@ cdef void sgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      float* c, Py_ssize_t ldc, const Epilogue* ep,
-                     int t, int nt, int orient, float* buf, const Watch* watch) noexcept nogil:
+                     int t, int nt, int orient, float* buf) noexcept nogil:
     if m * n * k <= TINY_MAX_MADDS and k <= KC:      # gemm_strip's tiny path, directly
         if t == 0:
             nn_sgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
             if ep != NULL:
                 epilogue_tile(ep, c, ldc, m, n, 0, 0)
-            if watch != NULL and watch.c_absmax != NULL:
-                tile_absmax(c, ldc, m, n, watch.c_absmax)
     elif t < nt:
         gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, orient,
-                    buf, watch)
+                    buf, NULL)
 
 
 cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                      const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                      double* c, Py_ssize_t ldc, const Epilogue* ep,
-                     int t, int nt, int orient, double* buf, const Watch* watch) noexcept nogil:
+                     int t, int nt, int orient, double* buf) noexcept nogil:
     if m * n * k <= TINY_MAX_MADDS and k <= KC:      # gemm_strip's tiny path, directly
         if t == 0:
             nn_dgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
             if ep != NULL:
                 epilogue_tile(ep, c, ldc, m, n, 0, 0)
-            if watch != NULL and watch.c_absmax != NULL:
-                tile_absmax(c, ldc, m, n, watch.c_absmax)
     elif t < nt:
         gemm_thread(m, n, k, 1, a, rs_a, cs_a, b, rs_b, cs_b, 0, c, ldc, ep, t, nt, orient,
-                    buf, watch)
+                    buf, NULL)
 
 
 cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
@@ -615,7 +587,7 @@ cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
                float beta, float* c, Py_ssize_t ldc,
                const Epilogue* ep, int n_threads) noexcept nogil:
     return gemm_impl(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,
-                     beta, c, ldc, ep, n_threads, <const Watch*> NULL)
+                     beta, c, ldc, ep, n_threads, NULL)
 
 
 cdef int sgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -623,11 +595,8 @@ cdef int sgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                        const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                        float* c, Py_ssize_t ldc, const Epilogue* ep, int n_threads,
                        int* a_bad) noexcept nogil:
-    cdef Watch watch
-    watch.a_bad = a_bad
-    watch.c_absmax = NULL
     return gemm_impl(m, n, k, <float> 1, a, rs_a, cs_a, b, rs_b, cs_b, <float> 0, c, ldc,
-                     ep, n_threads, &watch)
+                     ep, n_threads, a_bad)
 
 
 cdef int dgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -635,11 +604,8 @@ cdef int dgemm_check_a(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                        const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                        double* c, Py_ssize_t ldc, const Epilogue* ep, int n_threads,
                        int* a_bad) noexcept nogil:
-    cdef Watch watch
-    watch.a_bad = a_bad
-    watch.c_absmax = NULL
     return gemm_impl(m, n, k, <double> 1, a, rs_a, cs_a, b, rs_b, cs_b, <double> 0, c,
-                     ldc, ep, n_threads, &watch)
+                     ldc, ep, n_threads, a_bad)
 
 
 cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
@@ -648,7 +614,7 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                double beta, double* c, Py_ssize_t ldc,
                const Epilogue* ep, int n_threads) noexcept nogil:
     return gemm_impl(m, n, k, alpha, a, rs_a, cs_a, b, rs_b, cs_b,
-                     beta, c, ldc, ep, n_threads, <const Watch*> NULL)
+                     beta, c, ldc, ep, n_threads, NULL)
 
 
 def gemm(const real[:, :] a,    # IN  op(A), (m, k), any strides
@@ -666,6 +632,6 @@ def gemm(const real[:, :] a,    # IN  op(A), (m, k), any strides
         rc = gemm_impl(m, n, k, <real> alpha, pa, a.strides[0] // isz,
                        a.strides[1] // isz, pb, b.strides[0] // isz,
                        b.strides[1] // isz, <real> beta, pc, n,
-                       <const Epilogue*> NULL, n_threads, <const Watch*> NULL)
+                       <const Epilogue*> NULL, n_threads, NULL)
     if rc != 0:
         raise MemoryError("nncore.gemm: cannot allocate packing buffers")

@@ -53,7 +53,7 @@ from nncore._kernels.types cimport real
 from nncore._kernels.blocking cimport STEP_FLOPS_PER_THREAD, TINY_MAX_MADDS
 from nncore._kernels.activation_math cimport softmax_row
 from nncore._kernels.codes cimport ACT_SOFTMAX, OPT_SGD, OPT_ADAM, OPT_RMSPROP
-from nncore._kernels.gemm cimport (Epilogue, Watch, gemm_part_size, gemm_part_strip,
+from nncore._kernels.gemm cimport (Epilogue, gemm_part_size, gemm_part_strip,
                                    gemm_part_threads, sgemm_part, dgemm_part, SPLIT_AUTO,
                                    SPLIT_ROWS, SPLIT_COLUMNS)
 from nncore._kernels.losses cimport loss_f32, loss_f64
@@ -138,18 +138,15 @@ cdef inline void gemm_p(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                         const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                         const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
                         real* c, Py_ssize_t ldc, const Epilogue* ep,
-                        int t, int nt, int orient, real* buf,
-                        const Watch* watch) noexcept nogil:
+                        int t, int nt, int orient, real* buf) noexcept nogil:
     """Thread t's part of c = a @ b (all threads call it; see csrc/gemm.pxd). A tiny
-    product is thread 0's (gemm_part_threads would say so). watch: NULL or Watch."""
+    product is thread 0's (gemm_part_threads would say so)."""
     cdef int p = (1 if m * n * k <= TINY_MAX_MADDS
                   else gemm_part_threads(m, n, k, rs_a, cs_a, nt, orient, real is double))
     if real is float:
-        sgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, orient, buf,
-                   watch)
+        sgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, orient, buf)
     else:
-        dgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, orient, buf,
-                   watch)
+        dgemm_part(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc, ep, t, p, orient, buf)
 
 
 cdef Py_ssize_t step_flops(const LayerPtrs* layers, int n_layers, Py_ssize_t n) noexcept nogil:
@@ -180,8 +177,7 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
     forward, loss (+ penalty), backward, grad_W += l2 W. Returns, in every thread,
     0, 1 (the loss is not finite: the gradients are not formed) or < 0 on error;
     sh.value: the loss. fused: each thread also leaves in sh.tmax[tid] the max |g|
-    of the weight-gradient block it computed (the apply phase's check), measured by
-    the dW product on each tile while it is in cache when there is no l2 term."""
+    of the weight-gradient block it computed (the apply phase's check)."""
     cdef Py_ssize_t l, i, size, lo, hi, r, r0, r1, c0, c1
     cdef LayerPtrs* L
     cdef const real* inp
@@ -191,12 +187,9 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
     cdef real* gw
     cdef real* buf = <real*> sh.gbuf + tid * sh.gbuf_size
     cdef Epilogue ep
-    cdef Watch dw_max                # fused, no l2: max |grad_W| of this thread's blocks
     cdef int rc, p
     cdef double acc, penalty = 0, gmax = 0, value = 0
     cdef real zero = 0
-    dw_max.a_bad = NULL
-    dw_max.c_absmax = &gmax
 
     # forward: z = inp @ W.T + b, a = f(z)
     inp = x
@@ -208,7 +201,7 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
         ep.ld_act = L.n_out
         ep.act_out = NULL if L.act == ACT_SOFTMAX else L.a
         gemm_p(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in,
-               <real*> L.z, L.n_out, &ep, tid, nt, SPLIT_COLUMNS, buf, NULL)
+               <real*> L.z, L.n_out, &ep, tid, nt, SPLIT_COLUMNS, buf)
         if L.act == ACT_SOFTMAX:
             sync(sh, nt)
             for i in range(tid * n // nt, (tid + 1) * n // nt):
@@ -254,23 +247,16 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
                                      gz, <double*> L.gb, n, L.n_out, tid, p)
         sync(sh, nt)
         gemm_p(L.n_out, L.n_in, n, gz, 1, L.n_out, inp, L.n_in, 1,
-               <real*> L.gw, L.n_in, NULL, tid, nt, SPLIT_ROWS, buf,
-               &dw_max if fused and h.l2 == 0 else NULL)
+               <real*> L.gw, L.n_in, NULL, tid, nt, SPLIT_ROWS, buf)
         if l > 0:
             gemm_p(n, L.n_in, L.n_out, gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
-                   <real*> L.gx, L.n_in, NULL, tid, nt, SPLIT_AUTO, buf, NULL)
+                   <real*> L.gx, L.n_in, NULL, tid, nt, SPLIT_AUTO, buf)
             g = <real*> L.gx
         sync(sh, nt)
 
     # l2 gradient (and, fused, G = max |gradient|). Each thread takes the block of
     # each weight gradient it computed (still in its cache), thread 0 the biases.
     if h.l2 == 0 and not fused:
-        return 0
-    if h.l2 == 0:                                        # the dW products measured them
-        for l in range(n_layers):
-            if layers[l].b != NULL and tid == 0:
-                gmax = fmax(gmax, absmax(<real*> layers[l].gb, layers[l].n_out))
-        sh.tmax[tid] = gmax
         return 0
     for l in range(n_layers):
         L = &layers[l]
