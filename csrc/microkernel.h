@@ -415,6 +415,15 @@ NN_UKR2_AVX512(nn_dgemm_ukr2_avx512, double, __m512d, _mm512_loadu_pd, _mm512_se
  * which would round once where the padded-tile copy of the AVX2 path rounds twice). */
 #define NN_ROUNDED(x) __asm__("" : "+v"(x))
 
+/* NAME##_rows with MR_ rows and the panel count (b1: two panels) as constants. */
+#define NN_EDGE_CASE(NAME, MR_)                                                      \
+    do {                                                                             \
+        if (b1 != NULL)                                                              \
+            NAME##_rows(MR_, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); \
+        else                                                                         \
+            NAME##_rows(MR_, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); \
+    } while (0)
+
 #define NN_EDGE_AVX512(NAME, T, V, M, LOAD, MLOAD, SET1, FMA, ZERO, MUL, ADD, MSTORE, MASK, NRV) \
     /* MR_, TWO: constants at every call below, so the row loops unroll into       \
      * registers with no test in the p loop (mr and b1 != NULL read at run time     \
@@ -461,24 +470,13 @@ NN_UKR2_AVX512(nn_dgemm_ukr2_avx512, double, __m512d, _mm512_loadu_pd, _mm512_se
          ptrdiff_t cs_a, const T *b0, const T *b1, ptrdiff_t rs_b, T *c, ptrdiff_t ldc, \
          T alpha, T beta)                                                            \
     {                                                                                \
-        if (b1 != NULL) {                                                            \
-            switch (mr) {                                                            \
-            case 1: NAME##_rows(1, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            case 2: NAME##_rows(2, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            case 3: NAME##_rows(3, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            case 4: NAME##_rows(4, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            case 5: NAME##_rows(5, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            default: NAME##_rows(6, 1, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); \
-            }                                                                        \
-        } else {                                                                     \
-            switch (mr) {                                                            \
-            case 1: NAME##_rows(1, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            case 2: NAME##_rows(2, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            case 3: NAME##_rows(3, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            case 4: NAME##_rows(4, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            case 5: NAME##_rows(5, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); break; \
-            default: NAME##_rows(6, 0, nr, k, a, rs_a, cs_a, b0, b1, rs_b, c, ldc, alpha, beta); \
-            }                                                                        \
+        switch (mr) {                                                                \
+        case 1: NN_EDGE_CASE(NAME, 1); break;                                        \
+        case 2: NN_EDGE_CASE(NAME, 2); break;                                        \
+        case 3: NN_EDGE_CASE(NAME, 3); break;                                        \
+        case 4: NN_EDGE_CASE(NAME, 4); break;                                        \
+        case 5: NN_EDGE_CASE(NAME, 5); break;                                        \
+        default: NN_EDGE_CASE(NAME, 6);                                              \
         }                                                                            \
     }
 

@@ -86,63 +86,57 @@
             }                                                                          \
     }
 
+/* One element of RMSprop from its gradient G: v, then d (both loops below). */
+#define NN_RMSPROP_D(G, SQRT)                                                          \
+    g = (G);                                                                           \
+    v[i] = alpha * v[i] + one_minus_alpha * g * g;                                     \
+    d = g / (SQRT(v[i]) + eps)
+
 #define NN_RMSPROP_LOOPS(NAME, T, SQRT, ATTR)                                          \
     ATTR static void NAME(ptrdiff_t n, T *param, const T *grad, T *v, T *buf, T lr,    \
                           T alpha, T one_minus_alpha, T eps, T momentum, T weight_decay) \
     {                                                                                  \
         T g, d;                                                                        \
-        if (buf == NULL) {                                                             \
-            if (weight_decay == 0)                                                     \
-                for (ptrdiff_t i = 0; i < n; ++i) {                                    \
-                    g = grad[i];                                                       \
-                    v[i] = alpha * v[i] + one_minus_alpha * g * g;                     \
-                    d = g / (SQRT(v[i]) + eps);                                        \
-                    param[i] = param[i] - lr * d;                                      \
-                }                                                                      \
-            else                                                                       \
-                for (ptrdiff_t i = 0; i < n; ++i) {                                    \
-                    g = grad[i] + weight_decay * param[i];                             \
-                    v[i] = alpha * v[i] + one_minus_alpha * g * g;                     \
-                    d = g / (SQRT(v[i]) + eps);                                        \
-                    param[i] = param[i] - lr * d;                                      \
-                }                                                                      \
-        } else {                                                                       \
-            if (weight_decay == 0)                                                     \
-                for (ptrdiff_t i = 0; i < n; ++i) {                                    \
-                    g = grad[i];                                                       \
-                    v[i] = alpha * v[i] + one_minus_alpha * g * g;                     \
-                    d = g / (SQRT(v[i]) + eps);                                        \
-                    buf[i] = momentum * buf[i] + d;                                    \
-                    param[i] = param[i] - lr * buf[i];                                 \
-                }                                                                      \
-            else                                                                       \
-                for (ptrdiff_t i = 0; i < n; ++i) {                                    \
-                    g = grad[i] + weight_decay * param[i];                             \
-                    v[i] = alpha * v[i] + one_minus_alpha * g * g;                     \
-                    d = g / (SQRT(v[i]) + eps);                                        \
-                    buf[i] = momentum * buf[i] + d;                                    \
-                    param[i] = param[i] - lr * buf[i];                                 \
-                }                                                                      \
-        }                                                                              \
+        if (buf == NULL && weight_decay == 0)                                          \
+            for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+                NN_RMSPROP_D(grad[i], SQRT);                                           \
+                param[i] = param[i] - lr * d;                                          \
+            }                                                                          \
+        else if (buf == NULL)                                                          \
+            for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+                NN_RMSPROP_D(grad[i] + weight_decay * param[i], SQRT);                 \
+                param[i] = param[i] - lr * d;                                          \
+            }                                                                          \
+        else if (weight_decay == 0)                                                    \
+            for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+                NN_RMSPROP_D(grad[i], SQRT);                                           \
+                buf[i] = momentum * buf[i] + d;                                        \
+                param[i] = param[i] - lr * buf[i];                                     \
+            }                                                                          \
+        else                                                                           \
+            for (ptrdiff_t i = 0; i < n; ++i) {                                        \
+                NN_RMSPROP_D(grad[i] + weight_decay * param[i], SQRT);                 \
+                buf[i] = momentum * buf[i] + d;                                        \
+                param[i] = param[i] - lr * buf[i];                                     \
+            }                                                                          \
     }
 
+/* The six loops (three updates, two dtypes) named nn_<update>_<dtype>_<SUFFIX>. */
+#define NN_OPTIM_LOOPS(SUFFIX, ATTR)                                                   \
+    NN_SGD_LOOPS(nn_sgd_f32_##SUFFIX, float, ATTR)                                     \
+    NN_SGD_LOOPS(nn_sgd_f64_##SUFFIX, double, ATTR)                                    \
+    NN_ADAM_LOOPS(nn_adam_f32_##SUFFIX, float, sqrtf, ATTR)                            \
+    NN_ADAM_LOOPS(nn_adam_f64_##SUFFIX, double, sqrt, ATTR)                            \
+    NN_RMSPROP_LOOPS(nn_rmsprop_f32_##SUFFIX, float, sqrtf, ATTR)                      \
+    NN_RMSPROP_LOOPS(nn_rmsprop_f64_##SUFFIX, double, sqrt, ATTR)
+
 #define NN_NO_ATTR
-NN_SGD_LOOPS(nn_sgd_f32_base, float, NN_NO_ATTR)
-NN_SGD_LOOPS(nn_sgd_f64_base, double, NN_NO_ATTR)
-NN_ADAM_LOOPS(nn_adam_f32_base, float, sqrtf, NN_NO_ATTR)
-NN_ADAM_LOOPS(nn_adam_f64_base, double, sqrt, NN_NO_ATTR)
-NN_RMSPROP_LOOPS(nn_rmsprop_f32_base, float, sqrtf, NN_NO_ATTR)
-NN_RMSPROP_LOOPS(nn_rmsprop_f64_base, double, sqrt, NN_NO_ATTR)
+NN_OPTIM_LOOPS(base, NN_NO_ATTR)
 
 #if NN_VMATH_X86
 /* "avx2" alone: no fma instructions, so the compiler cannot fuse a product into a sum */
 #define NN_AVX2_NO_FMA __attribute__((target("avx2")))
-NN_SGD_LOOPS(nn_sgd_f32_avx2, float, NN_AVX2_NO_FMA)
-NN_SGD_LOOPS(nn_sgd_f64_avx2, double, NN_AVX2_NO_FMA)
-NN_ADAM_LOOPS(nn_adam_f32_avx2, float, sqrtf, NN_AVX2_NO_FMA)
-NN_ADAM_LOOPS(nn_adam_f64_avx2, double, sqrt, NN_AVX2_NO_FMA)
-NN_RMSPROP_LOOPS(nn_rmsprop_f32_avx2, float, sqrtf, NN_AVX2_NO_FMA)
-NN_RMSPROP_LOOPS(nn_rmsprop_f64_avx2, double, sqrt, NN_AVX2_NO_FMA)
+NN_OPTIM_LOOPS(avx2, NN_AVX2_NO_FMA)
 #define NN_OPTIM_PICK(NAME, ...)                                                       \
     do {                                                                               \
         if (nn_vmath_avx2_ok()) NAME##_avx2(__VA_ARGS__); else NAME##_base(__VA_ARGS__); \

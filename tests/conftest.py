@@ -9,7 +9,10 @@ Tolerances by dtype, from the error bounds of the operations compared:
 """
 import gzip
 import io
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -52,6 +55,19 @@ def gemm_tolerance(opa, opb, dtype):
     eps = EPS[np.dtype(dtype).type]
     mag = np.abs(opa.astype(np.float64)) @ np.abs(opb.astype(np.float64))
     return 2 * max(k, 1) * eps * mag + np.finfo(dtype).tiny
+
+
+def run_with_simd(code, simd=None):
+    """stdout of `python -c code` with NNCORE_SIMD=simd (None: unset, the default
+    kernels); fails the test on a non-zero exit."""
+    env = dict(os.environ)
+    env.pop("NNCORE_SIMD", None)
+    if simd:
+        env["NNCORE_SIMD"] = simd
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
 
 
 def weights(model):

@@ -1,14 +1,11 @@
 """The packed GEMM against float64 matmul and its NumPy twin."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from nncore import functional as F
-from conftest import DTYPES, THREADS, gemm_tolerance
+from conftest import DTYPES, THREADS, gemm_tolerance, run_with_simd
 
 MR, NR32, NR64, KC, MC32 = 6, 16, 8, 256, 144
 
@@ -139,13 +136,7 @@ def test_tiny_products_bitwise_equal_the_packed_ones(simd):
     the micro-kernel's accumulation chain): their rows are bitwise the rows of the same
     product with many more rows, which is packed -- with either micro-kernel, and with
     the bias and activation epilogue."""
-    env = dict(os.environ)
-    if simd == "generic":
-        env["NNCORE_SIMD"] = "generic"
-    res = subprocess.run([sys.executable, "-c", TINY_CHECK], env=env, capture_output=True,
-                         text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "ok"
+    assert run_with_simd(TINY_CHECK, "generic" if simd == "generic" else None).strip() == "ok"
 
 
 SIMD_CHECK = """
@@ -183,14 +174,7 @@ def test_avx512_kernels_give_the_avx2_bits():
     ones: GEMMs (alpha, beta, transposes) and whole fits hash the same on both."""
     runs = {}
     for simd in ("avx2", None):
-        env = dict(os.environ)
-        env.pop("NNCORE_SIMD", None)
-        if simd:
-            env["NNCORE_SIMD"] = simd
-        res = subprocess.run([sys.executable, "-c", SIMD_CHECK], env=env,
-                             capture_output=True, text=True)
-        assert res.returncode == 0, res.stderr
-        path, digest = res.stdout.split()
+        path, digest = run_with_simd(SIMD_CHECK, simd).split()
         runs[path] = digest
     if "avx512f" not in runs:
         pytest.skip(f"this CPU has no AVX-512 ({sorted(runs)} only): nothing to compare")
@@ -280,7 +264,4 @@ def test_generic_kernel_matches(tmp_path):
         "    err = np.abs(F.gemm(a, b) - a.astype(np.float64) @ b).max()\n"
         "    assert err < 300 * 2 * np.finfo(dt).eps * 30, (dt, err)\n"
         "print('ok')\n")
-    env = dict(os.environ, NNCORE_SIMD="generic")
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "ok"
+    assert run_with_simd(code, "generic").strip() == "ok"

@@ -18,6 +18,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nncore import functional as F
+from conftest import run_with_simd
 from nncore._kernels import optim as _optim
 from conftest import DTYPES, tol
 
@@ -416,17 +417,4 @@ def test_avx2_update_loops_give_the_baseline_bits():
     """optim_loops.h compiles each update loop for the baseline and for AVX2 without
     fma: every element gets the same operations, so both give the same bits (every
     optimizer, weight decay on and off, lengths around the vector widths)."""
-    import os
-    import subprocess
-    import sys
-    digests = []
-    for simd in ("generic", None):
-        env = dict(os.environ)
-        env.pop("NNCORE_SIMD", None)
-        if simd:
-            env["NNCORE_SIMD"] = simd
-        res = subprocess.run([sys.executable, "-c", OPTIM_BITS], env=env,
-                             capture_output=True, text=True)
-        assert res.returncode == 0, res.stderr
-        digests.append(res.stdout.strip())
-    assert digests[0] == digests[1]
+    assert run_with_simd(OPTIM_BITS, "generic") == run_with_simd(OPTIM_BITS)
