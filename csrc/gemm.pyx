@@ -21,6 +21,9 @@ Design:
   most, and the cut (rows or columns of C) that duplicates less packing.
 - An optional epilogue (bias add, elementwise activation into a second
   output) runs on each tile right after its last k block, while it is in L1.
+- sgemm_check_a / dgemm_check_a also check op(A) for NaN and inf, each block right
+  after the macro-kernel read it (from cache), once whatever the thread count: a
+  forward pass checks its input without a pass of its own.
 - A product of at most TINY_MAX_MADDS multiply-adds (one k block, alpha 1,
   beta 0) skips packing and padded tiles: a plain loop forms each element with
   the micro-kernel's own accumulation chain, so the bits are the same.
