@@ -206,13 +206,14 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
         callbacks.append(ProgressDisplay(epochs, n_batches, n, bar=None if verbose == 1 else False))
 
     with model._usage.training("fit"), _InterruptFlag() as interrupted:
-        undo = _Undo(model, optimizer) if defer else None
+        undo = _Undo(model, optimizer) if defer else None   # (before the fit changes it)
         model.loss, model.optimizer = loss, optimizer
         model.history = history = History()
         model.stop_training = False
         if exchange is None:
             run = _Run(model, model._plan(loss, optimizer, batch_size), loss, optimizer, X, y,
-                       w, batch_size, shuffle, validation, callbacks, undo is not None)
+                       w, batch_size, shuffle, validation, callbacks, undo)
+            undo = None                                  # (the run drops it after epoch 1)
         else:
             run = _ShardedRun(model, loss, optimizer, X, y, w, batch_size, shuffle, validation,
                              callbacks, grad_shards, exchange, sizes,
@@ -223,8 +224,7 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
             cb.on_train_begin({})
         try:
             run.epochs(epochs, interrupted, verbose)
-        except _BadRow:
-            undo.restore()                               # (undo is set: only it checks)
+        except _BadRow:                                  # (the run has undone its steps)
             _refuse(model, given)
         for cb in callbacks:
             cb.on_train_end(dict(run.last_logs))
@@ -235,9 +235,9 @@ class _Run:
     """One fit's loop: the plan's calls, and the bookkeeping between them."""
 
     def __init__(self, model, plan, loss, optimizer, X, y, w, batch_size, shuffle,
-                 validation, callbacks, check=False):
+                 validation, callbacks, undo=None):
         self.model, self.plan, self.loss, self.optimizer = model, plan, loss, optimizer
-        self.check = check                  # check X's rows in the first epoch (_Undo)
+        self.undo = undo                    # set: check X's rows in the first epoch
         self.X, self.w = X, w
         self.t, self.y = (None, y) if y.ndim == 1 else (y, None)
         self.n, self.batch_size, self.shuffle = X.shape[0], batch_size, shuffle
@@ -272,8 +272,9 @@ class _Run:
                 e2, b2, status, value, acc, step = plan.run(
                     self.X, self.t, self.y, self.w, orders, self.batch_size, lrs, sums, e, b,
                     1 if self.batch_events else 0, seconds, optimizer.t, nt,
-                    1 if self.check and done == 0 else 0)
+                    1 if self.undo is not None else 0)
                 if status == 4:                      # a row of X holds NaN or inf
+                    self.undo.restore()
                     raise _BadRow
                 self.tuner.record(nt, (e2 - e) * self.n_batches + b2 - b,
                                   time.perf_counter() - t0)
@@ -294,6 +295,7 @@ class _Run:
                 self._end_epochs(done + e, sums[e:e2])
                 e, b = e2, b2
             done += e
+            self.undo = None                         # every row was checked (or none used)
             if interrupted():
                 model.history.interrupted = True
                 if verbose:
