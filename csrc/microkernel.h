@@ -105,13 +105,22 @@ typedef void (*nn_dtiny_t)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *
                      ptrdiff_t rs_a, ptrdiff_t cs_a, const T *b, ptrdiff_t rs_b,\
                      ptrdiff_t cs_b, T *c, ptrdiff_t ldc)                      \
     {                                                                          \
-        for (ptrdiff_t i = 0; i < m; ++i)                                      \
+        if (k == 1) {                  /* an outer product: chains of one */   \
+            for (ptrdiff_t i = 0; i < m; ++i)                                  \
+                for (ptrdiff_t j = 0; j < n; ++j)                              \
+                    c[i * ldc + j] = MADD(a[i * rs_a], b[j * cs_b], (T)0);     \
+            return;                                                            \
+        }                                                                      \
+        for (ptrdiff_t i = 0; i < m; ++i) {                                    \
+            const T *ai = a + i * rs_a;                                        \
             for (ptrdiff_t j = 0; j < n; ++j) {                                \
+                const T *ap = ai, *bp = b + j * cs_b;                          \
                 T acc = 0;                                                     \
-                for (ptrdiff_t p = 0; p < k; ++p)                              \
-                    acc = MADD(a[i * rs_a + p * cs_a], b[p * rs_b + j * cs_b], acc); \
+                for (ptrdiff_t p = 0; p < k; ++p, ap += cs_a, bp += rs_b)      \
+                    acc = MADD(*ap, *bp, acc);                                 \
                 c[i * ldc + j] = acc;                                          \
             }                                                                  \
+        }                                                                      \
     }
 
 #define NN_MADD_GENERIC(x, y, acc) ((acc) + (x) * (y))
@@ -256,14 +265,16 @@ nn_dgemm_ukr_avx2(ptrdiff_t k, const double *a, ptrdiff_t rs_a, ptrdiff_t cs_a,
 }
 
 
+/* One rounding, as _mm_fmadd_ss; the builtin compiles to a bare vfmadd (the intrinsic
+ * also zeroed the upper lanes of the accumulator each step). */
 NN_TARGET_AVX2 static inline float nn_fma_f32(float x, float y, float acc)
 {
-    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(x), _mm_set_ss(y), _mm_set_ss(acc)));
+    return __builtin_fmaf(x, y, acc);
 }
 
 NN_TARGET_AVX2 static inline double nn_fma_f64(double x, double y, double acc)
 {
-    return _mm_cvtsd_f64(_mm_fmadd_sd(_mm_set_sd(x), _mm_set_sd(y), _mm_set_sd(acc)));
+    return __builtin_fma(x, y, acc);
 }
 
 #define NN_TINY_AVX2(NAME, T, FMA) NN_TARGET_AVX2 NN_TINY(NAME, T, FMA)

@@ -52,27 +52,6 @@ cdef inline Py_ssize_t cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 # ---- serial loops on one strip ----------------------------------------------
 
-cdef extern from "nncore/_kernels/optim_loops.h" nogil:
-    void nn_sgd_f32(Py_ssize_t n, float* param, const float* grad, float* velocity,
-                    float lr, float momentum, float weight_decay, bint nesterov)
-    void nn_sgd_f64(Py_ssize_t n, double* param, const double* grad, double* velocity,
-                    double lr, double momentum, double weight_decay, bint nesterov)
-    void nn_adam_f32(Py_ssize_t n, float* param, const float* grad, float* m, float* v,
-                     float beta1, float one_minus_beta1, float beta2, float one_minus_beta2,
-                     float step_size, float bias_correction2_sqrt, float eps,
-                     float weight_decay)
-    void nn_adam_f64(Py_ssize_t n, double* param, const double* grad, double* m, double* v,
-                     double beta1, double one_minus_beta1, double beta2,
-                     double one_minus_beta2, double step_size, double bias_correction2_sqrt,
-                     double eps, double weight_decay)
-    void nn_rmsprop_f32(Py_ssize_t n, float* param, const float* grad, float* v, float* buf,
-                        float lr, float alpha, float one_minus_alpha, float eps,
-                        float momentum, float weight_decay)
-    void nn_rmsprop_f64(Py_ssize_t n, double* param, const double* grad, double* v,
-                        double* buf, double lr, double alpha, double one_minus_alpha,
-                        double eps, double momentum, double weight_decay)
-
-
 cdef inline void sgd_run(Py_ssize_t n,
                          real* param,            # IN/OUT (n,)
                          const real* grad,       # IN     (n,)
@@ -252,47 +231,3 @@ def rmsprop_step(real[::1] param,        # IN/OUT (n,)
         rmsprop_impl(n, &param[0], &grad[0], &v[0], pb, <real> lr, <real> alpha,
                      <real> (1.0 - alpha), <real> eps, <real> momentum, <real> weight_decay,
                      n_threads)
-
-
-# ---- C-level entry (optim.pxd) ---------------------------------------------------
-
-cdef void sgd_f32(Py_ssize_t n, float* param, const float* grad, float* velocity,
-                  float lr, float momentum, float weight_decay, bint nesterov,
-                  int n_threads) noexcept nogil:
-    sgd_impl(n, param, grad, velocity, lr, momentum, weight_decay, nesterov, n_threads)
-
-
-cdef void sgd_f64(Py_ssize_t n, double* param, const double* grad, double* velocity,
-                  double lr, double momentum, double weight_decay, bint nesterov,
-                  int n_threads) noexcept nogil:
-    sgd_impl(n, param, grad, velocity, lr, momentum, weight_decay, nesterov, n_threads)
-
-
-cdef void adam_f32(Py_ssize_t n, float* param, const float* grad, float* m, float* v,
-                   float beta1, float one_minus_beta1, float beta2, float one_minus_beta2,
-                   float step_size, float bias_correction2_sqrt, float eps,
-                   float weight_decay, int n_threads) noexcept nogil:
-    adam_impl(n, param, grad, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
-              step_size, bias_correction2_sqrt, eps, weight_decay, n_threads)
-
-
-cdef void adam_f64(Py_ssize_t n, double* param, const double* grad, double* m, double* v,
-                   double beta1, double one_minus_beta1, double beta2, double one_minus_beta2,
-                   double step_size, double bias_correction2_sqrt, double eps,
-                   double weight_decay, int n_threads) noexcept nogil:
-    adam_impl(n, param, grad, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
-              step_size, bias_correction2_sqrt, eps, weight_decay, n_threads)
-
-
-cdef void rmsprop_f32(Py_ssize_t n, float* param, const float* grad, float* v, float* buf,
-                      float lr, float alpha, float one_minus_alpha, float eps, float momentum,
-                      float weight_decay, int n_threads) noexcept nogil:
-    rmsprop_impl(n, param, grad, v, buf, lr, alpha, one_minus_alpha, eps, momentum,
-                 weight_decay, n_threads)
-
-
-cdef void rmsprop_f64(Py_ssize_t n, double* param, const double* grad, double* v,
-                      double* buf, double lr, double alpha, double one_minus_alpha, double eps,
-                      double momentum, double weight_decay, int n_threads) noexcept nogil:
-    rmsprop_impl(n, param, grad, v, buf, lr, alpha, one_minus_alpha, eps, momentum,
-                 weight_decay, n_threads)

@@ -36,6 +36,10 @@ Design:
   output is computed by one thread in the serial order, so results are
   bitwise the same for any thread count. Below 2 STEP_FLOPS_PER_THREAD a step
   never opens a region.
+- A small step (small_step: every product at most TINY_MAX_MADDS multiply-adds, one
+  thread) runs grads_small / apply_small instead: the same kernels and loops on whole
+  arrays in the same order, so the same bits, without the parts, barriers and
+  dispatch of a team (a 1-2-1 step on 3 points is ~100 flops).
 - nncore.functional.train_plan validates the model once; the methods only
   check the batch against the plan (O(1)).
 """
@@ -51,14 +55,16 @@ import numpy as np
 
 from nncore._kernels.types cimport real
 from nncore._kernels.blocking cimport STEP_FLOPS_PER_THREAD, TINY_MAX_MADDS
-from nncore._kernels.activation_math cimport softmax_row
+from nncore._kernels.activation_math cimport (softmax_row, softmax_backward_row,
+                                              act_forward_run, act_backward_run)
 from nncore._kernels.codes cimport ACT_SOFTMAX, OPT_SGD, OPT_ADAM, OPT_RMSPROP
 from nncore._kernels.gemm cimport (Epilogue, gemm_part_size, gemm_part_strip,
-                                   gemm_part_threads, sgemm_part, dgemm_part, SPLIT_AUTO,
+                                   gemm_part_threads, sgemm_part, dgemm_part, sgemm_tiny,
+                                   dgemm_tiny, SPLIT_AUTO,
                                    SPLIT_ROWS, SPLIT_COLUMNS)
 from nncore._kernels.losses cimport loss_f32, loss_f64
-from nncore._kernels.optim cimport (sgd_f32, sgd_f64, adam_f32, adam_f64, rmsprop_f32,
-                                    rmsprop_f64)
+from nncore._kernels.optim cimport (nn_sgd_f32, nn_sgd_f64, nn_adam_f32, nn_adam_f64,
+                                    nn_rmsprop_f32, nn_rmsprop_f64)
 from nncore._kernels.dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
                                     grad_z_and_bias_part_f64)
 
@@ -113,6 +119,7 @@ cdef struct Shared:
     int rc           # step status (thread 0 writes it)
     int skip[2]      # batch b skipped (all weights 0): slot b % 2
     int stop         # the run stops before the next batch (thread 0 writes it)
+    bint small       # every step is a small_step (then nt = 1: grads_small runs it)
     double value     # the batch loss
     double* tmax     # (threads,) each thread's max |gradient|
     int* bad         # (threads,) each thread's rows of the batch hold NaN or inf
@@ -169,6 +176,128 @@ cdef Py_ssize_t gemm_buffer_size(const LayerPtrs* layers, int n_layers, Py_ssize
     return (size + 15) // 16 * 16
 
 
+cdef inline int loss_penalty(const LayerPtrs* layers, int n_layers, const Hyper* h,
+                             const real* t, const Py_ssize_t* y, const double* s,
+                             Py_ssize_t n, real* grad_out, double* value) noexcept nogil:
+    """value = loss (+ 1/2 l2 sum ||W||^2, summed in double) and grad_out = dL/da of
+    the last layer. Returns 0, 1 (the loss is not finite) or -10 + the loss kernel's
+    error."""
+    cdef const LayerPtrs* L = &layers[n_layers - 1]
+    cdef const real* w
+    cdef Py_ssize_t l, i, size
+    cdef double acc, penalty = 0
+    cdef int rc
+    value[0] = 0
+    if real is float:
+        rc = loss_f32(h.loss, n, L.n_out, <float*> L.a, t, y, s, grad_out, value, 1)
+    else:
+        rc = loss_f64(h.loss, n, L.n_out, <double*> L.a, t, y, s, grad_out, value, 1)
+    if rc != 0:
+        return -10 + rc
+    if h.l2 != 0:
+        for l in range(n_layers):
+            w = <const real*> layers[l].w
+            size = layers[l].n_in * layers[l].n_out
+            acc = 0
+            for i in range(size):
+                acc += <double> w[i] * <double> w[i]
+            penalty += 0.5 * h.l2 * acc
+        value[0] = value[0] + penalty
+    return 0 if isfinite(value[0]) else 1
+
+
+cdef bint small_step(const LayerPtrs* layers, int n_layers, Py_ssize_t n) noexcept nogil:
+    """Every product of a step of n rows is tiny (the three of a layer have
+    n n_in n_out multiply-adds each): grads_small runs it."""
+    cdef Py_ssize_t l
+    for l in range(n_layers):
+        if n * layers[l].n_in * layers[l].n_out > TINY_MAX_MADDS:
+            return False
+    return True
+
+
+cdef int grads_small(LayerPtrs* layers, int n_layers, const Hyper* h,
+                     const real* x, const real* t, const Py_ssize_t* y, const double* s,
+                     Py_ssize_t n, real* grad_out, Shared* sh) noexcept nogil:
+    """grads_par on one thread (fused) for a small_step, bitwise: the same tiny
+    GEMM loop, activation and loss kernels on whole arrays, and the epilogue's bias
+    add and the bias-gradient sums as plain loops in the same order, without the
+    parts, barriers and dispatch a team needs."""
+    cdef Py_ssize_t l, i, j, size
+    cdef LayerPtrs* L
+    cdef const real* inp = x
+    cdef real* z
+    cdef real* g
+    cdef real* gz
+    cdef real* gw
+    cdef real bj
+    cdef double gmax = 0
+    cdef int rc
+    for l in range(n_layers):                        # z = inp @ W.T + b, a = f(z)
+        L = &layers[l]
+        z = <real*> L.z
+        tiny(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in, z, L.n_out)
+        if L.b != NULL:                              # the epilogue's z[i, j] += b[j]
+            for j in range(L.n_out):
+                bj = (<real*> L.b)[j]
+                for i in range(n):
+                    z[i * L.n_out + j] += bj
+        if L.act == ACT_SOFTMAX:
+            for i in range(n):
+                softmax_row(z + i * L.n_out, <real*> L.a + i * L.n_out, L.n_out)
+        else:
+            act_forward_run(L.act, <real> L.slope, z, <real*> L.a, n * L.n_out)
+        inp = <real*> L.a
+    rc = loss_penalty(layers, n_layers, h, t, y, s, n, grad_out, &sh.value)
+    sh.rc = rc
+    if rc != 0:
+        return rc
+    g = grad_out
+    for l in range(n_layers - 1, -1, -1):            # backward
+        L = &layers[l]
+        inp = x if l == 0 else <real*> layers[l - 1].a
+        gz = <real*> L.gz if L.gz != NULL else g
+        if L.act == ACT_SOFTMAX:
+            for i in range(n):
+                softmax_backward_row(<real*> L.a + i * L.n_out, g + i * L.n_out,
+                                     gz + i * L.n_out, L.n_out)
+        else:
+            act_backward_run(L.act, <real> L.slope, <real*> L.z, <real*> L.a, g, gz,
+                             n * L.n_out)
+        if L.gb != NULL:                             # colsum_add's sums, in row order
+            for j in range(L.n_out):
+                bj = 0
+                for i in range(n):
+                    bj = bj + gz[i * L.n_out + j]
+                (<real*> L.gb)[j] = bj
+        tiny(L.n_out, L.n_in, n, gz, 1, L.n_out, inp, L.n_in, 1, <real*> L.gw, L.n_in)
+        if l > 0:
+            tiny(n, L.n_in, L.n_out, gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
+                 <real*> L.gx, L.n_in)
+            g = <real*> L.gx
+    for l in range(n_layers):                        # grad_W += l2 W; G = max |grad|
+        L = &layers[l]
+        gw = <real*> L.gw
+        size = L.n_in * L.n_out
+        if h.l2 != 0:
+            add_l2_stretch(gw, <real*> L.w, 0, size, h.l2)
+        gmax = fmax(gmax, absmax(gw, size))
+        if L.b != NULL:
+            gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
+    sh.tmax[0] = gmax
+    return 0
+
+
+cdef inline void tiny(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
+                      const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
+                      real* c, Py_ssize_t ldc) noexcept nogil:
+    if real is float:
+        sgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
+    else:
+        dgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
+
+
 cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
                    const real* x, const real* t, const Py_ssize_t* y, const double* s,
                    Py_ssize_t n, real* grad_out, Shared* sh, int tid, int nt,
@@ -178,7 +307,7 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
     0, 1 (the loss is not finite: the gradients are not formed) or < 0 on error;
     sh.value: the loss. fused: each thread also leaves in sh.tmax[tid] the max |g|
     of the weight-gradient block it computed (the apply phase's check)."""
-    cdef Py_ssize_t l, i, size, lo, hi, r, r0, r1, c0, c1
+    cdef Py_ssize_t l, i, lo, hi, r, r0, r1, c0, c1
     cdef LayerPtrs* L
     cdef const real* inp
     cdef real* g
@@ -188,7 +317,7 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
     cdef real* buf = <real*> sh.gbuf + tid * sh.gbuf_size
     cdef Epilogue ep
     cdef int rc, p
-    cdef double acc, penalty = 0, gmax = 0, value = 0
+    cdef double gmax = 0
     cdef real zero = 0
 
     # forward: z = inp @ W.T + b, a = f(z)
@@ -209,24 +338,8 @@ cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
         sync(sh, nt)
         inp = <real*> L.a
 
-    # loss and penalty (thread 0)
     if tid == 0:
-        L = &layers[n_layers - 1]
-        if real is float:
-            rc = loss_f32(h.loss, n, L.n_out, <float*> L.a, t, y, s, grad_out, &value, 1)
-        else:
-            rc = loss_f64(h.loss, n, L.n_out, <double*> L.a, t, y, s, grad_out, &value, 1)
-        if rc == 0 and h.l2 != 0:
-            for l in range(n_layers):
-                w = <real*> layers[l].w
-                size = layers[l].n_in * layers[l].n_out
-                acc = 0
-                for i in range(size):
-                    acc += <double> w[i] * <double> w[i]
-                penalty += 0.5 * h.l2 * acc
-            value = value + penalty
-        sh.value = value
-        sh.rc = -10 + rc if rc != 0 else (0 if isfinite(value) else 1)
+        sh.rc = loss_penalty(layers, n_layers, h, t, y, s, n, grad_out, &sh.value)
     sync(sh, nt)
     rc = sh.rc
     if rc != 0:
@@ -292,7 +405,6 @@ cdef int apply_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Py_ss
     cdef double gmax = 0
     cdef int rc
     cdef real zero = tag
-    cdef Bounds nb
     if not fused:
         for l in range(n_layers):
             L = &layers[l]
@@ -307,25 +419,7 @@ cdef int apply_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Py_ss
         gmax = sh.tmax[0]
         for r in range(1, nt):
             gmax = fmax(gmax, sh.tmax[r])
-        step[0] += 1                                 # this update's step count
-        if h.optimizer == OPT_ADAM:                  # Adam's bias corrections of step t
-            h.step_size = h.lr / (1 - pow(h.beta1, <double> step[0]))
-            h.bc2_sqrt = sqrt(1 - pow(h.beta2, <double> step[0]))
-        if not isfinite(gmax):
-            sh.rc = 2
-        else:
-            if not bnd.known:
-                exact_bounds(layers, n_layers, h, bnd, zero)
-            if next_bounds(h, gmax, bnd, &nb, zero):
-                bnd[0] = nb
-                sh.rc = 0
-            elif dry_run(layers, n_layers, h, zero):
-                bnd.known = False
-                sh.rc = 0
-            else:
-                sh.rc = 2
-        if sh.rc != 0:
-            step[0] -= 1                             # nothing was updated
+        sh.rc = apply_decide(layers, n_layers, h, bnd, gmax, step, zero)
     sync(sh, nt)
     rc = sh.rc
     if rc != 0:
@@ -342,6 +436,51 @@ cdef int apply_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Py_ss
                                h, h.weight_decay, zero)
         if L.b != NULL and tid == 0:
             update_stretch(L.b, L.gb, L.s1b, L.s2b, 0, L.n_out, h, 0.0, zero)
+    return 0
+
+
+cdef int apply_decide(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, double gmax,
+                      long* step, real tag) noexcept nogil:
+    """Whether the update of gradients with G = max |g| = gmax goes ahead (0) or
+    not (2), and its step count and Adam's bias corrections (thread 0): G finite
+    and the bounds after it below LIMIT, or else a dry run that stays finite."""
+    cdef Bounds nb
+    cdef int rc = 0
+    step[0] += 1                                     # this update's step count
+    if h.optimizer == OPT_ADAM:                      # Adam's bias corrections of step t
+        h.step_size = h.lr / (1 - pow(h.beta1, <double> step[0]))
+        h.bc2_sqrt = sqrt(1 - pow(h.beta2, <double> step[0]))
+    if not isfinite(gmax):
+        rc = 2
+    else:
+        if not bnd.known:
+            exact_bounds(layers, n_layers, h, bnd, tag)
+        if next_bounds(h, gmax, bnd, &nb, tag):
+            bnd[0] = nb
+        elif dry_run(layers, n_layers, h, tag):
+            bnd.known = False
+        else:
+            rc = 2
+    if rc != 0:
+        step[0] -= 1                                 # nothing was updated
+    return rc
+
+
+cdef int apply_small(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, long* step,
+                     Shared* sh, real tag) noexcept nogil:
+    """apply_par on one thread after grads_small (G in sh.tmax[0]): each parameter
+    in one stretch, as thread 0 alone takes it there."""
+    cdef Py_ssize_t l
+    cdef LayerPtrs* L
+    cdef int rc = apply_decide(layers, n_layers, h, bnd, sh.tmax[0], step, tag)
+    sh.rc = rc
+    if rc != 0:
+        return rc
+    for l in range(n_layers):
+        L = &layers[l]
+        update(L.w, L.gw, L.s1w, L.s2w, L.n_in * L.n_out, h, h.weight_decay, tag)
+        if L.b != NULL:
+            update(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, tag)
     return 0
 
 
@@ -545,29 +684,29 @@ cdef inline void update(void* p, void* g, void* s1, void* s2, Py_ssize_t size,
     """The optimizer update of size elements, on this thread (the caller splits)."""
     if h.optimizer == OPT_SGD:
         if real is float:
-            sgd_f32(size, <float*> p, <float*> g, <float*> s1, <float> h.lr, <float> h.momentum,
-                    <float> weight_decay, h.nesterov, 1)
+            nn_sgd_f32(size, <float*> p, <float*> g, <float*> s1, <float> h.lr,
+                       <float> h.momentum, <float> weight_decay, h.nesterov)
         else:
-            sgd_f64(size, <double*> p, <double*> g, <double*> s1, h.lr, h.momentum,
-                    weight_decay, h.nesterov, 1)
+            nn_sgd_f64(size, <double*> p, <double*> g, <double*> s1, h.lr, h.momentum,
+                       weight_decay, h.nesterov)
     elif h.optimizer == OPT_RMSPROP:
         if real is float:
-            rmsprop_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2, <float> h.lr,
-                        <float> h.alpha, <float> (1.0 - h.alpha), <float> h.eps,
-                        <float> h.momentum, <float> weight_decay, 1)
+            nn_rmsprop_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2,
+                           <float> h.lr, <float> h.alpha, <float> (1.0 - h.alpha),
+                           <float> h.eps, <float> h.momentum, <float> weight_decay)
         else:
-            rmsprop_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2, h.lr,
-                        h.alpha, 1.0 - h.alpha, h.eps, h.momentum, weight_decay, 1)
+            nn_rmsprop_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2, h.lr,
+                           h.alpha, 1.0 - h.alpha, h.eps, h.momentum, weight_decay)
     else:
         if real is float:
-            adam_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2,
-                     <float> h.beta1, <float> (1.0 - h.beta1), <float> h.beta2,
-                     <float> (1.0 - h.beta2), <float> h.step_size, <float> h.bc2_sqrt,
-                     <float> h.eps, <float> weight_decay, 1)
+            nn_adam_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2,
+                        <float> h.beta1, <float> (1.0 - h.beta1), <float> h.beta2,
+                        <float> (1.0 - h.beta2), <float> h.step_size, <float> h.bc2_sqrt,
+                        <float> h.eps, <float> weight_decay)
         else:
-            adam_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2,
-                     h.beta1, 1.0 - h.beta1, h.beta2, 1.0 - h.beta2, h.step_size,
-                     h.bc2_sqrt, h.eps, weight_decay, 1)
+            nn_adam_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2,
+                        h.beta1, 1.0 - h.beta1, h.beta2, 1.0 - h.beta2, h.step_size,
+                        h.bc2_sqrt, h.eps, weight_decay)
 
 
 cdef inline double accuracy_frac(const real* o, const real* t, const Py_ssize_t* y,
@@ -698,10 +837,16 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
                 return 4                             # (set once: the run stops here)
     if sh.skip[b & 1]:
         return 3
-    rc = grads_par(layers, n_layers, h, x, t, y, d.scale, nb, <real*> d.grad_out,
-                   sh, tid, nt, mode == RUN_STEP)
+    if sh.small:
+        rc = grads_small(layers, n_layers, h, x, t, y, d.scale, nb, <real*> d.grad_out, sh)
+    else:
+        rc = grads_par(layers, n_layers, h, x, t, y, d.scale, nb, <real*> d.grad_out,
+                       sh, tid, nt, mode == RUN_STEP)
     if rc == 0 and mode == RUN_STEP:
-        rc = apply_par(layers, n_layers, h, bnd, nb, step, sh, tid, nt, True, tag)
+        if sh.small:
+            rc = apply_small(layers, n_layers, h, bnd, step, sh, tag)
+        else:
+            rc = apply_par(layers, n_layers, h, bnd, nb, step, sh, tid, nt, True, tag)
     if tid == 0 and rc == 0 and d.accuracy:
         frac[0] = accuracy_frac(<const real*> layers[n_layers - 1].a, t, y, nb, d.k)
     return rc
@@ -786,6 +931,7 @@ cdef inline void shared_start(Shared* sh, char* raw, int nt,
     sh.rc = 0
     sh.skip[0] = sh.skip[1] = False
     sh.stop = False
+    sh.small = False
     sh.value = 0
     nn_barrier_init(&sh.bar)
 
@@ -917,18 +1063,14 @@ cdef class StepPlan:
         cdef Hyper* h = &self.h
         cdef Bounds* bnd = &self.bnd
         cdef char* raw
-        cdef Py_ssize_t quanta = (step_flops(layers, n_layers, rows)
-                                  + STEP_FLOPS_PER_THREAD - 1) // STEP_FLOPS_PER_THREAD
-        if nt < 1 or quanta < 2:
-            nt = 1
-        elif nt > quanta:
-            nt = <int> quanta
+        nt = self.team(rows, nt)
         sh.gbuf_size = (gemm_buffer_size(layers, n_layers, rows, f64)
                         if run.mode != RUN_APPLY else 0)
         raw = <char*> malloc(shared_bytes(nt, sh.gbuf_size, itemsize))
         if raw == NULL:
             raise MemoryError("nncore: cannot allocate GEMM packing buffers")
         shared_start(&sh, raw, nt, itemsize)
+        sh.small = nt == 1 and small_step(layers, n_layers, rows)
         bnd.known = False                          # Python may have changed the arrays
         with nogil:
             if nt == 1:
@@ -1339,6 +1481,13 @@ cdef class StepPlan:
         if nt < 1 or quanta < 2:
             return 1
         return <int> quanta if nt > quanta else nt
+
+
+def runs_small(StepPlan plan, Py_ssize_t rows, int n_threads):
+    """True when plan's steps of at most `rows` rows, asked for n_threads, run on one
+    thread through grads_small / apply_small (bitwise the team path's result)."""
+    return (plan.team(rows, n_threads if NN_OPENMP_ENABLED else 1) == 1
+            and small_step(plan.layers, plan.n_layers, rows))
 
 
 cdef int shards_par(LayerPtrs* copies, int n_layers, Hyper* h, Bounds* bnd, Batches* d,

@@ -298,3 +298,42 @@ def test_run_checks_the_rows_of_its_first_epochs(backend, threads, shuffled):
     _, before = run(0, max_batches=bad_batch)
     for p, p0, q in zip(params, params0, before):
         assert np.array_equal(p, q) and np.array_equal(p0, q)
+
+
+def small_trained(loss, acts, opt, dtype, fused, **fit):
+    """trained() on a network whose every product of a batch of 5 has at most 60
+    multiply-adds: the compiled plan runs it through grads_small / apply_small."""
+    X, y = data(loss)
+    model = nn.Sequential([nn.Dense(2, 4, acts[0]), nn.Dense(4, 3, "relu", bias=False),
+                           nn.Dense(3, 3, acts[1])], seed=0, dtype=dtype, l2=1e-3)
+    run = model.fit if fused else lambda *a, **k: layerwise.fit(model, *a, **k)
+    history = run(X, y, loss=loss, optimizer=OPTIMIZERS[opt](), epochs=2, batch_size=5, **fit)
+    return model, history
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("loss, first, last", CASES)
+def test_small_network_fused_equals_layer_by_layer(dtype, opt, loss, first, last):
+    weights = np.linspace(0, 1, 150)
+    a, ha = small_trained(loss, (first, last), opt, dtype, True, sample_weight=weights)
+    b, hb = small_trained(loss, (first, last), opt, dtype, False, sample_weight=weights)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert np.array_equal(p, q)
+    assert ha["loss"] == hb["loss"]
+
+
+def test_small_path_is_taken_only_for_small_steps():
+    from nncore._kernels import train
+    small = nn.Sequential([nn.Dense(2, 4), nn.Dense(4, 3, "relu", bias=False),
+                           nn.Dense(3, 3)], seed=0)
+    big = nn.MLP([2, 20, 3], seed=0)
+    plans = {}
+    for name, model in (("small", small), ("big", big)):
+        model.train_step(np.zeros((5, 2)), [0, 1, 2, 0, 1], "softmax_cross_entropy",
+                         nn.optim.SGD(lr=0.1))
+        plans[name] = model._plan_cache[1]
+    assert train.runs_small(plans["small"], 5, 2)
+    assert train.runs_small(plans["small"], 21, 2)        # 21 x 4 x 3 = 252 madds
+    assert not train.runs_small(plans["small"], 22, 2)    # 264 > TINY_MAX_MADDS
+    assert not train.runs_small(plans["big"], 5, 2)        # 5 x 20 x 3 = 300
