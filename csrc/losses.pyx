@@ -38,6 +38,10 @@ cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
 
+cdef enum:
+    STACK_K = 64        # softmax scratch on the stack up to this many classes (1 thread)
+
+
 cdef inline double mse_row(Py_ssize_t k, const real* o, const real* t,  # IN
                            double s, real* g) noexcept nogil:         # OUT
     """l = 1/2 sum_j (o_j - t_j)^2;  g_j = s (o_j - t_j)."""
@@ -128,13 +132,15 @@ cdef int loss_impl(int code, Py_ssize_t n, Py_ssize_t k,
                    real* g,                 # OUT (n, k)
                    double* value,           # OUT L = sum_i s_i l_i
                    int n_threads) noexcept nogil:
-    """Rows (in parallel above the threshold) into row_loss, then a serial sum.
-    Returns 0; -1 when the scratch buffers cannot be allocated; -2 when a label
+    """Rows (in parallel above the threshold) into row_loss, then a serial sum; on
+    one thread the sum is kept as the rows go (the same value) and nothing is
+    allocated unless softmax needs more than STACK_K of scratch. Returns 0; -1 when the scratch buffers cannot be allocated; -2 when a label
     is outside [0, k) (nothing written: functional refuses these first)."""
     cdef Py_ssize_t i, nt, tid
     cdef double total = 0
     cdef double* row_loss
     cdef double* e
+    cdef double e_stack[STACK_K]
     if y != NULL:
         for i in range(n):
             if y[i] < 0 or y[i] >= k:
@@ -146,24 +152,28 @@ cdef int loss_impl(int code, Py_ssize_t n, Py_ssize_t k,
         nt = n
     if nt < 1:
         nt = 1
+    if nt == 1:                             # the same sum in row order, no row_loss
+        e = e_stack
+        if code == LOSS_SOFTMAX_CROSS_ENTROPY and k > STACK_K:
+            e = <double*> malloc(k * sizeof(double))
+            if e == NULL:
+                return -1
+        for i in range(n):
+            total += s[i] * loss_row(code, k, o + i * k, t + i * k if t != NULL else NULL,
+                                     y[i] if y != NULL else 0, s[i], g + i * k, e)
+        if e != e_stack:
+            free(e)
+        value[0] = total
+        return 0
     row_loss = <double*> malloc((n + nt * k) * sizeof(double))
     if row_loss == NULL:
         return -1
     e = row_loss + n                        # softmax scratch, k per thread
-
-    if nt == 1:
-        for i in range(n):
-            row_loss[i] = s[i] * loss_row(code, k, o + i * k,
-                                          t + i * k if t != NULL else NULL,
-                                          y[i] if y != NULL else 0,
-                                          s[i], g + i * k, e)
-    else:
-        for i in prange(n, num_threads=nt, schedule='static'):
-            tid = threadid()
-            row_loss[i] = s[i] * loss_row(code, k, o + i * k,
-                                          t + i * k if t != NULL else NULL,
-                                          y[i] if y != NULL else 0,
-                                          s[i], g + i * k, e + tid * k)
+    for i in prange(n, num_threads=nt, schedule='static'):
+        tid = threadid()
+        row_loss[i] = s[i] * loss_row(code, k, o + i * k, t + i * k if t != NULL else NULL,
+                                      y[i] if y != NULL else 0, s[i], g + i * k,
+                                      e + tid * k)
     for i in range(n):                      # fixed order: same for any n_threads
         total += row_loss[i]
     free(row_loss)
