@@ -9,10 +9,11 @@
  * smallest normal (x < -87.3 float, -708.3 double) the result is 0. Within
  * ~2 ulp of the correctly rounded sigmoid.
  *
- * Every element goes through the same vector arithmetic (a short tail is
- * padded into a full vector), so a result does not depend on how an array is
- * cut into runs -- nor, therefore, on the thread count. Without AVX2+FMA (or
- * with NNCORE_SIMD=generic) the scalar libm formula runs instead.
+ * Every element goes through the same vector arithmetic (a short tail is a
+ * masked load, padded with 0, and a masked store), so a result does not depend
+ * on how an array is cut into runs -- nor, therefore, on the thread count.
+ * Without AVX2+FMA (or with NNCORE_SIMD=generic) the scalar libm formula runs
+ * instead.
  */
 #ifndef NNCORE_VMATH_H
 #define NNCORE_VMATH_H
@@ -85,11 +86,10 @@ nn_sigmoid_f32_avx2(const float *z, float *a, ptrdiff_t n)
     ptrdiff_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(a + i, nn_sigmoid_ps(_mm256_loadu_ps(z + i)));
-    if (i < n) {
-        float buf[8] = {0};
-        memcpy(buf, z + i, (size_t)(n - i) * sizeof(float));
-        _mm256_storeu_ps(buf, nn_sigmoid_ps(_mm256_loadu_ps(buf)));
-        memcpy(a + i, buf, (size_t)(n - i) * sizeof(float));
+    if (i < n) {                  /* the tail: masked lanes load as 0, are not stored */
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i)),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        _mm256_maskstore_ps(a + i, mask, nn_sigmoid_ps(_mm256_maskload_ps(z + i, mask)));
     }
 }
 
@@ -136,11 +136,10 @@ nn_sigmoid_f64_avx2(const double *z, double *a, ptrdiff_t n)
     ptrdiff_t i = 0;
     for (; i + 4 <= n; i += 4)
         _mm256_storeu_pd(a + i, nn_sigmoid_pd(_mm256_loadu_pd(z + i)));
-    if (i < n) {
-        double buf[4] = {0};
-        memcpy(buf, z + i, (size_t)(n - i) * sizeof(double));
-        _mm256_storeu_pd(buf, nn_sigmoid_pd(_mm256_loadu_pd(buf)));
-        memcpy(a + i, buf, (size_t)(n - i) * sizeof(double));
+    if (i < n) {                  /* the tail: masked lanes load as 0, are not stored */
+        __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(n - i)),
+                                          _mm256_setr_epi64x(0, 1, 2, 3));
+        _mm256_maskstore_pd(a + i, mask, nn_sigmoid_pd(_mm256_maskload_pd(z + i, mask)));
     }
 }
 
