@@ -114,7 +114,8 @@ import numpy as np
 from nncore import functional as F
 rng = np.random.default_rng(0)
 for dt in (np.float32, np.float64):
-    for k, n in ((1, 2), (2, 1), (3, 7), (16, 3)):
+    # k = 1 (an outer product): rows of n < 8 and n >= 8 take different loops
+    for k, n in ((1, 2), (1, 7), (1, 8), (1, 16), (2, 1), (3, 7), (16, 3)):
         a = rng.standard_normal((300, k)).astype(dt)
         b = rng.standard_normal((k, n)).astype(dt)
         w = np.ascontiguousarray(b.T)
