@@ -34,22 +34,35 @@ def data(loss):
     return X, (Y if loss == "mse" else (Y > 0).astype(float))
 
 
-def trained(loss, acts, opt, dtype, fused, **fit):
+def trained(loss, acts, opt, dtype, fused, hidden=(20, 12), batch_size=16, epochs=3, **fit):
+    """A 2-h1-h2-3 network (the middle layer relu without bias) trained by the compiled
+    fit (fused) or layer by layer."""
     X, y = data(loss)
-    model = nn.Sequential([nn.Dense(2, 20, acts[0]), nn.Dense(20, 12, "relu", bias=False),
-                           nn.Dense(12, 3, acts[1])], seed=0, dtype=dtype, l2=1e-3)
+    h1, h2 = hidden
+    model = nn.Sequential([nn.Dense(2, h1, acts[0]), nn.Dense(h1, h2, "relu", bias=False),
+                           nn.Dense(h2, 3, acts[1])], seed=0, dtype=dtype, l2=1e-3)
     run = model.fit if fused else lambda *a, **k: layerwise.fit(model, *a, **k)
-    history = run(X, y, loss=loss, optimizer=OPTIMIZERS[opt](), epochs=3, batch_size=16, **fit)
+    history = run(X, y, loss=loss, optimizer=OPTIMIZERS[opt](), epochs=epochs,
+                  batch_size=batch_size, **fit)
     return model, history
+
+
+# 2-20-12-3 in batches of 16 runs the team path; 2-4-3-3 in batches of 5 (every product
+# at most 60 multiply-adds) runs grads_small / apply_small.
+NETWORKS = {"team": dict(hidden=(20, 12), batch_size=16, epochs=3),
+            "small": dict(hidden=(4, 3), batch_size=5, epochs=2)}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("loss, first, last", CASES)
-def test_fused_equals_layer_by_layer(dtype, opt, loss, first, last):
+@pytest.mark.parametrize("net", sorted(NETWORKS))
+def test_fused_equals_layer_by_layer(net, dtype, opt, loss, first, last):
     weights = np.linspace(0, 1, 150)
-    a, ha = trained(loss, (first, last), opt, dtype, True, sample_weight=weights)
-    b, hb = trained(loss, (first, last), opt, dtype, False, sample_weight=weights)
+    a, ha = trained(loss, (first, last), opt, dtype, True, sample_weight=weights,
+                    **NETWORKS[net])
+    b, hb = trained(loss, (first, last), opt, dtype, False, sample_weight=weights,
+                    **NETWORKS[net])
     for p, q in zip(a.parameters(), b.parameters()):
         assert np.array_equal(p, q)
     assert ha["loss"] == hb["loss"]
@@ -298,29 +311,6 @@ def test_run_checks_the_rows_of_its_first_epochs(backend, threads, shuffled):
     _, before = run(0, max_batches=bad_batch)
     for p, p0, q in zip(params, params0, before):
         assert np.array_equal(p, q) and np.array_equal(p0, q)
-
-
-def small_trained(loss, acts, opt, dtype, fused, **fit):
-    """trained() on a network whose every product of a batch of 5 has at most 60
-    multiply-adds: the compiled plan runs it through grads_small / apply_small."""
-    X, y = data(loss)
-    model = nn.Sequential([nn.Dense(2, 4, acts[0]), nn.Dense(4, 3, "relu", bias=False),
-                           nn.Dense(3, 3, acts[1])], seed=0, dtype=dtype, l2=1e-3)
-    run = model.fit if fused else lambda *a, **k: layerwise.fit(model, *a, **k)
-    history = run(X, y, loss=loss, optimizer=OPTIMIZERS[opt](), epochs=2, batch_size=5, **fit)
-    return model, history
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("loss, first, last", CASES)
-def test_small_network_fused_equals_layer_by_layer(dtype, opt, loss, first, last):
-    weights = np.linspace(0, 1, 150)
-    a, ha = small_trained(loss, (first, last), opt, dtype, True, sample_weight=weights)
-    b, hb = small_trained(loss, (first, last), opt, dtype, False, sample_weight=weights)
-    for p, q in zip(a.parameters(), b.parameters()):
-        assert np.array_equal(p, q)
-    assert ha["loss"] == hb["loss"]
 
 
 def test_small_path_is_taken_only_for_small_steps():
