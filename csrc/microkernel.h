@@ -106,12 +106,10 @@ typedef void (*nn_dtiny_t)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *
  * product (k = 1) with rows of at least 8 is the exception: its rows vectorize (a
  * 1-16-1 network on 16 points lost ~5% without it; not inlined, so that it keeps
  * its vector loop). */
-#ifndef NN_SCALAR_LOOPS
 #if defined(__GNUC__) && !defined(__clang__)
 #define NN_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
 #else
 #define NN_SCALAR_LOOPS
-#endif
 #endif
 
 #define NN_TINY(NAME, T, MADD, ATTR)                                           \
