@@ -112,14 +112,18 @@ typedef void (*nn_dtiny_t)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *
 #define NN_SCALAR_LOOPS
 #endif
 
+/* k = 1: C = a b^T, chains of one */
+#define NN_TINY_OUTER(T, MADD)                                                 \
+    for (ptrdiff_t i = 0; i < m; ++i)                                          \
+        for (ptrdiff_t j = 0; j < n; ++j)                                      \
+            c[i * ldc + j] = MADD(a[i * rs_a], b[j * cs_b], (T)0)
+
 #define NN_TINY(NAME, T, MADD, ATTR)                                           \
     ATTR __attribute__((noinline)) static void                                 \
     NAME##_outer(ptrdiff_t m, ptrdiff_t n, const T *a, ptrdiff_t rs_a,         \
                  const T *b, ptrdiff_t cs_b, T *c, ptrdiff_t ldc)              \
-    {                                  /* k = 1: chains of one */              \
-        for (ptrdiff_t i = 0; i < m; ++i)                                      \
-            for (ptrdiff_t j = 0; j < n; ++j)                                  \
-                c[i * ldc + j] = MADD(a[i * rs_a], b[j * cs_b], (T)0);         \
+    {                                                                          \
+        NN_TINY_OUTER(T, MADD);                                                \
     }                                                                          \
     ATTR NN_SCALAR_LOOPS static void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, \
                      const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const T *b,   \
@@ -129,9 +133,7 @@ typedef void (*nn_dtiny_t)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *
             if (n >= 8)                                                        \
                 NAME##_outer(m, n, a, rs_a, b, cs_b, c, ldc);                  \
             else                                                               \
-                for (ptrdiff_t i = 0; i < m; ++i)                              \
-                    for (ptrdiff_t j = 0; j < n; ++j)                          \
-                        c[i * ldc + j] = MADD(a[i * rs_a], b[j * cs_b], (T)0); \
+                NN_TINY_OUTER(T, MADD);                                        \
             return;                                                            \
         }                                                                      \
         for (ptrdiff_t i = 0; i < m; ++i) {                                    \
