@@ -1,7 +1,7 @@
 # Activation maths shared by the activation kernels, the fused GEMM epilogue,
 # the dense backward pass and the fused training step: the elementwise loops
 # are C (elementwise.h, vmath.h), one loop per activation so the switch stays
-# outside the hot loop; softmax rows are written here. Codes: codes.pxd.
+# outside the hot loop, and so are the softmax rows. Codes: codes.pxd.
 #
 #   identity  f(z) = z                          f' = 1
 #   step      f(z) = 1 if z > 0 else 0          f' = 0 (everywhere, by convention)
@@ -12,19 +12,11 @@
 #   softplus  f(z) = log(1 + exp(z))            f' = sigmoid(z)
 #   softmax   a_j = exp(z_j - max z) / sum_k exp(z_k - max z), per row;
 #             grad_z_j = a_j (grad_a_j - sum_k grad_a_k a_k)
-from libc.math cimport exp, expf
 from nncore._kernels.types cimport real
 
 cdef extern from "nncore/_kernels/vmath.h" nogil:
     void nn_sigmoid_f32(const float* z, float* a, Py_ssize_t n)
     void nn_sigmoid_f64(const double* z, double* a, Py_ssize_t n)
-
-
-cdef inline real r_exp(real x) noexcept nogil:
-    if real is float:
-        return expf(x)
-    else:
-        return exp(x)
 
 
 cdef extern from "nncore/_kernels/elementwise.h" nogil:
@@ -43,6 +35,12 @@ cdef extern from "nncore/_kernels/elementwise.h" nogil:
                            float* colsum)
     void nn_colsum_add_f64(const double* x, Py_ssize_t ld, Py_ssize_t rows, Py_ssize_t cols,
                            double* colsum)
+    void nn_softmax_row_f32(const float* z, float* a, Py_ssize_t n)
+    void nn_softmax_row_f64(const double* z, double* a, Py_ssize_t n)
+    void nn_softmax_backward_row_f32(const float* a, const float* grad_a, float* grad_z,
+                                     Py_ssize_t n)
+    void nn_softmax_backward_row_f64(const double* a, const double* grad_a,
+                                     double* grad_z, Py_ssize_t n)
 
 
 cdef inline void act_forward_run(int code, real slope, const real* z, real* a,
@@ -76,23 +74,15 @@ cdef inline void colsum_add(const real* x, Py_ssize_t ld, Py_ssize_t rows, Py_ss
 
 
 cdef inline void softmax_row(const real* z, real* a, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef real zmax = z[0], s = 0
-    for j in range(1, n):
-        if z[j] > zmax:
-            zmax = z[j]
-    for j in range(n):
-        a[j] = r_exp(z[j] - zmax)
-        s = s + a[j]
-    for j in range(n):
-        a[j] = a[j] / s
+    if real is float:
+        nn_softmax_row_f32(z, a, n)
+    else:
+        nn_softmax_row_f64(z, a, n)
 
 
 cdef inline void softmax_backward_row(const real* a, const real* grad_a,
                                       real* grad_z, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef real dot = 0
-    for j in range(n):
-        dot = dot + grad_a[j] * a[j]
-    for j in range(n):
-        grad_z[j] = a[j] * (grad_a[j] - dot)
+    if real is float:
+        nn_softmax_backward_row_f32(a, grad_a, grad_z, n)
+    else:
+        nn_softmax_backward_row_f64(a, grad_a, grad_z, n)

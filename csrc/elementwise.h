@@ -4,8 +4,8 @@
  * Written here rather than in Cython so that each loop is a small function of
  * its own: the compiler if-converts and vectorizes it (with a run-time overlap
  * check, grad_z may be grad_a), which it does not do once Cython has inlined
- * the loop into an OpenMP region. Codes from codes.h; softmax is not
- * elementwise and is not handled here.
+ * the loop into an OpenMP region. Codes from codes.h; softmax, not elementwise,
+ * has its own row functions at the end.
  *
  *   identity 1, step 0, sigmoid a (1 - a), tanh 1 - a^2,
  *   relu 1[z > 0], leaky_relu 1 or slope, softplus sigmoid(z)
@@ -104,5 +104,28 @@ NN_ACT_BACKWARD(nn_act_backward_f64, double, nn_sigmoid1_f64)
 
 NN_COLSUM(nn_colsum_add_f32, float)
 NN_COLSUM(nn_colsum_add_f64, double)
+
+/* softmax of one row of n (n >= 1): a_j = exp(z_j - max z) / sum_k exp(z_k - max z),
+ * the sum in column order; a may equal z. Backward: grad_z_j = a_j (grad_a_j - dot),
+ * dot = sum_k grad_a_k a_k. */
+#define NN_SOFTMAX_ROWS(SUF, T, EXP)                                                 \
+    static inline void nn_softmax_row_##SUF(const T *z, T *a, ptrdiff_t n)           \
+    {                                                                                \
+        T zmax = z[0], s = 0;                                                        \
+        for (ptrdiff_t j = 1; j < n; ++j)                                            \
+            if (z[j] > zmax) zmax = z[j];                                            \
+        for (ptrdiff_t j = 0; j < n; ++j) { a[j] = EXP(z[j] - zmax); s = s + a[j]; } \
+        for (ptrdiff_t j = 0; j < n; ++j) a[j] = a[j] / s;                           \
+    }                                                                                \
+    static inline void nn_softmax_backward_row_##SUF(const T *a, const T *grad_a,    \
+                                                     T *grad_z, ptrdiff_t n)         \
+    {                                                                                \
+        T dot = 0;                                                                   \
+        for (ptrdiff_t j = 0; j < n; ++j) dot = dot + grad_a[j] * a[j];              \
+        for (ptrdiff_t j = 0; j < n; ++j) grad_z[j] = a[j] * (grad_a[j] - dot);      \
+    }
+
+NN_SOFTMAX_ROWS(f32, float, expf)
+NN_SOFTMAX_ROWS(f64, double, exp)
 
 #endif

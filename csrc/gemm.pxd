@@ -77,13 +77,3 @@ cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      double* c, Py_ssize_t ldc, const Epilogue* ep,
                      int t, int nt, int orient, double* buf) noexcept nogil
 
-# C = op(A) @ op(B) (alpha 1, beta 0) for m * n * k <= TINY_MAX_MADDS, no epilogue: the
-# plain loop gemm's tiny path runs (bitwise its result), called directly.
-cdef void sgemm_tiny(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                     const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                     const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                     float* c, Py_ssize_t ldc) noexcept nogil
-cdef void dgemm_tiny(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                     const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                     const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                     double* c, Py_ssize_t ldc) noexcept nogil

@@ -584,20 +584,6 @@ cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                     buf, NULL)
 
 
-cdef void sgemm_tiny(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                     const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                     const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                     float* c, Py_ssize_t ldc) noexcept nogil:
-    nn_sgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
-
-
-cdef void dgemm_tiny(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                     const double* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                     const double* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                     double* c, Py_ssize_t ldc) noexcept nogil:
-    nn_dgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
-
-
 cdef int sgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
                const float* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
                const float* b, Py_ssize_t rs_b, Py_ssize_t cs_b,

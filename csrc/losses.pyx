@@ -1,10 +1,10 @@
 """Loss kernels: the value of a loss over a batch and its gradient, in one pass.
 
 Design:
-- output (N, K) is row-major. Each loss has a per-row worker
-  `cdef ... noexcept nogil` that reads row i, writes the whole gradient row
-  grad[i, :] (never reading it: grad may come from np.empty) and returns the
-  row's loss l_i.
+- output (N, K) is row-major. Each loss has a per-row worker in C
+  (loss_rows.h, shared with the small training step) that reads row i, writes
+  the whole gradient row grad[i, :] (never reading it: grad may come from
+  np.empty) and returns the row's loss l_i.
 - Weights come in as s (N,) float64: s_i = 1/N, or w_i / sum(w) with sample
   weights (nncore.functional computes them). grad[i, :] = s_i dl_i/do_i and
   L = sum_i s_i l_i.
@@ -26,7 +26,6 @@ Design:
   nncore.functional validates every argument before calling them.
 """
 from libc.stdlib cimport malloc, free
-from libc.math cimport exp, log, log1p, fabs
 from cython.parallel cimport prange, threadid
 
 from nncore._kernels.types cimport real
@@ -42,86 +41,20 @@ cdef enum:
     STACK_K = 64        # softmax scratch on the stack up to this many classes (1 thread)
 
 
-cdef inline double mse_row(Py_ssize_t k, const real* o, const real* t,  # IN
-                           double s, real* g) noexcept nogil:         # OUT
-    """l = 1/2 sum_j (o_j - t_j)^2;  g_j = s (o_j - t_j)."""
-    cdef Py_ssize_t j
-    cdef double d, acc = 0
-    for j in range(k):
-        d = <double> o[j] - <double> t[j]
-        acc += d * d
-        g[j] = <real> (d * s)
-    return 0.5 * acc
-
-
-cdef inline double softmax_ce_row(Py_ssize_t k, const real* o, Py_ssize_t y,  # IN
-                                  double s, real* g,                         # OUT
-                                  double* e) noexcept nogil:                 # scratch (k,)
-    """l = logsumexp(o) - o_y;  g_j = s (softmax(o)_j - [j == y]).
-    logsumexp(o) = m + log sum_j exp(o_j - m), m = max_j o_j."""
-    cdef Py_ssize_t j
-    cdef double m = o[0], total = 0, oy = o[y]
-    for j in range(1, k):
-        if o[j] > m:
-            m = o[j]
-    for j in range(k):
-        e[j] = exp(<double> o[j] - m)       # in (0, 1], never overflows
-        total += e[j]
-    for j in range(k):
-        g[j] = <real> ((e[j] / total - (1.0 if j == y else 0.0)) * s)
-    return (m + log(total)) - oy
-
-
-cdef inline double bce_row(Py_ssize_t k, const real* o, const real* t,  # IN
-                           double s, real* g) noexcept nogil:         # OUT
-    """l = sum_j max(o_j, 0) - o_j t_j + log1p(exp(-|o_j|));  g_j = s (sigmoid(o_j) - t_j)."""
-    cdef Py_ssize_t j
-    cdef double z, tj, e, sig, acc = 0
-    for j in range(k):
-        z = o[j]
-        tj = t[j]
-        e = exp(-fabs(z))                   # in (0, 1], never overflows
-        acc += ((z if z > 0 else 0.0) - z * tj) + log1p(e)
-        sig = 1 / (1 + e) if z >= 0 else e / (1 + e)
-        g[j] = <real> ((sig - tj) * s)
-    return acc
-
-
-cdef inline double hinge_row(Py_ssize_t k, const real* o, Py_ssize_t y,  # IN
-                             double s, real* g) noexcept nogil:         # OUT
-    """l = sum_{j != y} max(0, m_j), m_j = o_j - o_y + 1;  g_j = s [m_j > 0] (j != y),
-    g_y = -s #{j != y : m_j > 0}. A margin of exactly 0 is inactive (adds 0 to
-    l and to g). A NaN margin goes into l, g_j and g_y."""
-    cdef Py_ssize_t j, active = 0
-    cdef double margin, oy = o[y], acc = 0, nan_y = 0
-    for j in range(k):
-        if j == y:
-            continue
-        margin = (<double> o[j] - oy) + 1.0
-        if margin > 0:
-            acc += margin
-            active += 1
-            g[j] = <real> s
-        elif margin <= 0:
-            g[j] = 0
-        else:                               # NaN
-            acc += margin
-            g[j] = <real> margin
-            nan_y = margin
-    g[y] = <real> (-(<double> active) * s + nan_y)
-    return acc
+cdef extern from "nncore/_kernels/loss_rows.h" nogil:
+    double nn_loss_row_f32(int code, Py_ssize_t k, const float* o, const float* t,
+                           Py_ssize_t y, double s, float* g, double* e)
+    double nn_loss_row_f64(int code, Py_ssize_t k, const double* o, const double* t,
+                           Py_ssize_t y, double s, double* g, double* e)
 
 
 cdef inline double loss_row(int code, Py_ssize_t k, const real* o, const real* t,
                             Py_ssize_t y, double s, real* g, double* e) noexcept nogil:
-    """l_i of one row (the switch runs once per row, outside the element loops)."""
-    if code == LOSS_MSE:
-        return mse_row(k, o, t, s, g)
-    if code == LOSS_SOFTMAX_CROSS_ENTROPY:
-        return softmax_ce_row(k, o, y, s, g, e)
-    if code == LOSS_BINARY_CROSS_ENTROPY:
-        return bce_row(k, o, t, s, g)
-    return hinge_row(k, o, y, s, g)
+    """l_i of one row, g = s dl_i/do (loss_rows.h: the maths of every loss)."""
+    if real is float:
+        return nn_loss_row_f32(code, k, o, t, y, s, g, e)
+    else:
+        return nn_loss_row_f64(code, k, o, t, y, s, g, e)
 
 
 cdef int loss_impl(int code, Py_ssize_t n, Py_ssize_t k,

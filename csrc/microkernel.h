@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn_attributes.h"
+
 #define NN_MR 6
 #define NN_NR_F32 16
 #define NN_NR_F64 8
@@ -100,17 +102,10 @@ typedef void (*nn_dtiny_t)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *
                            ptrdiff_t rs_a, ptrdiff_t cs_a, const double *b, ptrdiff_t rs_b,
                            ptrdiff_t cs_b, double *c, ptrdiff_t ldc);
 
-/* The loops of a tiny product run as written (GCC: not vectorized): on a handful of
- * elements a vectorized loop spends more on its alias checks and remainder dispatch
- * than on the arithmetic (W3's products: ~720 -> ~620 instructions a step). An outer
- * product (k = 1) with rows of at least 8 is the exception: its rows vectorize (a
- * 1-16-1 network on 16 points lost ~5% without it; not inlined, so that it keeps
- * its vector loop). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NN_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
-#else
-#define NN_SCALAR_LOOPS
-#endif
+/* The loops of a tiny product run as written (NN_SCALAR_LOOPS; W3's products:
+ * ~720 -> ~620 instructions a step). An outer product (k = 1) with rows of at least
+ * 8 is the exception: its rows vectorize (a 1-16-1 network on 16 points lost ~5%
+ * without it; not inlined, so that it keeps its vector loop). */
 
 /* k = 1: C = a b^T, chains of one */
 #define NN_TINY_OUTER(T, MADD)                                                 \

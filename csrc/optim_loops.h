@@ -1,8 +1,9 @@
-/* The element loops of the optimizer updates (optim.pyx), each compiled twice: for the
- * baseline x86-64 the rest of the build targets (SSE2, 4 floats a vector) and for AVX2
- * (8 floats a vector). The AVX2 copies are compiled without FMA, so each element gets
- * the very multiplications, additions, divisions and square roots of the baseline loop,
- * each rounded on its own: the same bits. One is picked per process (nn_vmath_avx2_ok:
+/* The element loops of the optimizer updates (optim.pyx), each compiled three times: for
+ * the baseline x86-64 the rest of the build targets (SSE2, 4 floats a vector), for AVX2
+ * (8 floats a vector) and not vectorized (the small step's few elements). The AVX2
+ * copies are compiled without FMA, so each element gets the very multiplications,
+ * additions, divisions and square roots of the baseline loop, each rounded on its own:
+ * the same bits. One of the first two is picked per process (nn_vmath_avx2_ok:
  * NNCORE_SIMD=generic keeps the baseline).
  *
  *   SGD      g = grad + wd p;  v = mu v + g;  p -= lr (g + mu v | v | g)
@@ -19,6 +20,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "nn_attributes.h"
 #include "vmath.h"
 
 #define NN_SGD_LOOPS(NAME, T, ATTR)                                                    \
@@ -132,6 +134,10 @@
 
 #define NN_NO_ATTR
 NN_OPTIM_LOOPS(base, NN_NO_ATTR)
+/* For the few elements of a small step's parameters (train_step.h): the same loops
+ * as written, inlined there. */
+#define NN_SHORT_LOOPS NN_SCALAR_LOOPS inline
+NN_OPTIM_LOOPS(short, NN_SHORT_LOOPS)
 
 #if NN_VMATH_X86
 /* "avx2" alone: no fma instructions, so the compiler cannot fuse a product into a sum */

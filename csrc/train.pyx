@@ -37,9 +37,9 @@ Design:
   bitwise the same for any thread count. Below 2 STEP_FLOPS_PER_THREAD a step
   never opens a region.
 - A small step (small_step: every product at most TINY_MAX_MADDS multiply-adds, one
-  thread) runs grads_small / apply_small instead: the same kernels and loops on whole
-  arrays in the same order, so the same bits, without the parts, barriers and
-  dispatch of a team (a 1-2-1 step on 3 points is ~100 flops).
+  thread) runs grads_small / apply_small instead: two C functions (train_step.h) with
+  the same loops, kernels and order, so the same bits, without the parts, barriers
+  and calls of a team (a 1-2-1 step on 3 points is ~100 flops).
 - nncore.functional.train_plan validates the model once; the methods only
   check the batch against the plan (O(1)).
 """
@@ -53,23 +53,24 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 
 import numpy as np
 
+from nncore._kernels.gemm import SIMD_PATH
+
 from nncore._kernels.types cimport real
 from nncore._kernels.blocking cimport STEP_FLOPS_PER_THREAD, TINY_MAX_MADDS
-from nncore._kernels.activation_math cimport (softmax_row, softmax_backward_row,
-                                              act_forward_run, act_backward_run)
+from nncore._kernels.activation_math cimport softmax_row
 from nncore._kernels.codes cimport ACT_SOFTMAX, OPT_SGD, OPT_ADAM, OPT_RMSPROP
 from nncore._kernels.gemm cimport (Epilogue, gemm_part_size, gemm_part_strip,
-                                   gemm_part_threads, sgemm_part, dgemm_part, sgemm_tiny,
-                                   dgemm_tiny, SPLIT_AUTO,
+                                   gemm_part_threads, sgemm_part, dgemm_part, SPLIT_AUTO,
                                    SPLIT_ROWS, SPLIT_COLUMNS)
 from nncore._kernels.losses cimport loss_f32, loss_f64
-from nncore._kernels.optim cimport (nn_sgd_f32, nn_sgd_f64, nn_adam_f32, nn_adam_f64,
-                                    nn_rmsprop_f32, nn_rmsprop_f64)
 from nncore._kernels.dense cimport (grad_z_part_threads, grad_z_and_bias_part_f32,
                                     grad_z_and_bias_part_f64)
 
 #: A step uses one thread per this many flops (at least 2 of them to go parallel).
 FLOPS_PER_THREAD = STEP_FLOPS_PER_THREAD
+
+# The small step multiplies-adds as the tiny GEMM does: with fma unless it is generic.
+cdef bint TINY_FMA = SIMD_PATH != "generic"
 
 cdef extern from "nncore/_kernels/vmath.h" nogil:
     bint nn_all_finite_f32(const float* p, Py_ssize_t n)
@@ -91,22 +92,42 @@ cdef extern from "nncore/_kernels/nn_barrier.h" nogil:
     void nn_barrier_wait(nn_barrier_t* b, int n)
 
 
-cdef struct LayerPtrs:
-    Py_ssize_t n_in, n_out
-    int act
-    double slope
-    void* w
-    void* b          # NULL: no bias
-    void* gw
-    void* gb
-    void* z          # (batch_max, n_out) workspaces; z == a when f' follows from a
-    void* a          #   (the epilogue then writes f(z) over z)
-    void* gz         # NULL: formed in place of dL/da
-    void* gx         # (batch_max, n_in); unused for layer 1
-    void* s1w        # optimizer state: SGD velocity / Adam m (NULL: none)
-    void* s1b
-    void* s2w        # Adam v
-    void* s2b
+cdef extern from "nncore/_kernels/train_step.h" nogil:
+    ctypedef struct LayerPtrs "nn_layer_t":      # one Dense layer
+        Py_ssize_t n_in, n_out
+        int act
+        double slope
+        void* w
+        void* b          # NULL: no bias
+        void* gw
+        void* gb
+        void* z          # (batch_max, n_out) workspaces; z == a when f' follows from a
+        void* a          #   (the epilogue then writes f(z) over z)
+        void* gz         # NULL: formed in place of dL/da
+        void* gx         # (batch_max, n_in); unused for layer 1
+        void* s1w        # optimizer state: SGD velocity / Adam m (NULL: none)
+        void* s1b
+        void* s2w        # Adam v
+        void* s2b
+    ctypedef struct Hyper "nn_hyper_t":
+        int optimizer, nesterov, loss
+        double lr, momentum, weight_decay, l2
+        double beta1, beta2, eps, step_size, bc2_sqrt   # Adam
+        double alpha                                    # RMSprop (eps, momentum shared)
+    void nn_update_f32(const Hyper* h, Py_ssize_t n, float* p, const float* g, float* s1,
+                       float* s2, double weight_decay)
+    void nn_update_f64(const Hyper* h, Py_ssize_t n, double* p, const double* g,
+                       double* s1, double* s2, double weight_decay)
+    void nn_small_apply_f32(const LayerPtrs* layers, int n_layers, const Hyper* h)
+    void nn_small_apply_f64(const LayerPtrs* layers, int n_layers, const Hyper* h)
+    int nn_small_grads_f32(bint fma, const LayerPtrs* layers, int n_layers, int loss,
+                           double l2, const float* x, const float* t, const Py_ssize_t* y,
+                           const double* s, Py_ssize_t n, float* grad_out, double* value,
+                           double* gmax)
+    int nn_small_grads_f64(bint fma, const LayerPtrs* layers, int n_layers, int loss,
+                           double l2, const double* x, const double* t,
+                           const Py_ssize_t* y, const double* s, Py_ssize_t n,
+                           double* grad_out, double* value, double* gmax)
 
 
 cdef struct Bounds:
@@ -126,13 +147,6 @@ cdef struct Shared:
     void* gbuf       # (threads, gbuf_size) GEMM packing buffers, 64-byte aligned
     Py_ssize_t gbuf_size
     nn_barrier_t bar # the team's barrier (sync)
-
-
-cdef struct Hyper:
-    int optimizer, nesterov, loss
-    double lr, momentum, weight_decay, l2
-    double beta1, beta2, eps, step_size, bc2_sqrt   # Adam
-    double alpha                                    # RMSprop (eps, momentum shared)
 
 
 cdef inline void sync(Shared* sh, int nt) noexcept nogil:
@@ -219,83 +233,17 @@ cdef bint small_step(const LayerPtrs* layers, int n_layers, Py_ssize_t n) noexce
 cdef int grads_small(LayerPtrs* layers, int n_layers, const Hyper* h,
                      const real* x, const real* t, const Py_ssize_t* y, const double* s,
                      Py_ssize_t n, real* grad_out, Shared* sh) noexcept nogil:
-    """grads_par on one thread (fused) for a small_step, bitwise: the same tiny
-    GEMM loop, activation and loss kernels on whole arrays, and the epilogue's bias
-    add and the bias-gradient sums as plain loops in the same order, without the
-    parts, barriers and dispatch a team needs."""
-    cdef Py_ssize_t l, i, j, size
-    cdef LayerPtrs* L
-    cdef const real* inp = x
-    cdef real* z
-    cdef real* g
-    cdef real* gz
-    cdef real* gw
-    cdef real bj
-    cdef double gmax = 0
+    """grads_par on one thread (fused) for a small_step, bitwise, as one C function
+    (small_step.h): sh.value the loss, sh.tmax[0] = G = max |gradient|."""
     cdef int rc
-    for l in range(n_layers):                        # z = inp @ W.T + b, a = f(z)
-        L = &layers[l]
-        z = <real*> L.z
-        tiny(n, L.n_out, L.n_in, inp, L.n_in, 1, <real*> L.w, 1, L.n_in, z, L.n_out)
-        if L.b != NULL:                              # the epilogue's z[i, j] += b[j]
-            for j in range(L.n_out):
-                bj = (<real*> L.b)[j]
-                for i in range(n):
-                    z[i * L.n_out + j] += bj
-        if L.act == ACT_SOFTMAX:
-            for i in range(n):
-                softmax_row(z + i * L.n_out, <real*> L.a + i * L.n_out, L.n_out)
-        else:
-            act_forward_run(L.act, <real> L.slope, z, <real*> L.a, n * L.n_out)
-        inp = <real*> L.a
-    rc = loss_penalty(layers, n_layers, h, t, y, s, n, grad_out, &sh.value)
-    sh.rc = rc
-    if rc != 0:
-        return rc
-    g = grad_out
-    for l in range(n_layers - 1, -1, -1):            # backward
-        L = &layers[l]
-        inp = x if l == 0 else <real*> layers[l - 1].a
-        gz = <real*> L.gz if L.gz != NULL else g
-        if L.act == ACT_SOFTMAX:
-            for i in range(n):
-                softmax_backward_row(<real*> L.a + i * L.n_out, g + i * L.n_out,
-                                     gz + i * L.n_out, L.n_out)
-        else:
-            act_backward_run(L.act, <real> L.slope, <real*> L.z, <real*> L.a, g, gz,
-                             n * L.n_out)
-        if L.gb != NULL:                             # colsum_add's sums, in row order
-            for j in range(L.n_out):
-                bj = 0
-                for i in range(n):
-                    bj = bj + gz[i * L.n_out + j]
-                (<real*> L.gb)[j] = bj
-        tiny(L.n_out, L.n_in, n, gz, 1, L.n_out, inp, L.n_in, 1, <real*> L.gw, L.n_in)
-        if l > 0:
-            tiny(n, L.n_in, L.n_out, gz, L.n_out, 1, <real*> L.w, L.n_in, 1,
-                 <real*> L.gx, L.n_in)
-            g = <real*> L.gx
-    for l in range(n_layers):                        # grad_W += l2 W; G = max |grad|
-        L = &layers[l]
-        gw = <real*> L.gw
-        size = L.n_in * L.n_out
-        if h.l2 != 0:
-            add_l2_stretch(gw, <real*> L.w, 0, size, h.l2)
-        gmax = fmax(gmax, absmax(gw, size))
-        if L.b != NULL:
-            gmax = fmax(gmax, absmax(<real*> L.gb, L.n_out))
-    sh.tmax[0] = gmax
-    return 0
-
-
-cdef inline void tiny(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                      const real* a, Py_ssize_t rs_a, Py_ssize_t cs_a,
-                      const real* b, Py_ssize_t rs_b, Py_ssize_t cs_b,
-                      real* c, Py_ssize_t ldc) noexcept nogil:
     if real is float:
-        sgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
+        rc = nn_small_grads_f32(TINY_FMA, layers, n_layers, h.loss, h.l2, x, t, y, s, n,
+                                grad_out, &sh.value, sh.tmax)
     else:
-        dgemm_tiny(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, ldc)
+        rc = nn_small_grads_f64(TINY_FMA, layers, n_layers, h.loss, h.l2, x, t, y, s, n,
+                                grad_out, &sh.value, sh.tmax)
+    sh.rc = rc
+    return rc
 
 
 cdef int grads_par(LayerPtrs* layers, int n_layers, const Hyper* h,
@@ -469,18 +417,15 @@ cdef int apply_decide(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, do
 cdef int apply_small(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, long* step,
                      Shared* sh, real tag) noexcept nogil:
     """apply_par on one thread after grads_small (G in sh.tmax[0]): each parameter
-    in one stretch, as thread 0 alone takes it there."""
-    cdef Py_ssize_t l
-    cdef LayerPtrs* L
+    in one stretch, as thread 0 alone takes it there (train_step.h)."""
     cdef int rc = apply_decide(layers, n_layers, h, bnd, sh.tmax[0], step, tag)
     sh.rc = rc
     if rc != 0:
         return rc
-    for l in range(n_layers):
-        L = &layers[l]
-        update(L.w, L.gw, L.s1w, L.s2w, L.n_in * L.n_out, h, h.weight_decay, tag)
-        if L.b != NULL:
-            update(L.b, L.gb, L.s1b, L.s2b, L.n_out, h, 0.0, tag)
+    if real is float:
+        nn_small_apply_f32(layers, n_layers, h)
+    else:
+        nn_small_apply_f64(layers, n_layers, h)
     return 0
 
 
@@ -682,31 +627,11 @@ cdef inline bint all_finite(const real* p, Py_ssize_t size) noexcept nogil:
 cdef inline void update(void* p, void* g, void* s1, void* s2, Py_ssize_t size,
                         const Hyper* h, double weight_decay, real dtype_tag) noexcept nogil:
     """The optimizer update of size elements, on this thread (the caller splits)."""
-    if h.optimizer == OPT_SGD:
-        if real is float:
-            nn_sgd_f32(size, <float*> p, <float*> g, <float*> s1, <float> h.lr,
-                       <float> h.momentum, <float> weight_decay, h.nesterov)
-        else:
-            nn_sgd_f64(size, <double*> p, <double*> g, <double*> s1, h.lr, h.momentum,
-                       weight_decay, h.nesterov)
-    elif h.optimizer == OPT_RMSPROP:
-        if real is float:
-            nn_rmsprop_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2,
-                           <float> h.lr, <float> h.alpha, <float> (1.0 - h.alpha),
-                           <float> h.eps, <float> h.momentum, <float> weight_decay)
-        else:
-            nn_rmsprop_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2, h.lr,
-                           h.alpha, 1.0 - h.alpha, h.eps, h.momentum, weight_decay)
+    if real is float:
+        nn_update_f32(h, size, <float*> p, <float*> g, <float*> s1, <float*> s2, weight_decay)
     else:
-        if real is float:
-            nn_adam_f32(size, <float*> p, <float*> g, <float*> s1, <float*> s2,
-                        <float> h.beta1, <float> (1.0 - h.beta1), <float> h.beta2,
-                        <float> (1.0 - h.beta2), <float> h.step_size, <float> h.bc2_sqrt,
-                        <float> h.eps, <float> weight_decay)
-        else:
-            nn_adam_f64(size, <double*> p, <double*> g, <double*> s1, <double*> s2,
-                        h.beta1, 1.0 - h.beta1, h.beta2, 1.0 - h.beta2, h.step_size,
-                        h.bc2_sqrt, h.eps, weight_decay)
+        nn_update_f64(h, size, <double*> p, <double*> g, <double*> s1, <double*> s2,
+                      weight_decay)
 
 
 cdef inline double accuracy_frac(const real* o, const real* t, const Py_ssize_t* y,

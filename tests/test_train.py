@@ -5,10 +5,13 @@ step in phases.
 The compiled plan and the layer path call the same kernels in the same order, so
 weights and losses must be bitwise equal; against the NumPy plan the tolerance
 is rounding only."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import layerwise
+from conftest import run_with_simd
 import nncore as nn
 from nncore import functional as F
 
@@ -66,6 +69,35 @@ def test_fused_equals_layer_by_layer(net, dtype, opt, loss, first, last):
     for p, q in zip(a.parameters(), b.parameters()):
         assert np.array_equal(p, q)
     assert ha["loss"] == hb["loss"]
+
+
+SMALL_WITH_GENERIC_KERNELS = """
+import sys
+sys.path.insert(0, {tests!r})
+import numpy as np
+import test_train as tt
+from nncore._kernels import gemm
+assert gemm.SIMD_PATH == "generic", gemm.SIMD_PATH
+weights = np.linspace(0, 1, 150)
+for dtype in ("float32", "float64"):
+    for opt in sorted(tt.OPTIMIZERS):
+        for loss, first, last in tt.CASES:
+            runs = [tt.trained(loss, (first, last), opt, dtype, fused, sample_weight=weights,
+                               **tt.NETWORKS["small"]) for fused in (True, False)]
+            (a, ha), (b, hb) = runs
+            same = all(np.array_equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+            print(dtype, opt, loss, "ok" if same and ha["loss"] == hb["loss"] else "DIFFERENT")
+"""
+
+
+def test_small_step_equals_layer_by_layer_with_generic_kernels():
+    """The small step's portable build (no fma: NNCORE_SIMD=generic) against the layer
+    path on the same kernels, every case of test_fused_equals_layer_by_layer."""
+    out = run_with_simd(SMALL_WITH_GENERIC_KERNELS.format(tests=str(Path(__file__).parent)),
+                        "generic").split("\n")
+    lines = [line for line in out if line]
+    assert len(lines) == 2 * len(OPTIMIZERS) * len(CASES)
+    assert all(line.endswith(" ok") for line in lines), [l for l in lines if "ok" not in l]
 
 
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))

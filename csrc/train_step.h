@@ -1,0 +1,270 @@
+/* The C side of the training step (train.pyx): the structs of a plan, the update of
+ * one parameter, and the small step -- a step whose every product has at most
+ * TINY_MAX_MADDS multiply-adds, on one thread -- as two C functions, so that a 1-2-1
+ * step on 3 points (~100 flops) is not ~20 calls of loop set-up.
+ *
+ * nn_small_grads, for layers l = 1..L, x_0 = x (n, n_in):
+ *   forward   z_l = x_{l-1} W_l^T + b_l,  a_l = f_l(z_l)
+ *   loss      value = sum_i s_i l_i(a_L[i]) (+ 1/2 l2 sum_l ||W_l||^2, in double),
+ *             g = dL/da_L                                         (loss_rows.h)
+ *   backward  gz = g * f_l'(z_l);  grad_b = sum_i gz[i, :];  grad_W = gz^T x_{l-1};
+ *             g = gz W_l (l > 1);  then grad_W += l2 W
+ *   gmax      max |grad| over every gradient (inf when one is not finite)
+ * Returns 0, 1 (the loss is not finite: no gradient formed) or -12 (a label outside
+ * [0, k): nothing formed; the Python layer refuses those first).
+ * nn_small_apply: the update of every parameter (W decays, b does not), after
+ * train.pyx has decided that it goes ahead.
+ *
+ * Bitwise the team path (grads_par, apply_par): each product element is the tiny
+ * GEMM's chain over k in order, MADD(a, b, acc) from acc = 0 (fma in the AVX2+FMA
+ * build, a product then a sum in the portable one -- gemm.SIMD_PATH picks, as it
+ * picks the tiny GEMM); the bias is added to the finished sum; activations, softmax
+ * rows, loss rows and optimizer loops are the kernels' own (elementwise.h,
+ * loss_rows.h, optim_loops.h); the bias gradients are summed over rows in order.
+ */
+#ifndef NNCORE_TRAIN_STEP_H
+#define NNCORE_TRAIN_STEP_H
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#include "codes.h"
+#include "elementwise.h"
+#include "loss_rows.h"
+#include "nn_attributes.h"
+#include "optim_loops.h"
+
+/* One Dense layer of a training plan (train.pyx's LayerPtrs). */
+typedef struct nn_layer {
+    ptrdiff_t n_in, n_out;
+    int act;
+    double slope;
+    void *w;
+    void *b;            /* NULL: no bias */
+    void *gw, *gb;
+    void *z, *a;        /* (batch_max, n_out); z == a when f' follows from a */
+    void *gz;           /* NULL: formed in place of dL/da */
+    void *gx;           /* (batch_max, n_in); unused for layer 1 */
+    void *s1w, *s1b;    /* optimizer state: SGD velocity / Adam m (NULL: none) */
+    void *s2w, *s2b;    /* Adam v */
+} nn_layer_t;
+
+/* The hyperparameters of a step (train.pyx's Hyper). */
+typedef struct nn_hyper {
+    int optimizer, nesterov, loss;
+    double lr, momentum, weight_decay, l2;
+    double beta1, beta2, eps, step_size, bc2_sqrt;  /* Adam */
+    double alpha;                                   /* RMSprop (eps, momentum shared) */
+} nn_hyper_t;
+
+/* The optimizer update of n elements of one parameter p with gradient g and state
+ * s1, s2 (optim_loops.h; weight_decay: the optimizer's, or 0 for a bias). LOOPS:
+ * empty for the vector loops, _short for the unvectorized ones. */
+#define NN_UPDATE(NAME, SUF, T, LOOPS, ATTR)                                         \
+    ATTR static void NAME(const nn_hyper_t *h, ptrdiff_t n, T *p, const T *g, T *s1, \
+                          T *s2, double weight_decay)                                \
+    {                                                                                \
+        if (h->optimizer == NN_OPT_SGD)                                              \
+            nn_sgd_##SUF##LOOPS(n, p, g, s1, (T)h->lr, (T)h->momentum,               \
+                                (T)weight_decay, h->nesterov);                       \
+        else if (h->optimizer == NN_OPT_RMSPROP)                                     \
+            nn_rmsprop_##SUF##LOOPS(n, p, g, s1, s2, (T)h->lr, (T)h->alpha,          \
+                                    (T)(1.0 - h->alpha), (T)h->eps, (T)h->momentum,  \
+                                    (T)weight_decay);                                \
+        else                                                                         \
+            nn_adam_##SUF##LOOPS(n, p, g, s1, s2, (T)h->beta1, (T)(1.0 - h->beta1),  \
+                                 (T)h->beta2, (T)(1.0 - h->beta2), (T)h->step_size,  \
+                                 (T)h->bc2_sqrt, (T)h->eps, (T)weight_decay);        \
+    }
+
+NN_UPDATE(nn_update_f32, f32, float, /* the vector loops */, NN_NO_ATTR)
+NN_UPDATE(nn_update_f64, f64, double, /* the vector loops */, NN_NO_ATTR)
+NN_UPDATE(nn_update_short_f32, f32, float, _short, NN_SHORT_LOOPS)
+NN_UPDATE(nn_update_short_f64, f64, double, _short, NN_SHORT_LOOPS)
+
+#define NN_SMALL_APPLY(SUF, T)                                                       \
+    NN_SCALAR_LOOPS static void nn_small_apply_##SUF(const nn_layer_t *layers,       \
+                                                     int n_layers, const nn_hyper_t *h) \
+    {                                                                                \
+        for (int l = 0; l < n_layers; ++l) {                                         \
+            const nn_layer_t *L = &layers[l];                                        \
+            nn_update_short_##SUF(h, L->n_in * L->n_out, (T *)L->w, (const T *)L->gw, \
+                                  (T *)L->s1w, (T *)L->s2w, h->weight_decay);        \
+            if (L->b != NULL)                                                        \
+                nn_update_short_##SUF(h, L->n_out, (T *)L->b, (const T *)L->gb,      \
+                                      (T *)L->s1b, (T *)L->s2b, 0.0);                \
+        }                                                                            \
+    }
+
+NN_SMALL_APPLY(f32, float)
+NN_SMALL_APPLY(f64, double)
+
+/* The most outputs a small step's last layer has (n k <= TINY_MAX_MADDS). */
+#define NN_SMALL_MAX_K 256
+
+/* max over p[0..n) of the magnitude bits into *mx (absmax's order-free maximum). */
+#define NN_SMALL_MAG_MAX(U, MAG, p, n, mx)                                           \
+    for (ptrdiff_t i_ = 0; i_ < (n); ++i_) {                                         \
+        U u_;                                                                        \
+        memcpy(&u_, (p) + i_, sizeof(u_));                                           \
+        u_ &= MAG;                                                                   \
+        if (u_ > (mx)) (mx) = u_;                                                    \
+    }
+
+#define NN_SMALL_GRADS(NAME, SUF, T, U, MAG, EXPBITS, MADD, ATTR)                    \
+    ATTR NN_SCALAR_LOOPS static int NAME(const nn_layer_t *layers, int n_layers, int loss, double l2, \
+                         const T *x, const T *t, const ptrdiff_t *y, const double *s, \
+                         ptrdiff_t n, T *grad_out, double *value, double *gmax)      \
+    {                                                                                \
+        const T *inp = x;                                                            \
+        const nn_layer_t *L;                                                         \
+        ptrdiff_t k = layers[n_layers - 1].n_out;                                    \
+        double total = 0, e[NN_SMALL_MAX_K];                                         \
+        U mx = 0;                                                                    \
+        for (int l = 0; l < n_layers; ++l) {           /* z = inp W^T + b, a = f(z) */ \
+            L = &layers[l];                                                          \
+            const ptrdiff_t ni = L->n_in, no = L->n_out;                             \
+            const T *w = (const T *)L->w, *b = (const T *)L->b;                      \
+            T *z = (T *)L->z, *a = (T *)L->a;                                        \
+            for (ptrdiff_t i = 0; i < n; ++i)                                        \
+                for (ptrdiff_t j = 0; j < no; ++j) {                                 \
+                    T acc = 0;                                                       \
+                    for (ptrdiff_t p = 0; p < ni; ++p)                               \
+                        acc = MADD(inp[i * ni + p], w[j * ni + p], acc);             \
+                    z[i * no + j] = b != NULL ? acc + b[j] : acc;                    \
+                }                                                                    \
+            if (L->act == NN_ACT_SOFTMAX)                                            \
+                for (ptrdiff_t i = 0; i < n; ++i)                                    \
+                    nn_softmax_row_##SUF(z + i * no, a + i * no, no);                \
+            else                                                                     \
+                nn_act_forward_##SUF(L->act, (T)L->slope, z, a, n * no);             \
+            inp = a;                                                                 \
+        }                                                                            \
+        if (y != NULL)                                                               \
+            for (ptrdiff_t i = 0; i < n; ++i)                                        \
+                if (y[i] < 0 || y[i] >= k) return -12;                               \
+        for (ptrdiff_t i = 0; i < n; ++i)              /* the loss, rows in order */ \
+            total += s[i] * nn_loss_row_##SUF(loss, k, inp + i * k,                  \
+                                             t != NULL ? t + i * k : NULL,           \
+                                             y != NULL ? y[i] : 0, s[i],             \
+                                             grad_out + i * k, e);                   \
+        if (l2 != 0) {                                 /* + 1/2 l2 sum ||W||^2 */    \
+            double penalty = 0;                                                      \
+            for (int l = 0; l < n_layers; ++l) {                                     \
+                const T *w = (const T *)layers[l].w;                                 \
+                double acc = 0;                                                      \
+                for (ptrdiff_t i = 0; i < layers[l].n_in * layers[l].n_out; ++i)     \
+                    acc += (double)w[i] * (double)w[i];                              \
+                penalty += 0.5 * l2 * acc;                                           \
+            }                                                                        \
+            total = total + penalty;                                                 \
+        }                                                                            \
+        *value = total;                                                              \
+        if (!isfinite(total)) return 1;                                              \
+        const T *g = grad_out;                                                       \
+        for (int l = n_layers - 1; l >= 0; --l) {      /* backward */                \
+            L = &layers[l];                                                          \
+            const ptrdiff_t ni = L->n_in, no = L->n_out;                             \
+            const T *w = (const T *)L->w;                                            \
+            T *gz = L->gz != NULL ? (T *)L->gz : (T *)g;                             \
+            T *gw = (T *)L->gw, *gb = (T *)L->gb;                                    \
+            inp = l == 0 ? x : (const T *)layers[l - 1].a;                           \
+            if (L->act == NN_ACT_SOFTMAX)                                            \
+                for (ptrdiff_t i = 0; i < n; ++i)                                    \
+                    nn_softmax_backward_row_##SUF((const T *)L->a + i * no, g + i * no, \
+                                                  gz + i * no, no);                  \
+            else                                                                     \
+                nn_act_backward_##SUF(L->act, (T)L->slope, (const T *)L->z,      \
+                                      (const T *)L->a, g, gz, n * no);               \
+            if (gb != NULL)                            /* grad_b, rows in order */   \
+                for (ptrdiff_t j = 0; j < no; ++j) {                                 \
+                    T bj = 0;                                                        \
+                    for (ptrdiff_t i = 0; i < n; ++i) bj = bj + gz[i * no + j];      \
+                    gb[j] = bj;                                                      \
+                }                                                                    \
+            for (ptrdiff_t j = 0; j < no; ++j)         /* grad_W = gz^T inp */       \
+                for (ptrdiff_t p = 0; p < ni; ++p) {                                 \
+                    T acc = 0;                                                       \
+                    for (ptrdiff_t i = 0; i < n; ++i)                                \
+                        acc = MADD(gz[i * no + j], inp[i * ni + p], acc);            \
+                    gw[j * ni + p] = acc;                                            \
+                }                                                                    \
+            if (l > 0) {                               /* g = gz W */                \
+                T *gx = (T *)L->gx;                                                  \
+                for (ptrdiff_t i = 0; i < n; ++i)                                    \
+                    for (ptrdiff_t p = 0; p < ni; ++p) {                             \
+                        T acc = 0;                                                   \
+                        for (ptrdiff_t j = 0; j < no; ++j)                           \
+                            acc = MADD(gz[i * no + j], w[j * ni + p], acc);          \
+                        gx[i * ni + p] = acc;                                        \
+                    }                                                                \
+                g = gx;                                                              \
+            }                                                                        \
+        }                                                                            \
+        for (int l = 0; l < n_layers; ++l) {           /* grad_W += l2 W; gmax */    \
+            L = &layers[l];                                                          \
+            const ptrdiff_t size = L->n_in * L->n_out;                               \
+            T *gw = (T *)L->gw;                                                      \
+            if (l2 != 0) {                                                           \
+                const T *w = (const T *)L->w;                                        \
+                for (ptrdiff_t i = 0; i < size; ++i)                                 \
+                    gw[i] = (T)((double)gw[i] + l2 * (double)w[i]);                  \
+            }                                                                        \
+            NN_SMALL_MAG_MAX(U, MAG, gw, size, mx);                                  \
+            if (L->b != NULL) NN_SMALL_MAG_MAX(U, MAG, (const T *)L->gb, L->n_out, mx); \
+        }                                                                            \
+        if (mx >= EXPBITS) {                                                         \
+            *gmax = INFINITY;                                                        \
+        } else {                                                                     \
+            T f;                                                                     \
+            memcpy(&f, &mx, sizeof(f));                                              \
+            *gmax = f;                                                               \
+        }                                                                            \
+        return 0;                                                                    \
+    }
+
+#define NN_SMALL_MADD_GENERIC(x, y, acc) ((acc) + (x) * (y))
+NN_SMALL_GRADS(nn_small_grads_f32_generic, f32, float, unsigned int, 0x7fffffffu,
+               0x7f800000u, NN_SMALL_MADD_GENERIC, NN_NO_ATTR)
+NN_SMALL_GRADS(nn_small_grads_f64_generic, f64, double, unsigned long long,
+               0x7fffffffffffffffull, 0x7ff0000000000000ull, NN_SMALL_MADD_GENERIC,
+               NN_NO_ATTR)
+
+#if NN_VMATH_X86
+#define NN_SMALL_AVX2 __attribute__((target("avx2,fma")))
+#define NN_SMALL_FMA_F32(x, y, acc) __builtin_fmaf((x), (y), (acc))
+#define NN_SMALL_FMA_F64(x, y, acc) __builtin_fma((x), (y), (acc))
+NN_SMALL_GRADS(nn_small_grads_f32_fma, f32, float, unsigned int, 0x7fffffffu,
+               0x7f800000u, NN_SMALL_FMA_F32, NN_SMALL_AVX2)
+NN_SMALL_GRADS(nn_small_grads_f64_fma, f64, double, unsigned long long,
+               0x7fffffffffffffffull, 0x7ff0000000000000ull, NN_SMALL_FMA_F64,
+               NN_SMALL_AVX2)
+#define NN_SMALL_PICK(SUF, fma, ...)                                                 \
+    return (fma) ? nn_small_grads_##SUF##_fma(__VA_ARGS__)                           \
+                 : nn_small_grads_##SUF##_generic(__VA_ARGS__)
+#else
+#define NN_SMALL_PICK(SUF, fma, ...) return nn_small_grads_##SUF##_generic(__VA_ARGS__)
+#endif
+
+/* fma: the tiny GEMM multiplies-adds with fma (gemm.SIMD_PATH is not "generic"). */
+static int nn_small_grads_f32(int fma, const nn_layer_t *layers, int n_layers, int loss,
+                              double l2, const float *x, const float *t,
+                              const ptrdiff_t *y, const double *s, ptrdiff_t n,
+                              float *grad_out, double *value, double *gmax)
+{
+    (void)fma;
+    NN_SMALL_PICK(f32, fma, layers, n_layers, loss, l2, x, t, y, s, n, grad_out, value,
+                  gmax);
+}
+
+static int nn_small_grads_f64(int fma, const nn_layer_t *layers, int n_layers, int loss,
+                              double l2, const double *x, const double *t,
+                              const ptrdiff_t *y, const double *s, ptrdiff_t n,
+                              double *grad_out, double *value, double *gmax)
+{
+    (void)fma;
+    NN_SMALL_PICK(f64, fma, layers, n_layers, loss, l2, x, t, y, s, n, grad_out, value,
+                  gmax);
+}
+
+#endif
