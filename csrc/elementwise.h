@@ -17,12 +17,13 @@
 #include <stddef.h>
 #include <string.h>
 #include "codes.h"
+#include "nn_attributes.h"
 #include "vmath.h"
 
 /* a = f(z), elementwise codes only; a may equal z. softplus(z) = max(z, 0) +
  * log1p(exp(-|z|)); step(0) = 0. */
-#define NN_ACT_FORWARD(NAME, T, SIGMOID, EXP, LOG1P, FABS, TANH)                     \
-    static void NAME(int code, T slope, const T *z, T *a, ptrdiff_t n)               \
+#define NN_ACT_FORWARD(NAME, T, SIGMOID, EXP, LOG1P, FABS, TANH, ATTR)               \
+    ATTR static void NAME(int code, T slope, const T *z, T *a, ptrdiff_t n)               \
     {                                                                                \
         ptrdiff_t i;                                                                 \
         switch (code) {                                                              \
@@ -39,8 +40,15 @@
         }                                                                            \
     }
 
-NN_ACT_FORWARD(nn_act_forward_f32, float, nn_sigmoid_f32, expf, log1pf, fabsf, tanhf)
-NN_ACT_FORWARD(nn_act_forward_f64, double, nn_sigmoid_f64, exp, log1p, fabs, tanh)
+NN_ACT_FORWARD(nn_act_forward_f32, float, nn_sigmoid_f32, expf, log1pf, fabsf, tanhf,
+               NN_NO_ATTR)
+NN_ACT_FORWARD(nn_act_forward_f64, double, nn_sigmoid_f64, exp, log1p, fabs, tanh,
+               NN_NO_ATTR)
+/* Short copies, inlined into the small step (train_step.h): the same operations. */
+NN_ACT_FORWARD(nn_act_forward_short_f32, float, nn_sigmoid_f32, expf, log1pf, fabsf, tanhf,
+               NN_SHORT_LOOPS)
+NN_ACT_FORWARD(nn_act_forward_short_f64, double, nn_sigmoid_f64, exp, log1p, fabs, tanh,
+               NN_SHORT_LOOPS)
 
 /* The GEMM epilogue on one tile: c[i, j] += bias[j]; a[i, j] = f(c[i, j]).
  * bias or a may be NULL. A tile whose rows are contiguous in c and a (a whole
@@ -70,8 +78,8 @@ NN_ACT_FORWARD(nn_act_forward_f64, double, nn_sigmoid_f64, exp, log1p, fabs, tan
 NN_EPILOGUE(nn_epilogue_f32, float, nn_act_forward_f32)
 NN_EPILOGUE(nn_epilogue_f64, double, nn_act_forward_f64)
 
-#define NN_ACT_BACKWARD(NAME, T, SIGMOID1)                                          \
-    static void NAME(int code, T slope, const T *z, const T *a, const T *ga,         \
+#define NN_ACT_BACKWARD(NAME, T, SIGMOID1, ATTR)                                    \
+    ATTR static void NAME(int code, T slope, const T *z, const T *a, const T *ga,         \
                      T *gz, ptrdiff_t n)                                             \
     {                                                                                \
         ptrdiff_t i;                                                                 \
@@ -90,8 +98,10 @@ NN_EPILOGUE(nn_epilogue_f64, double, nn_act_forward_f64)
         }                                                                            \
     }
 
-NN_ACT_BACKWARD(nn_act_backward_f32, float, nn_sigmoid1_f32)
-NN_ACT_BACKWARD(nn_act_backward_f64, double, nn_sigmoid1_f64)
+NN_ACT_BACKWARD(nn_act_backward_f32, float, nn_sigmoid1_f32, NN_NO_ATTR)
+NN_ACT_BACKWARD(nn_act_backward_f64, double, nn_sigmoid1_f64, NN_NO_ATTR)
+NN_ACT_BACKWARD(nn_act_backward_short_f32, float, nn_sigmoid1_f32, NN_SHORT_LOOPS)
+NN_ACT_BACKWARD(nn_act_backward_short_f64, double, nn_sigmoid1_f64, NN_SHORT_LOOPS)
 
 /* colsum[j] += x[i * ld + j] for i < rows, j < cols: in row order. */
 #define NN_COLSUM(NAME, T)                                                           \

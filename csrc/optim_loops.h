@@ -132,11 +132,9 @@
     NN_RMSPROP_LOOPS(nn_rmsprop_f32_##SUFFIX, float, sqrtf, ATTR)                      \
     NN_RMSPROP_LOOPS(nn_rmsprop_f64_##SUFFIX, double, sqrt, ATTR)
 
-#define NN_NO_ATTR
 NN_OPTIM_LOOPS(base, NN_NO_ATTR)
 /* For the few elements of a small step's parameters (train_step.h): the same loops
  * as written, inlined there. */
-#define NN_SHORT_LOOPS NN_SCALAR_LOOPS inline
 NN_OPTIM_LOOPS(short, NN_SHORT_LOOPS)
 
 #if NN_VMATH_X86

@@ -707,7 +707,7 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
     cdef const real* t = NULL
     cdef const Py_ssize_t* y = NULL
     cdef const double* w = NULL
-    cdef double wsum = 0
+    cdef double wsum = 0, inv
     cdef int rc
     if order == NULL:                                # rows in order: no copy
         x = <const real*> d.X + start * d.n_in
@@ -753,8 +753,9 @@ cdef int batch_par(LayerPtrs* layers, int n_layers, Hyper* h, Bounds* bnd, Batch
                 for i in range(nb):
                     d.scale[i] = w[i] / wsum
         else:
+            inv = 1.0 / nb
             for i in range(nb):
-                d.scale[i] = 1.0 / nb
+                d.scale[i] = inv
     sync(sh, nt)
     if check:
         for i in range(nt):

@@ -99,10 +99,12 @@ NN_UPDATE(nn_update_short_f64, f64, double, _short, NN_SHORT_LOOPS)
 NN_SMALL_APPLY(f32, float)
 NN_SMALL_APPLY(f64, double)
 
-/* The most outputs a small step's last layer has (n k <= TINY_MAX_MADDS). */
-#define NN_SMALL_MAX_K 256
+/* The most outputs a small step's last layer has, and the most elements of one of
+ * its weight matrices (n n_in n_out <= TINY_MAX_MADDS). */
+#define NN_SMALL_MAX 256
 
-/* max over p[0..n) of the magnitude bits into *mx (absmax's order-free maximum). */
+/* max over p[0..n) of the magnitude bits into mx: absmax's order-free maximum (inf and
+ * NaN have the largest bits; vmath.h). */
 #define NN_SMALL_MAG_MAX(U, MAG, p, n, mx)                                           \
     for (ptrdiff_t i_ = 0; i_ < (n); ++i_) {                                         \
         U u_;                                                                        \
@@ -111,33 +113,58 @@ NN_SMALL_APPLY(f64, double)
         if (u_ > (mx)) (mx) = u_;                                                    \
     }
 
-#define NN_SMALL_GRADS(NAME, SUF, T, U, MAG, EXPBITS, MADD, ATTR)                    \
-    ATTR NN_SCALAR_LOOPS static int NAME(const nn_layer_t *layers, int n_layers, int loss, double l2, \
-                         const T *x, const T *t, const ptrdiff_t *y, const double *s, \
-                         ptrdiff_t n, T *grad_out, double *value, double *gmax)      \
+/* The three products of a layer, as one primitive on row-major arrays:
+ *   c[i, j] = sum_p A(i, p) B[p, j]  (+ bias[j]),  i < m, j < nc, p < k in order,
+ * A(i, p) = a[i rs_a + p cs_a], B[p, j] = b[p ldb + j] (rows contiguous). Each
+ * element is one chain acc = MADD(A, B, acc) from acc = 0, the bias added to the
+ * finished sum. The scalar loops and the AVX2 ones (j in vector lanes, masked at
+ * the end of a row) do the same operations on each element. */
+#define NN_SMALL_PROD_SCALAR(NAME, T, MADD)                                          \
+    NN_SCALAR_LOOPS static inline void NAME(ptrdiff_t m, ptrdiff_t nc, ptrdiff_t k,  \
+                                            const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a, \
+                                            const T *b, ptrdiff_t ldb, const T *bias, \
+                                            T *c, ptrdiff_t ldc)                     \
+    {                                                                                \
+        for (ptrdiff_t i = 0; i < m; ++i)                                            \
+            for (ptrdiff_t j = 0; j < nc; ++j) {                                     \
+                T acc = 0;                                                           \
+                for (ptrdiff_t p = 0; p < k; ++p)                                    \
+                    acc = MADD(a[i * rs_a + p * cs_a], b[p * ldb + j], acc);         \
+                c[i * ldc + j] = bias != NULL ? acc + bias[j] : acc;                 \
+            }                                                                        \
+    }
+
+/* The small step's gradient phase (see the top). PROD: the product primitive;
+ * wt: W^T for the forward product when W has more than one row and column. */
+#define NN_SMALL_GRADS(NAME, SUF, T, U, MAG, EXPBITS, PROD, ATTR)                    \
+    ATTR NN_SCALAR_LOOPS static int NAME(const nn_layer_t *layers, int n_layers,      \
+                                         int loss, double l2, const T *x, const T *t, \
+                                         const ptrdiff_t *y, const double *s,         \
+                                         ptrdiff_t n, T *grad_out, double *value,     \
+                                         double *gmax)                                \
     {                                                                                \
         const T *inp = x;                                                            \
         const nn_layer_t *L;                                                         \
         ptrdiff_t k = layers[n_layers - 1].n_out;                                    \
-        double total = 0, e[NN_SMALL_MAX_K];                                         \
+        double total = 0, e[NN_SMALL_MAX];                                           \
+        T wt[NN_SMALL_MAX];                                                          \
         U mx = 0;                                                                    \
         for (int l = 0; l < n_layers; ++l) {           /* z = inp W^T + b, a = f(z) */ \
             L = &layers[l];                                                          \
             const ptrdiff_t ni = L->n_in, no = L->n_out;                             \
-            const T *w = (const T *)L->w, *b = (const T *)L->b;                      \
+            const T *w = (const T *)L->w;                                            \
             T *z = (T *)L->z, *a = (T *)L->a;                                        \
-            for (ptrdiff_t i = 0; i < n; ++i)                                        \
-                for (ptrdiff_t j = 0; j < no; ++j) {                                 \
-                    T acc = 0;                                                       \
-                    for (ptrdiff_t p = 0; p < ni; ++p)                               \
-                        acc = MADD(inp[i * ni + p], w[j * ni + p], acc);             \
-                    z[i * no + j] = b != NULL ? acc + b[j] : acc;                    \
-                }                                                                    \
+            if (ni > 1 && no > 1) {                    /* W^T: rows p, columns j */  \
+                for (ptrdiff_t j = 0; j < no; ++j)                                   \
+                    for (ptrdiff_t p = 0; p < ni; ++p) wt[p * no + j] = w[j * ni + p]; \
+                w = wt;                                /* (W (no, 1) or (1, ni) is its */ \
+            }                                          /*  own transpose's layout) */ \
+            PROD(n, no, ni, inp, ni, 1, w, no, (const T *)L->b, z, no);              \
             if (L->act == NN_ACT_SOFTMAX)                                            \
                 for (ptrdiff_t i = 0; i < n; ++i)                                    \
                     nn_softmax_row_##SUF(z + i * no, a + i * no, no);                \
             else                                                                     \
-                nn_act_forward_##SUF(L->act, (T)L->slope, z, a, n * no);             \
+                nn_act_forward_short_##SUF(L->act, (T)L->slope, z, a, n * no);             \
             inp = a;                                                                 \
         }                                                                            \
         if (y != NULL)                                                               \
@@ -165,16 +192,15 @@ NN_SMALL_APPLY(f64, double)
         for (int l = n_layers - 1; l >= 0; --l) {      /* backward */                \
             L = &layers[l];                                                          \
             const ptrdiff_t ni = L->n_in, no = L->n_out;                             \
-            const T *w = (const T *)L->w;                                            \
             T *gz = L->gz != NULL ? (T *)L->gz : (T *)g;                             \
-            T *gw = (T *)L->gw, *gb = (T *)L->gb;                                    \
+            T *gb = (T *)L->gb;                                                      \
             inp = l == 0 ? x : (const T *)layers[l - 1].a;                           \
             if (L->act == NN_ACT_SOFTMAX)                                            \
                 for (ptrdiff_t i = 0; i < n; ++i)                                    \
                     nn_softmax_backward_row_##SUF((const T *)L->a + i * no, g + i * no, \
                                                   gz + i * no, no);                  \
             else                                                                     \
-                nn_act_backward_##SUF(L->act, (T)L->slope, (const T *)L->z,      \
+                nn_act_backward_short_##SUF(L->act, (T)L->slope, (const T *)L->z,          \
                                       (const T *)L->a, g, gz, n * no);               \
             if (gb != NULL)                            /* grad_b, rows in order */   \
                 for (ptrdiff_t j = 0; j < no; ++j) {                                 \
@@ -182,23 +208,12 @@ NN_SMALL_APPLY(f64, double)
                     for (ptrdiff_t i = 0; i < n; ++i) bj = bj + gz[i * no + j];      \
                     gb[j] = bj;                                                      \
                 }                                                                    \
-            for (ptrdiff_t j = 0; j < no; ++j)         /* grad_W = gz^T inp */       \
-                for (ptrdiff_t p = 0; p < ni; ++p) {                                 \
-                    T acc = 0;                                                       \
-                    for (ptrdiff_t i = 0; i < n; ++i)                                \
-                        acc = MADD(gz[i * no + j], inp[i * ni + p], acc);            \
-                    gw[j * ni + p] = acc;                                            \
-                }                                                                    \
-            if (l > 0) {                               /* g = gz W */                \
-                T *gx = (T *)L->gx;                                                  \
-                for (ptrdiff_t i = 0; i < n; ++i)                                    \
-                    for (ptrdiff_t p = 0; p < ni; ++p) {                             \
-                        T acc = 0;                                                   \
-                        for (ptrdiff_t j = 0; j < no; ++j)                           \
-                            acc = MADD(gz[i * no + j], w[j * ni + p], acc);          \
-                        gx[i * ni + p] = acc;                                        \
-                    }                                                                \
-                g = gx;                                                              \
+            /* grad_W[j, p] = sum_i gz[i, j] inp[i, p] */                            \
+            PROD(no, ni, n, gz, 1, no, inp, ni, (const T *)NULL, (T *)L->gw, ni);    \
+            if (l > 0) {                               /* g[i, p] = sum_j gz[i, j] W[j, p] */ \
+                PROD(n, ni, no, gz, no, 1, (const T *)L->w, ni, (const T *)NULL,     \
+                     (T *)L->gx, ni);                                                \
+                g = (const T *)L->gx;                                                \
             }                                                                        \
         }                                                                            \
         for (int l = 0; l < n_layers; ++l) {           /* grad_W += l2 W; gmax */    \
@@ -224,20 +239,53 @@ NN_SMALL_APPLY(f64, double)
     }
 
 #define NN_SMALL_MADD_GENERIC(x, y, acc) ((acc) + (x) * (y))
+NN_SMALL_PROD_SCALAR(nn_small_prod_f32_generic, float, NN_SMALL_MADD_GENERIC)
+NN_SMALL_PROD_SCALAR(nn_small_prod_f64_generic, double, NN_SMALL_MADD_GENERIC)
 NN_SMALL_GRADS(nn_small_grads_f32_generic, f32, float, unsigned int, 0x7fffffffu,
-               0x7f800000u, NN_SMALL_MADD_GENERIC, NN_NO_ATTR)
+               0x7f800000u, nn_small_prod_f32_generic, NN_NO_ATTR)
 NN_SMALL_GRADS(nn_small_grads_f64_generic, f64, double, unsigned long long,
-               0x7fffffffffffffffull, 0x7ff0000000000000ull, NN_SMALL_MADD_GENERIC,
+               0x7fffffffffffffffull, 0x7ff0000000000000ull, nn_small_prod_f64_generic,
                NN_NO_ATTR)
 
 #if NN_VMATH_X86
 #define NN_SMALL_AVX2 __attribute__((target("avx2,fma")))
-#define NN_SMALL_FMA_F32(x, y, acc) __builtin_fmaf((x), (y), (acc))
-#define NN_SMALL_FMA_F64(x, y, acc) __builtin_fma((x), (y), (acc))
+
+/* The product primitive with j in the lanes of one ymm: VW lanes of type T, vector
+ * type V; MASK(r): the first r lanes (r >= 1). */
+#define NN_SMALL_PROD_AVX2(NAME, T, V, VW, MASK, SET0, BCAST, LOAD, STORE, FMA, ADD)  \
+    NN_SMALL_AVX2 static inline void NAME(ptrdiff_t m, ptrdiff_t nc, ptrdiff_t k,    \
+                                          const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a, \
+                                          const T *b, ptrdiff_t ldb, const T *bias,  \
+                                          T *c, ptrdiff_t ldc)                       \
+    {                                                                                \
+        for (ptrdiff_t j = 0; j < nc; j += VW) {                                     \
+            const __m256i mask = MASK(nc - j < VW ? nc - j : VW);                    \
+            const V bv = bias != NULL ? LOAD(bias + j, mask) : SET0();               \
+            for (ptrdiff_t i = 0; i < m; ++i) {                                      \
+                V acc = SET0();                                                      \
+                const T *ai = a + i * rs_a;                                          \
+                for (ptrdiff_t p = 0; p < k; ++p)                                    \
+                    acc = FMA(BCAST(ai[p * cs_a]), LOAD(b + p * ldb + j, mask), acc); \
+                if (bias != NULL) acc = ADD(acc, bv);                                \
+                STORE(c + i * ldc + j, mask, acc);                                   \
+            }                                                                        \
+        }                                                                            \
+    }
+
+#define NN_MASK_PS(r) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(r)),                \
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define NN_MASK_PD(r) _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(r)),         \
+                                         _mm256_setr_epi64x(0, 1, 2, 3))
+NN_SMALL_PROD_AVX2(nn_small_prod_f32_fma, float, __m256, 8, NN_MASK_PS, _mm256_setzero_ps,
+                   _mm256_set1_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
+                   _mm256_fmadd_ps, _mm256_add_ps)
+NN_SMALL_PROD_AVX2(nn_small_prod_f64_fma, double, __m256d, 4, NN_MASK_PD,
+                   _mm256_setzero_pd, _mm256_set1_pd, _mm256_maskload_pd,
+                   _mm256_maskstore_pd, _mm256_fmadd_pd, _mm256_add_pd)
 NN_SMALL_GRADS(nn_small_grads_f32_fma, f32, float, unsigned int, 0x7fffffffu,
-               0x7f800000u, NN_SMALL_FMA_F32, NN_SMALL_AVX2)
+               0x7f800000u, nn_small_prod_f32_fma, NN_SMALL_AVX2)
 NN_SMALL_GRADS(nn_small_grads_f64_fma, f64, double, unsigned long long,
-               0x7fffffffffffffffull, 0x7ff0000000000000ull, NN_SMALL_FMA_F64,
+               0x7fffffffffffffffull, 0x7ff0000000000000ull, nn_small_prod_f64_fma,
                NN_SMALL_AVX2)
 #define NN_SMALL_PICK(SUF, fma, ...)                                                 \
     return (fma) ? nn_small_grads_##SUF##_fma(__VA_ARGS__)                           \
