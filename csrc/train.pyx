@@ -93,6 +93,7 @@ cdef extern from "nncore/_kernels/nn_barrier.h" nogil:
 
 
 cdef extern from "nncore/_kernels/train_step.h" nogil:
+    enum: NN_SMALL_MAX
     ctypedef struct LayerPtrs "nn_layer_t":      # one Dense layer
         Py_ssize_t n_in, n_out
         int act
@@ -221,11 +222,15 @@ cdef inline int loss_penalty(const LayerPtrs* layers, int n_layers, const Hyper*
 
 
 cdef bint small_step(const LayerPtrs* layers, int n_layers, Py_ssize_t n) noexcept nogil:
-    """Every product of a step of n rows is tiny (the three of a layer have
-    n n_in n_out multiply-adds each): grads_small runs it."""
+    """Every product of a step of n >= 1 rows is tiny (the three of a layer have
+    n n_in n_out multiply-adds each): grads_small runs it. (Its scratch holds
+    NN_SMALL_MAX elements of a weight matrix or of an output row.)"""
     cdef Py_ssize_t l
+    if n < 1:
+        return False
     for l in range(n_layers):
-        if n * layers[l].n_in * layers[l].n_out > TINY_MAX_MADDS:
+        if (n * layers[l].n_in * layers[l].n_out > TINY_MAX_MADDS
+                or layers[l].n_in * layers[l].n_out > NN_SMALL_MAX):
             return False
     return True
 

@@ -359,3 +359,22 @@ def test_small_path_is_taken_only_for_small_steps():
     assert train.runs_small(plans["small"], 21, 2)        # 21 x 4 x 3 = 252 madds
     assert not train.runs_small(plans["small"], 22, 2)    # 264 > TINY_MAX_MADDS
     assert not train.runs_small(plans["big"], 5, 2)        # 5 x 20 x 3 = 300
+
+
+@pytest.mark.parametrize("rows, hidden", [(5, 4), (40, 20)], ids=["small", "team"])
+def test_plan_refuses_a_label_outside_the_outputs(rows, hidden):
+    """A direct StepPlan call (the Python API checks labels first) with a label >= the
+    number of outputs: ValueError, nothing updated, on the small path and the team's."""
+    from nncore._kernels import train
+    model = nn.Sequential([nn.Dense(2, hidden), nn.Dense(hidden, 3)], seed=0, dtype="float64")
+    X = np.random.default_rng(0).standard_normal((rows, 2))
+    y = np.arange(rows, dtype=np.intp) % 3
+    model.train_step(X, y, "softmax_cross_entropy", nn.optim.SGD(lr=0.1))
+    plan = model._plan_cache[1]
+    assert train.runs_small(plan, rows, 1) == (rows == 5)
+    before = [p.copy() for p in model.parameters()]
+    y[-1] = 3
+    with pytest.raises(ValueError, match=r"a label is outside \[0, n_outputs\)"):
+        plan.step(X, None, y, None, 0.1, 1, 1)
+    for p, q in zip(model.parameters(), before):
+        assert np.array_equal(p, q)
