@@ -14,7 +14,7 @@
 #define NN_SCALAR_LOOPS
 #endif
 /* The same, for a short copy of a loop inlined into the small step (train_step.h). */
-#define NN_SHORT_LOOPS NN_SCALAR_LOOPS inline
+#define NN_SHORT_LOOPS NN_SCALAR_LOOPS inline __attribute__((always_inline))
 /* No attribute (a macro's ATTR argument). */
 #define NN_NO_ATTR
 
