@@ -20,7 +20,8 @@
  * build, a product then a sum in the portable one -- gemm.SIMD_PATH picks, as it
  * picks the tiny GEMM); the bias is added to the finished sum; activations, softmax
  * rows, loss rows and optimizer loops are the kernels' own (elementwise.h,
- * loss_rows.h, optim_loops.h); the bias gradients are summed over rows in order.
+ * loss_rows.h, optim_loops.h); the bias gradients are summed over rows in order (as
+ * products by 1: MADD(1, x, acc) rounds acc + x once, as the sum does).
  */
 #ifndef NNCORE_TRAIN_STEP_H
 #define NNCORE_TRAIN_STEP_H
@@ -103,6 +104,10 @@ NN_SMALL_APPLY(f64, double)
  * its weight matrices (n n_in n_out <= TINY_MAX_MADDS). */
 #define NN_SMALL_MAX 256
 
+/* Activations of at least this many elements take the vector loops (elementwise.h),
+ * shorter ones the short unvectorized copies: the same operations on each element. */
+#define NN_SMALL_RUN 32
+
 /* max over p[0..n) of the magnitude bits into mx: absmax's order-free maximum (inf and
  * NaN have the largest bits; vmath.h). */
 #define NN_SMALL_MAG_MAX(U, MAG, p, n, mx)                                           \
@@ -113,12 +118,13 @@ NN_SMALL_APPLY(f64, double)
         if (u_ > (mx)) (mx) = u_;                                                    \
     }
 
-/* The three products of a layer, as one primitive on row-major arrays:
+/* The products of a layer, as one primitive on row-major arrays:
  *   c[i, j] = sum_p A(i, p) B[p, j]  (+ bias[j]),  i < m, j < nc, p < k in order,
  * A(i, p) = a[i rs_a + p cs_a], B[p, j] = b[p ldb + j] (rows contiguous). Each
  * element is one chain acc = MADD(A, B, acc) from acc = 0, the bias added to the
  * finished sum. The scalar loops and the AVX2 ones (j in vector lanes, masked at
- * the end of a row) do the same operations on each element. */
+ * the end of a row; for one column, i in the lanes) do the same operations on each
+ * element. */
 #define NN_SMALL_PROD_SCALAR(NAME, T, MADD)                                          \
     NN_SCALAR_LOOPS static inline void NAME(ptrdiff_t m, ptrdiff_t nc, ptrdiff_t k,  \
                                             const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a, \
@@ -148,6 +154,7 @@ NN_SMALL_APPLY(f64, double)
         ptrdiff_t k = layers[n_layers - 1].n_out;                                    \
         double total = 0, e[NN_SMALL_MAX];                                           \
         T wt[NN_SMALL_MAX];                                                          \
+        const T one = 1;                                                             \
         U mx = 0;                                                                    \
         for (int l = 0; l < n_layers; ++l) {           /* z = inp W^T + b, a = f(z) */ \
             L = &layers[l];                                                          \
@@ -163,8 +170,10 @@ NN_SMALL_APPLY(f64, double)
             if (L->act == NN_ACT_SOFTMAX)                                            \
                 for (ptrdiff_t i = 0; i < n; ++i)                                    \
                     nn_softmax_row_##SUF(z + i * no, a + i * no, no);                \
+            else if (n * no < NN_SMALL_RUN)                                          \
+                nn_act_forward_short_##SUF(L->act, (T)L->slope, z, a, n * no);       \
             else                                                                     \
-                nn_act_forward_short_##SUF(L->act, (T)L->slope, z, a, n * no);             \
+                nn_act_forward_##SUF(L->act, (T)L->slope, z, a, n * no);             \
             inp = a;                                                                 \
         }                                                                            \
         if (y != NULL)                                                               \
@@ -199,15 +208,14 @@ NN_SMALL_APPLY(f64, double)
                 for (ptrdiff_t i = 0; i < n; ++i)                                    \
                     nn_softmax_backward_row_##SUF((const T *)L->a + i * no, g + i * no, \
                                                   gz + i * no, no);                  \
+            else if (n * no < NN_SMALL_RUN)                                          \
+                nn_act_backward_short_##SUF(L->act, (T)L->slope, (const T *)L->z,    \
+                                            (const T *)L->a, g, gz, n * no);         \
             else                                                                     \
-                nn_act_backward_short_##SUF(L->act, (T)L->slope, (const T *)L->z,          \
+                nn_act_backward_##SUF(L->act, (T)L->slope, (const T *)L->z,          \
                                       (const T *)L->a, g, gz, n * no);               \
-            if (gb != NULL)                            /* grad_b, rows in order */   \
-                for (ptrdiff_t j = 0; j < no; ++j) {                                 \
-                    T bj = 0;                                                        \
-                    for (ptrdiff_t i = 0; i < n; ++i) bj = bj + gz[i * no + j];      \
-                    gb[j] = bj;                                                      \
-                }                                                                    \
+            if (gb != NULL)              /* grad_b = sum_i 1 gz[i, :], rows in order */ \
+                PROD(1, no, n, &one, 0, 0, gz, no, (const T *)NULL, gb, no);         \
             /* grad_W[j, p] = sum_i gz[i, j] inp[i, p] */                            \
             PROD(no, ni, n, gz, 1, no, inp, ni, (const T *)NULL, (T *)L->gw, ni);    \
             if (l > 0) {                               /* g[i, p] = sum_j gz[i, j] W[j, p] */ \
@@ -252,13 +260,28 @@ NN_SMALL_GRADS(nn_small_grads_f64_generic, f64, double, unsigned long long,
 
 /* The product primitive with j in the lanes of one ymm: VW lanes of type T, vector
  * type V; MASK(r): the first r lanes (r >= 1). */
-#define NN_SMALL_PROD_AVX2(NAME, T, V, VW, MASK, SET0, BCAST, LOAD, STORE, FMA, ADD)  \
+#define NN_SMALL_PROD_AVX2(NAME, T, V, VW, MASK, SET0, BCAST, LOAD, STORE, FMA, ADD,  \
+                           GATHER)                                                   \
     NN_SMALL_AVX2 static inline void NAME(ptrdiff_t m, ptrdiff_t nc, ptrdiff_t k,    \
                                           const T *a, ptrdiff_t rs_a, ptrdiff_t cs_a, \
                                           const T *b, ptrdiff_t ldb, const T *bias,  \
                                           T *c, ptrdiff_t ldc)                       \
     {                                                                                \
-        for (ptrdiff_t j = 0; j < nc; j += VW) {                                     \
+        if (nc == 1 && ldc == 1 && m > 1) {            /* one column: i in the lanes */ \
+            for (ptrdiff_t i = 0; i < m; i += VW) {                                  \
+                const __m256i mask = MASK(m - i < VW ? m - i : VW);                  \
+                V acc = SET0();                                                      \
+                for (ptrdiff_t p = 0; p < k; ++p) {                                  \
+                    const T *ap = a + i * rs_a + p * cs_a;                           \
+                    const V av = rs_a == 1 ? LOAD(ap, mask) : GATHER(ap, rs_a, mask); \
+                    acc = FMA(av, BCAST(b[p * ldb]), acc);                           \
+                }                                                                    \
+                if (bias != NULL) acc = ADD(acc, BCAST(bias[0]));                    \
+                STORE(c + i, mask, acc);                                             \
+            }                                                                        \
+            return;                                                                  \
+        }                                                                            \
+        for (ptrdiff_t j = 0; j < nc; j += VW) {       /* j in the lanes */          \
             const __m256i mask = MASK(nc - j < VW ? nc - j : VW);                    \
             const V bv = bias != NULL ? LOAD(bias + j, mask) : SET0();               \
             for (ptrdiff_t i = 0; i < m; ++i) {                                      \
@@ -272,16 +295,27 @@ NN_SMALL_GRADS(nn_small_grads_f64_generic, f64, double, unsigned long long,
         }                                                                            \
     }
 
+/* GATHER(p, stride, mask): lanes l of p[l stride] (the masked-off ones are 0). */
+#define NN_GATHER_PS(p, stride, mask)                                                \
+    _mm256_mask_i32gather_ps(_mm256_setzero_ps(), (p),                               \
+                             _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), \
+                                                _mm256_set1_epi32((int)(stride))),   \
+                             _mm256_castsi256_ps(mask), 4)
+#define NN_GATHER_PD(p, stride, mask)                                                \
+    _mm256_mask_i32gather_pd(_mm256_setzero_pd(), (p),                               \
+                             _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3),             \
+                                             _mm_set1_epi32((int)(stride))),         \
+                             _mm256_castsi256_pd(mask), 8)
 #define NN_MASK_PS(r) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(r)),                \
                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define NN_MASK_PD(r) _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(r)),         \
                                          _mm256_setr_epi64x(0, 1, 2, 3))
 NN_SMALL_PROD_AVX2(nn_small_prod_f32_fma, float, __m256, 8, NN_MASK_PS, _mm256_setzero_ps,
                    _mm256_set1_ps, _mm256_maskload_ps, _mm256_maskstore_ps,
-                   _mm256_fmadd_ps, _mm256_add_ps)
+                   _mm256_fmadd_ps, _mm256_add_ps, NN_GATHER_PS)
 NN_SMALL_PROD_AVX2(nn_small_prod_f64_fma, double, __m256d, 4, NN_MASK_PD,
                    _mm256_setzero_pd, _mm256_set1_pd, _mm256_maskload_pd,
-                   _mm256_maskstore_pd, _mm256_fmadd_pd, _mm256_add_pd)
+                   _mm256_maskstore_pd, _mm256_fmadd_pd, _mm256_add_pd, NN_GATHER_PD)
 NN_SMALL_GRADS(nn_small_grads_f32_fma, f32, float, unsigned int, 0x7fffffffu,
                0x7f800000u, nn_small_prod_f32_fma, NN_SMALL_AVX2)
 NN_SMALL_GRADS(nn_small_grads_f64_fma, f64, double, unsigned long long,
