@@ -67,8 +67,9 @@ cdef int loss_impl(int code, Py_ssize_t n, Py_ssize_t k,
                    int n_threads) noexcept nogil:
     """Rows (in parallel above the threshold) into row_loss, then a serial sum; on
     one thread the sum is kept as the rows go (the same value) and nothing is
-    allocated unless softmax needs more than STACK_K of scratch. Returns 0; -1 when the scratch buffers cannot be allocated; -2 when a label
-    is outside [0, k) (nothing written: functional refuses these first)."""
+    allocated unless softmax needs more than STACK_K of scratch. Returns 0; -1 when
+    the scratch buffers cannot be allocated; -2 when a label is outside [0, k)
+    (nothing written: functional refuses these first)."""
     cdef Py_ssize_t i, nt, tid
     cdef double total = 0
     cdef double* row_loss

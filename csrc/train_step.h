@@ -218,7 +218,7 @@ NN_SMALL_APPLY(f64, double)
                 PROD(1, no, n, &one, 0, 0, gz, no, (const T *)NULL, gb, no);         \
             /* grad_W[j, p] = sum_i gz[i, j] inp[i, p] */                            \
             PROD(no, ni, n, gz, 1, no, inp, ni, (const T *)NULL, (T *)L->gw, ni);    \
-            if (l > 0) {                               /* g[i, p] = sum_j gz[i, j] W[j, p] */ \
+            if (l > 0) {                       /* g[i, p] = sum_j gz[i, j] W[j, p] */ \
                 PROD(n, ni, no, gz, no, 1, (const T *)L->w, ni, (const T *)NULL,     \
                      (T *)L->gx, ni);                                                \
                 g = (const T *)L->gx;                                                \
@@ -328,25 +328,20 @@ NN_SMALL_GRADS(nn_small_grads_f64_fma, f64, double, unsigned long long,
 #define NN_SMALL_PICK(SUF, fma, ...) return nn_small_grads_##SUF##_generic(__VA_ARGS__)
 #endif
 
-/* fma: the tiny GEMM multiplies-adds with fma (gemm.SIMD_PATH is not "generic"). */
-static int nn_small_grads_f32(int fma, const nn_layer_t *layers, int n_layers, int loss,
-                              double l2, const float *x, const float *t,
-                              const ptrdiff_t *y, const double *s, ptrdiff_t n,
-                              float *grad_out, double *value, double *gmax)
-{
-    (void)fma;
-    NN_SMALL_PICK(f32, fma, layers, n_layers, loss, l2, x, t, y, s, n, grad_out, value,
-                  gmax);
-}
+/* nn_small_grads_<SUF>: fma -- the tiny GEMM multiplies-adds with fma (gemm.SIMD_PATH
+ * is not "generic") -- picks the build. */
+#define NN_SMALL_GRADS_PICKED(SUF, T)                                                \
+    static int nn_small_grads_##SUF(int fma, const nn_layer_t *layers, int n_layers, \
+                                    int loss, double l2, const T *x, const T *t,     \
+                                    const ptrdiff_t *y, const double *s, ptrdiff_t n, \
+                                    T *grad_out, double *value, double *gmax)        \
+    {                                                                                \
+        (void)fma;                                                                   \
+        NN_SMALL_PICK(SUF, fma, layers, n_layers, loss, l2, x, t, y, s, n, grad_out, \
+                      value, gmax);                                                  \
+    }
 
-static int nn_small_grads_f64(int fma, const nn_layer_t *layers, int n_layers, int loss,
-                              double l2, const double *x, const double *t,
-                              const ptrdiff_t *y, const double *s, ptrdiff_t n,
-                              double *grad_out, double *value, double *gmax)
-{
-    (void)fma;
-    NN_SMALL_PICK(f64, fma, layers, n_layers, loss, l2, x, t, y, s, n, grad_out, value,
-                  gmax);
-}
+NN_SMALL_GRADS_PICKED(f32, float)
+NN_SMALL_GRADS_PICKED(f64, double)
 
 #endif
