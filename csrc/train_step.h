@@ -83,40 +83,39 @@ NN_UPDATE(nn_update_f64, f64, double, /* the vector loops */, NN_NO_ATTR)
 NN_UPDATE(nn_update_short_f32, f32, float, _short, NN_SHORT_LOOPS)
 NN_UPDATE(nn_update_short_f64, f64, double, _short, NN_SHORT_LOOPS)
 
+/* The most elements of a small step's weight matrix or output row: its scratch
+ * (train.pyx's small_step() keeps every layer within it). */
+#define NN_SMALL_MAX 256
+
+/* Activations and parameters of at least this many elements take the vector loops
+ * (elementwise.h, optim_loops.h), shorter ones the short unvectorized copies: the same
+ * operations on each element. */
+#define NN_SMALL_RUN 32
+
 #define NN_SMALL_APPLY(SUF, T)                                                       \
     NN_SCALAR_LOOPS static void nn_small_apply_##SUF(const nn_layer_t *layers,       \
                                                      int n_layers, const nn_hyper_t *h) \
     {                                                                                \
         for (int l = 0; l < n_layers; ++l) {                                         \
             const nn_layer_t *L = &layers[l];                                        \
-            nn_update_short_##SUF(h, L->n_in * L->n_out, (T *)L->w, (const T *)L->gw, \
-                                  (T *)L->s1w, (T *)L->s2w, h->weight_decay);        \
-            if (L->b != NULL)                                                        \
+            const ptrdiff_t size = L->n_in * L->n_out;                               \
+            if (size < NN_SMALL_RUN)                                                 \
+                nn_update_short_##SUF(h, size, (T *)L->w, (const T *)L->gw,          \
+                                      (T *)L->s1w, (T *)L->s2w, h->weight_decay);    \
+            else                                                                     \
+                nn_update_##SUF(h, size, (T *)L->w, (const T *)L->gw, (T *)L->s1w,   \
+                                (T *)L->s2w, h->weight_decay);                       \
+            if (L->b != NULL && L->n_out < NN_SMALL_RUN)                             \
                 nn_update_short_##SUF(h, L->n_out, (T *)L->b, (const T *)L->gb,      \
                                       (T *)L->s1b, (T *)L->s2b, 0.0);                \
+            else if (L->b != NULL)                                                   \
+                nn_update_##SUF(h, L->n_out, (T *)L->b, (const T *)L->gb,            \
+                                (T *)L->s1b, (T *)L->s2b, 0.0);                      \
         }                                                                            \
     }
 
 NN_SMALL_APPLY(f32, float)
 NN_SMALL_APPLY(f64, double)
-
-/* The most outputs a small step's last layer has, and the most elements of one of
- * its weight matrices (n n_in n_out <= TINY_MAX_MADDS). */
-#define NN_SMALL_MAX 256
-
-/* Activations of at least this many elements take the vector loops (elementwise.h),
- * shorter ones the short unvectorized copies: the same operations on each element. */
-#define NN_SMALL_RUN 32
-
-/* max over p[0..n) of the magnitude bits into mx: absmax's order-free maximum (inf and
- * NaN have the largest bits; vmath.h). */
-#define NN_SMALL_MAG_MAX(U, MAG, p, n, mx)                                           \
-    for (ptrdiff_t i_ = 0; i_ < (n); ++i_) {                                         \
-        U u_;                                                                        \
-        memcpy(&u_, (p) + i_, sizeof(u_));                                           \
-        u_ &= MAG;                                                                   \
-        if (u_ > (mx)) (mx) = u_;                                                    \
-    }
 
 /* The products of a layer, as one primitive on row-major arrays:
  *   c[i, j] = sum_p A(i, p) B[p, j]  (+ bias[j]),  i < m, j < nc, p < k in order,
@@ -142,7 +141,7 @@ NN_SMALL_APPLY(f64, double)
 
 /* The small step's gradient phase (see the top). PROD: the product primitive;
  * wt: W^T for the forward product when W has more than one row and column. */
-#define NN_SMALL_GRADS(NAME, SUF, T, U, MAG, EXPBITS, PROD, ATTR)                    \
+#define NN_SMALL_GRADS(NAME, SUF, T, PROD, ATTR)                                     \
     ATTR NN_SCALAR_LOOPS static int NAME(const nn_layer_t *layers, int n_layers,      \
                                          int loss, double l2, const T *x, const T *t, \
                                          const ptrdiff_t *y, const double *s,         \
@@ -155,7 +154,7 @@ NN_SMALL_APPLY(f64, double)
         double total = 0, e[NN_SMALL_MAX];                                           \
         T wt[NN_SMALL_MAX];                                                          \
         const T one = 1;                                                             \
-        U mx = 0;                                                                    \
+        double gm = 0;                                                               \
         for (int l = 0; l < n_layers; ++l) {           /* z = inp W^T + b, a = f(z) */ \
             L = &layers[l];                                                          \
             const ptrdiff_t ni = L->n_in, no = L->n_out;                             \
@@ -233,27 +232,19 @@ NN_SMALL_APPLY(f64, double)
                 for (ptrdiff_t i = 0; i < size; ++i)                                 \
                     gw[i] = (T)((double)gw[i] + l2 * (double)w[i]);                  \
             }                                                                        \
-            NN_SMALL_MAG_MAX(U, MAG, gw, size, mx);                                  \
-            if (L->b != NULL) NN_SMALL_MAG_MAX(U, MAG, (const T *)L->gb, L->n_out, mx); \
+            gm = fmax(gm, nn_absmax_##SUF##_scalar(gw, size));  /* vmath.h: inf when */ \
+            if (L->b != NULL)                                   /* one is inf or NaN */ \
+                gm = fmax(gm, nn_absmax_##SUF##_scalar((const T *)L->gb, L->n_out));  \
         }                                                                            \
-        if (mx >= EXPBITS) {                                                         \
-            *gmax = INFINITY;                                                        \
-        } else {                                                                     \
-            T f;                                                                     \
-            memcpy(&f, &mx, sizeof(f));                                              \
-            *gmax = f;                                                               \
-        }                                                                            \
+        *gmax = gm;                                                                  \
         return 0;                                                                    \
     }
 
 #define NN_SMALL_MADD_GENERIC(x, y, acc) ((acc) + (x) * (y))
 NN_SMALL_PROD_SCALAR(nn_small_prod_f32_generic, float, NN_SMALL_MADD_GENERIC)
 NN_SMALL_PROD_SCALAR(nn_small_prod_f64_generic, double, NN_SMALL_MADD_GENERIC)
-NN_SMALL_GRADS(nn_small_grads_f32_generic, f32, float, unsigned int, 0x7fffffffu,
-               0x7f800000u, nn_small_prod_f32_generic, NN_NO_ATTR)
-NN_SMALL_GRADS(nn_small_grads_f64_generic, f64, double, unsigned long long,
-               0x7fffffffffffffffull, 0x7ff0000000000000ull, nn_small_prod_f64_generic,
-               NN_NO_ATTR)
+NN_SMALL_GRADS(nn_small_grads_f32_generic, f32, float, nn_small_prod_f32_generic, NN_NO_ATTR)
+NN_SMALL_GRADS(nn_small_grads_f64_generic, f64, double, nn_small_prod_f64_generic, NN_NO_ATTR)
 
 #if NN_VMATH_X86
 #define NN_SMALL_AVX2 __attribute__((target("avx2,fma")))
@@ -316,11 +307,8 @@ NN_SMALL_PROD_AVX2(nn_small_prod_f32_fma, float, __m256, 8, NN_MASK_PS, _mm256_s
 NN_SMALL_PROD_AVX2(nn_small_prod_f64_fma, double, __m256d, 4, NN_MASK_PD,
                    _mm256_setzero_pd, _mm256_set1_pd, _mm256_maskload_pd,
                    _mm256_maskstore_pd, _mm256_fmadd_pd, _mm256_add_pd, NN_GATHER_PD)
-NN_SMALL_GRADS(nn_small_grads_f32_fma, f32, float, unsigned int, 0x7fffffffu,
-               0x7f800000u, nn_small_prod_f32_fma, NN_SMALL_AVX2)
-NN_SMALL_GRADS(nn_small_grads_f64_fma, f64, double, unsigned long long,
-               0x7fffffffffffffffull, 0x7ff0000000000000ull, nn_small_prod_f64_fma,
-               NN_SMALL_AVX2)
+NN_SMALL_GRADS(nn_small_grads_f32_fma, f32, float, nn_small_prod_f32_fma, NN_SMALL_AVX2)
+NN_SMALL_GRADS(nn_small_grads_f64_fma, f64, double, nn_small_prod_f64_fma, NN_SMALL_AVX2)
 #define NN_SMALL_PICK(SUF, fma, ...)                                                 \
     return (fma) ? nn_small_grads_##SUF##_fma(__VA_ARGS__)                           \
                  : nn_small_grads_##SUF##_generic(__VA_ARGS__)
