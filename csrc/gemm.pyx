@@ -620,17 +620,45 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                      beta, c, ldc, ep, n_threads, NULL)
 
 
+cdef inline bint may_overlap(const char* p, Py_ssize_t rows, Py_ssize_t cols,
+                             Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t isz,
+                             const char* q, Py_ssize_t q_bytes) noexcept nogil:
+    """The bytes an array (rows, cols) with byte strides s0, s1 spans from p, and
+    [q, q + q_bytes), may share memory (bounds only, as numpy.may_share_memory)."""
+    cdef const char* lo = p
+    cdef const char* hi = p + isz
+    if rows == 0 or cols == 0 or q_bytes == 0:
+        return False
+    if s0 < 0: lo += (rows - 1) * s0
+    else: hi += (rows - 1) * s0
+    if s1 < 0: lo += (cols - 1) * s1
+    else: hi += (cols - 1) * s1
+    return lo < q + q_bytes and q < hi
+
+
 def gemm(const real[:, :] a,    # IN  op(A), (m, k), any strides
          const real[:, :] b,    # IN  op(B), (k, n), any strides
          real[:, ::1] c,        # IN/OUT (m, n); not read when beta == 0
          double alpha, double beta, int n_threads):
-    """c = alpha * a @ b + beta * c. Transposes are views (a.T) passed in."""
+    """c = alpha * a @ b + beta * c. Transposes are views (a.T) passed in. Returns 0;
+    or, with nothing computed, 1 when a or b may share memory with c, 2 when a
+    stride of a or b is not a whole number of elements (nncore.functional copies
+    the input then)."""
     cdef Py_ssize_t m = c.shape[0], n = c.shape[1], k = a.shape[1]
     cdef Py_ssize_t isz = sizeof(real)
     cdef const real* pa = &a[0, 0] if a.shape[0] > 0 and k > 0 else NULL
     cdef const real* pb = &b[0, 0] if k > 0 and b.shape[1] > 0 else NULL
     cdef real* pc = &c[0, 0] if m > 0 and n > 0 else NULL
     cdef int rc
+    if (a.strides[0] % isz or a.strides[1] % isz or b.strides[0] % isz
+            or b.strides[1] % isz):
+        return 2
+    if pc != NULL and (
+            (pa != NULL and may_overlap(<const char*> pa, m, k, a.strides[0], a.strides[1],
+                                        isz, <const char*> pc, m * n * isz))
+            or (pb != NULL and may_overlap(<const char*> pb, k, n, b.strides[0],
+                                           b.strides[1], isz, <const char*> pc, m * n * isz))):
+        return 1
     with nogil:
         rc = gemm_impl(m, n, k, <real> alpha, pa, a.strides[0] // isz,
                        a.strides[1] // isz, pb, b.strides[0] // isz,
@@ -638,3 +666,4 @@ def gemm(const real[:, :] a,    # IN  op(A), (m, k), any strides
                        <const Epilogue*> NULL, n_threads, NULL)
     if rc != 0:
         raise MemoryError("nncore.gemm: cannot allocate packing buffers")
+    return 0

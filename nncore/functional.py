@@ -63,6 +63,10 @@ def _typed(kernel: Any, dtype: np.dtype) -> Callable[..., Any]:
 
 # ---- gemm -------------------------------------------------------------------
 
+_GEMM_KERNELS = {np.dtype(np.float32): _gemm.gemm["float"],
+                 np.dtype(np.float64): _gemm.gemm["double"]}
+
+
 def gemm(a: npt.ArrayLike, b: npt.ArrayLike, out: np.ndarray | None = None, *,
          trans_a: bool = False, trans_b: bool = False, alpha: float = 1.0, beta: float = 0.0,
          backend: str = "compiled", n_threads: int | None = None) -> np.ndarray:
@@ -80,6 +84,28 @@ def gemm(a: npt.ArrayLike, b: npt.ArrayLike, out: np.ndarray | None = None, *,
     -------
     out : ndarray (m, n)
     """
+    if (backend == "compiled" and type(a) is np.ndarray and type(b) is np.ndarray
+            and a.ndim == 2 and b.ndim == 2 and b.dtype is a.dtype
+            and type(alpha) is float and type(beta) is float
+            and alpha - alpha == 0.0 and beta - beta == 0.0):
+        # The usual call, checked inline (a few microseconds less on a small
+        # product); anything else -- and any refusal -- takes the checks below.
+        kernel = _GEMM_KERNELS.get(a.dtype)
+        opa = a.T if trans_a else a
+        opb = b.T if trans_b else b
+        (m, k), (k2, n) = opa.shape, opb.shape
+        c = None
+        if out is None:
+            if beta == 0.0:
+                c = np.empty((m, n), a.dtype)
+        elif type(out) is np.ndarray and out.dtype is a.dtype and out.shape == (m, n):
+            c = out
+        if kernel is not None and k == k2 and c is not None:
+            try:
+                if kernel(opa, opb, c, alpha, beta, resolve_num_threads(n_threads)) == 0:
+                    return c
+            except (ValueError, TypeError, BufferError):
+                pass                       # (read-only or strided out, n_threads: below)
     _checks.backend(backend)
     a = _checks.float_array(a, "a", 2)
     b = _checks.float_array(b, "b", 2)
@@ -102,7 +128,10 @@ def gemm(a: npt.ArrayLike, b: npt.ArrayLike, out: np.ndarray | None = None, *,
     if out_given:
         opa, opb = _checks.unaliased(opa, out), _checks.unaliased(opb, out)
     opa, opb = _checks.strided_ok(opa), _checks.strided_ok(opb)
-    _typed(_gemm.gemm, dtype)(opa, opb, out, alpha, beta, resolve_num_threads(n_threads))
+    kernel = _typed(_gemm.gemm, dtype)
+    n_threads = resolve_num_threads(n_threads)
+    if kernel(opa, opb, out, alpha, beta, n_threads) != 0:     # (an input overlaps out)
+        kernel(opa.copy(), opb.copy(), out, alpha, beta, n_threads)
     return out
 
 

@@ -224,6 +224,27 @@ def test_layouts_read_only_and_aliasing(rng, dtype):
     assert np.all(np.abs(sq - want_sq) <= bound_sq)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_overlapping_an_input_or_odd_strides(dtype):
+    """An input whose bytes may overlap out, or whose row stride is not a whole number
+    of elements, is copied first (the kernel refuses it): the result is still a @ b.
+    The product is tiny (240 multiply-adds), computed row by row, so a missed overlap
+    would read rows of a that out has already overwritten."""
+    base = np.arange(1.0, 101.0, dtype=dtype) / 7
+    a, b = base[:60].reshape(12, 5), base[60:80].reshape(5, 4)
+    want = a.astype(np.float64) @ b
+    bound = gemm_tolerance(a, b, dtype)
+    size = a.itemsize
+    raw = np.zeros(12 * (5 * size + 1), np.uint8)     # rows 5 elements + 1 byte apart
+    odd = np.ndarray((12, 5), dtype, raw, strides=(5 * size + 1, size))
+    odd[...] = a
+    assert np.array_equal(odd, a)
+    assert np.all(np.abs(F.gemm(odd, b) - want) <= bound)
+    out = base[40:88].reshape(12, 4)                  # its row 0 is a's row 8 (b is in it)
+    F.gemm(a, b, out)
+    assert np.all(np.abs(out - want) <= bound)
+
+
 def test_bad_input_messages():
     a = np.ones((3, 4)); b = np.ones((5, 2))
     with pytest.raises(ValueError, match=r"inner dimensions 4 and 5"):
