@@ -78,7 +78,8 @@ after a warm-up run of a tiny 4-3-k net of the same tool, which leaves out the l
 one-time first-use memory (PyTorch: ~80 MiB). RSS counts everything the process touches
 (C allocations of torch and OpenBLAS too), not only Python-side allocations.
 
-Results go to bench/results/train-<date>-<cpu>-<cores>c-t<threads>[-quick].json and .md.
+Results go to bench/results/train-<date>-<cpu>-<cores>c-t<threads>[-quick][-runN].json and .md
+(-runN: the Nth run of that name, never overwritten).
 """
 import argparse
 import datetime
@@ -797,6 +798,13 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_slug(model):
+    """Vendor and brand for a file name: "Intel(R) Xeon(R) Processor" -> "intel-xeon",
+    "AMD EPYC 7763 64-Core Processor" -> "amd-epyc"."""
+    words = re.sub(r"\((r|tm)\)", " ", model.lower()).split()
+    return re.sub(r"[^a-z0-9]+", "-", " ".join(words[:2])).strip("-") or "cpu"
+
+
 def cpu_simd():
     """'family F model M; avx2 fma avx512f ...': which CPU generation this is (AMD family 25
     is Zen 3, 26 Zen 5), and its vector extensions -- XLA compiles for the host's widest,
@@ -1068,9 +1076,10 @@ def main():
     print(md)
 
     os.makedirs(args.out, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", meta["cpu"].lower()).strip("-")[:40]
-    stem = (f"train-{now:%Y-%m-%d}-{slug}-{meta['cores']}c-t{'-'.join(map(str, threads))}"
-            + ("-quick" if args.quick else ""))
+    stem = (f"train-{now:%Y-%m-%d}-{cpu_slug(meta['cpu'])}-{meta['cores']}c-t"
+            f"{'-'.join(map(str, threads))}" + ("-quick" if args.quick else ""))
+    stem = next(s for s in (stem if r == 1 else f"{stem}-run{r}" for r in range(1, 1000))
+                if not os.path.exists(os.path.join(args.out, s + ".json")))
     with open(os.path.join(args.out, stem + ".json"), "w") as f:
         ratios = nncore_ratios(results, tools)
         json.dump(dict(meta=meta, results=[r for res in results for r in res["rows"]],

@@ -26,7 +26,8 @@ from nncore._kernels.blocking cimport BACKWARD_PARALLEL_MIN, BACKWARD_REGION_MIN
 from nncore._kernels.activation_math cimport (act_backward_run, colsum_add, softmax_row,
                                               softmax_backward_row)
 from nncore._kernels.codes cimport ACT_SOFTMAX
-from nncore._kernels.gemm cimport Epilogue, sgemm, dgemm, sgemm_check_a, dgemm_check_a
+from nncore._kernels.gemm cimport (Epilogue, may_overlap, sgemm, dgemm, sgemm_check_a,
+                                   dgemm_check_a)
 
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
@@ -186,17 +187,30 @@ def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
                   real[:, ::1] z,                # OUT (n, n_out)
                   real[:, ::1] a,                # OUT (n, n_out) f(z); may be z for identity
                   int n_threads, bint check_x=False):
-    """z = x @ weight.T + bias; a = f(z). Returns True when check_x and x holds NaN
-    or inf (z, a then hold what the product made of it), else False."""
+    """z = x @ weight.T + bias; a = f(z). Returns 1 when check_x and x holds NaN or
+    inf (z, a then hold what the product made of it), 0 otherwise; or 2, with nothing
+    computed, when x, weight or bias may share memory with z or a (nncore.functional
+    copies the input then)."""
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = weight.shape[0]
-    cdef Py_ssize_t isz = sizeof(real)
+    cdef Py_ssize_t isz = sizeof(real), out_bytes = n * n_out * isz
     cdef const real* pb = &bias[0] if bias is not None else NULL
-    cdef int rc
+    cdef const char* out
+    cdef int rc, i
     cdef int bad = 0
     if n == 0 or n_in == 0:
         check_x = False                          # nothing to read
     if n == 0 or n_out == 0:
-        return check_x and not np.isfinite(np.asarray(x)).all()
+        return 1 if check_x and not np.isfinite(np.asarray(x)).all() else 0
+    for i in range(2):
+        out = <const char*> (&z[0, 0] if i == 0 else &a[0, 0])
+        if ((n_in > 0 and (may_overlap(<const char*> &x[0, 0], n, n_in, x.strides[0],
+                                       x.strides[1], isz, out, out_bytes)
+                           or may_overlap(<const char*> &weight[0, 0], n_out, n_in,
+                                          weight.strides[0], weight.strides[1], isz,
+                                          out, out_bytes)))
+                or (pb != NULL and may_overlap(<const char*> pb, 1, n_out, 0, isz, isz,
+                                               out, out_bytes))):
+            return 2
     with nogil:
         rc = dense_forward_run(n, n_in, n_out,
                                &x[0, 0] if n_in > 0 else NULL, x.strides[0] // isz,
@@ -207,7 +221,7 @@ def dense_forward(const real[:, :] x,            # IN  (n, n_in), any strides
                                &bad if check_x else NULL)
     if rc != 0:
         raise MemoryError("nncore.dense_forward: cannot allocate packing buffers")
-    return bad != 0
+    return 1 if bad != 0 else 0
 
 
 def dense_backward(const real[:, :] x,           # IN  (n, n_in), any strides

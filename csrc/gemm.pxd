@@ -77,3 +77,19 @@ cdef void dgemm_part(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                      double* c, Py_ssize_t ldc, const Epilogue* ep,
                      int t, int nt, int orient, double* buf) noexcept nogil
 
+
+# Whether an array (rows, cols) with byte strides s0, s1 at p and the bytes
+# [q, q + q_bytes) may share memory (bounds only, as numpy.may_share_memory): the
+# Python-facing kernels refuse such an input (nncore.functional copies it).
+cdef inline bint may_overlap(const char* p, Py_ssize_t rows, Py_ssize_t cols,
+                             Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t isz,
+                             const char* q, Py_ssize_t q_bytes) noexcept nogil:
+    cdef const char* lo = p
+    cdef const char* hi = p + isz
+    if rows == 0 or cols == 0 or q_bytes == 0:
+        return False
+    if s0 < 0: lo += (rows - 1) * s0
+    else: hi += (rows - 1) * s0
+    if s1 < 0: lo += (cols - 1) * s1
+    else: hi += (cols - 1) * s1
+    return lo < q + q_bytes and q < hi

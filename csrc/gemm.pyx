@@ -620,22 +620,6 @@ cdef int dgemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
                      beta, c, ldc, ep, n_threads, NULL)
 
 
-cdef inline bint may_overlap(const char* p, Py_ssize_t rows, Py_ssize_t cols,
-                             Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t isz,
-                             const char* q, Py_ssize_t q_bytes) noexcept nogil:
-    """The bytes an array (rows, cols) with byte strides s0, s1 spans from p, and
-    [q, q + q_bytes), may share memory (bounds only, as numpy.may_share_memory)."""
-    cdef const char* lo = p
-    cdef const char* hi = p + isz
-    if rows == 0 or cols == 0 or q_bytes == 0:
-        return False
-    if s0 < 0: lo += (rows - 1) * s0
-    else: hi += (rows - 1) * s0
-    if s1 < 0: lo += (cols - 1) * s1
-    else: hi += (cols - 1) * s1
-    return lo < q + q_bytes and q < hi
-
-
 def gemm(const real[:, :] a,    # IN  op(A), (m, k), any strides
          const real[:, :] b,    # IN  op(B), (k, n), any strides
          real[:, ::1] c,        # IN/OUT (m, n); not read when beta == 0

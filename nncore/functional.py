@@ -276,13 +276,13 @@ def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike |
     if backend == "numpy":
         return reference.dense_forward(x, weight, bias, activation, z_out=z, a_out=a,
                                        slope=slope, finite_x=finite_x)
-    if z_out is not None or a_out is not None:      # outputs we allocated alias nothing
-        x = _checks.unaliased(x, z, a)
-        weight = _checks.unaliased(weight, z, a)
-        if bias is not None:
-            bias = _checks.unaliased(bias, z, a)
-    if _typed(_dense.dense_forward, x.dtype)(x, weight, bias, code, slope, z, a,
-                                             resolve_num_threads(n_threads), finite_x):
+    kernel = _typed(_dense.dense_forward, x.dtype)
+    n_threads = resolve_num_threads(n_threads)
+    status = kernel(x, weight, bias, code, slope, z, a, n_threads, finite_x)
+    if status == 2:                                  # an input may share memory with z or a
+        status = kernel(x.copy(), weight.copy(), None if bias is None else bias.copy(),
+                        code, slope, z, a, n_threads, finite_x)
+    if status == 1:
         raise ValueError("x contains NaN or inf")
     return z, a
 

@@ -133,6 +133,23 @@ def test_layouts(rng):
         np.testing.assert_allclose(a, ar, **close(np.float32, 8))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("overlapping", ["x", "weight", "bias"])
+def test_outputs_overlapping_an_input(dtype, overlapping):
+    """An input that may share memory with z_out or a_out is copied first (the kernel
+    refuses it): z is still x W^T + b. The product is tiny (240 multiply-adds, row by
+    row) and the bias is added after it, so a missed overlap would read values z has
+    already overwritten."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(200).astype(dtype)
+    x, w, b = base[:60].reshape(12, 5), base[100:120].reshape(4, 5), base[140:144]
+    want = x.astype(np.float64) @ w.T + b
+    start = {"x": 40, "weight": 100, "bias": 136}[overlapping]
+    z = base[start:start + 48].reshape(12, 4)   # row 0 on x's row 8, on w; row 1 on b
+    F.dense_forward(x, w, b, "identity", z_out=z)
+    np.testing.assert_allclose(z, want, **tol(dtype))
+
+
 def test_bad_input_messages():
     x, w, b = np.zeros((4, 3)), np.zeros((2, 3)), np.zeros(2)
     with pytest.raises(ValueError, match=r"x has 5 features but weight has shape \(2, 3\)"):
