@@ -3,9 +3,10 @@
 Each function checks shapes, dtypes and memory layout, allocates a missing
 `out`, resolves `n_threads` and runs `backend="compiled"` (the Cython
 kernels) or `backend="numpy"` (their twins in nncore.reference). Bad input
-raises ValueError/TypeError naming the argument before any compiled code
-runs. float32 and float64 are supported; arguments of one call share one
-dtype.
+raises ValueError/TypeError naming the argument before any kernel computes
+(gemm and dense_forward check their usual call inline and let the kernel find
+an input that overlaps an output; such an input is copied). float32 and float64
+are supported; arguments of one call share one dtype.
 """
 from __future__ import annotations
 
@@ -120,17 +121,14 @@ def gemm(a: npt.ArrayLike, b: npt.ArrayLike, out: np.ndarray | None = None, *,
                          f"inner dimensions {k} and {k2} differ")
     if out is None and beta != 0:
         raise ValueError("beta != 0 reads out: pass out=")
-    out_given = out is not None
     out = _checks.out_array(out, "out", (m, n), dtype)
     if backend == "numpy":
         return reference.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b,
                               alpha=alpha, beta=beta)
-    if out_given:
-        opa, opb = _checks.unaliased(opa, out), _checks.unaliased(opb, out)
-    opa, opb = _checks.strided_ok(opa), _checks.strided_ok(opb)
     kernel = _typed(_gemm.gemm, dtype)
     n_threads = resolve_num_threads(n_threads)
-    if kernel(opa, opb, out, alpha, beta, n_threads) != 0:     # (an input overlaps out)
+    if kernel(opa, opb, out, alpha, beta, n_threads) != 0:
+        # an input may overlap out, or has strides of part elements: on copies
         kernel(opa.copy(), opb.copy(), out, alpha, beta, n_threads)
     return out
 
