@@ -236,14 +236,44 @@ def dense_backward(const real[:, :] x,           # IN  (n, n_in), any strides
                    real[::1] grad_bias,          # OUT (n_out,) or None
                    int n_threads):
     """grad_z = grad_a f'(z); grad_bias = sum(grad_z, 0); grad_weight = grad_z.T @ x;
-    grad_x = grad_z @ weight."""
+    grad_x = grad_z @ weight. Returns 0; or 2, with nothing computed, when an input
+    may share memory with an output (grad_a may be grad_z itself; nncore.functional
+    copies the inputs then)."""
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = weight.shape[0]
     cdef Py_ssize_t isz = sizeof(real)
     cdef real* pgb = &grad_bias[0] if grad_bias is not None and n_out > 0 else NULL
     cdef bint full = n > 0 and n_in > 0
-    cdef int rc
+    cdef const char* out_at[4]
+    cdef Py_ssize_t out_bytes[4]
+    cdef int rc, i
     if n_out == 0:
-        return
+        return 0
+    out_at[0] = <const char*> &grad_z[0, 0] if n > 0 else NULL
+    out_bytes[0] = n * n_out * isz
+    out_at[1] = <const char*> &grad_x[0, 0] if grad_x is not None and full else NULL
+    out_bytes[1] = n * n_in * isz
+    out_at[2] = <const char*> &grad_weight[0, 0] if n_in > 0 else NULL
+    out_bytes[2] = n_out * n_in * isz
+    out_at[3] = <const char*> pgb
+    out_bytes[3] = n_out * isz
+    for i in range(4):
+        if out_at[i] == NULL:
+            continue
+        if ((full and may_overlap(<const char*> &x[0, 0], n, n_in, x.strides[0],
+                                  x.strides[1], isz, out_at[i], out_bytes[i]))
+                or (n_in > 0 and may_overlap(<const char*> &weight[0, 0], n_out, n_in,
+                                             weight.strides[0], weight.strides[1], isz,
+                                             out_at[i], out_bytes[i]))
+                or (n > 0 and (may_overlap(<const char*> &z[0, 0], n, n_out, n_out * isz,
+                                           isz, isz, out_at[i], out_bytes[i])
+                               or may_overlap(<const char*> &a[0, 0], n, n_out,
+                                              n_out * isz, isz, isz, out_at[i],
+                                              out_bytes[i])
+                               or (not (i == 0 and &grad_a[0, 0] == &grad_z[0, 0])
+                                   and may_overlap(<const char*> &grad_a[0, 0], n, n_out,
+                                                   n_out * isz, isz, isz, out_at[i],
+                                                   out_bytes[i]))))):
+            return 2
     with nogil:
         rc = dense_backward_run(n, n_in, n_out,
                                 &x[0, 0] if full else NULL, x.strides[0] // isz,
@@ -257,6 +287,7 @@ def dense_backward(const real[:, :] x,           # IN  (n, n_in), any strides
                                 &grad_weight[0, 0] if n_in > 0 else NULL, pgb, n_threads)
     if rc != 0:
         raise MemoryError("nncore.dense_backward: cannot allocate packing buffers")
+    return 0
 
 
 # ---- C-level entry (dense.pxd) -----------------------------------------------------

@@ -4,8 +4,8 @@ Each function checks shapes, dtypes and memory layout, allocates a missing
 `out`, resolves `n_threads` and runs `backend="compiled"` (the Cython
 kernels) or `backend="numpy"` (their twins in nncore.reference). Bad input
 raises ValueError/TypeError naming the argument before any kernel computes
-(gemm and dense_forward check their usual call inline and let the kernel find
-an input that overlaps an output; such an input is copied). float32 and float64
+(gemm checks its usual call inline; gemm and dense_forward/backward let the
+kernel find an input that overlaps an output, and copy it then). float32 and float64
 are supported; arguments of one call share one dtype.
 """
 from __future__ import annotations
@@ -326,13 +326,13 @@ def dense_backward(x: npt.ArrayLike, weight: npt.ArrayLike, z: npt.ArrayLike,
         return reference.dense_backward(x, weight, z, a, grad_a, activation, grad_x=gx,
                                         grad_weight=gw, grad_bias=gb, grad_z=gz,
                                         need_grad_x=need_grad_x, slope=slope)
-    outs = (gz, gw, gb, gx)
-    x, weight = _checks.unaliased(x, *outs), _checks.unaliased(weight, *outs)
-    z, a = _checks.unaliased(z, *outs), _checks.unaliased(a, *outs)
-    if grad_a is not gz:
-        grad_a = _checks.unaliased(grad_a, *outs)
-    _typed(_dense.dense_backward, dtype)(x, weight, z, a, grad_a, code, slope, gz, gx, gw, gb,
-                          resolve_num_threads(n_threads))
+    kernel = _typed(_dense.dense_backward, dtype)
+    n_threads = resolve_num_threads(n_threads)
+    if kernel(x, weight, z, a, grad_a, code, slope, gz, gx, gw, gb, n_threads) == 2:
+        # an input may share memory with an output: on copies (grad_a may be grad_z)
+        kernel(x.copy(), weight.copy(), z.copy(), a.copy(),
+               grad_a if grad_a is gz else grad_a.copy(), code, slope, gz, gx, gw, gb,
+               n_threads)
     return gx, gw, gb
 
 # ---- losses -----------------------------------------------------------------
