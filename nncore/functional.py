@@ -5,8 +5,8 @@ Each function checks shapes, dtypes and memory layout, allocates a missing
 kernels) or `backend="numpy"` (their twins in nncore.reference). Bad input
 raises ValueError/TypeError naming the argument before any kernel computes
 (gemm checks its usual call inline; gemm and dense_forward/backward let the
-kernel find an input that overlaps an output, and copy it then). float32 and float64
-are supported; arguments of one call share one dtype.
+kernel find an input that overlaps an output, and copy it then). float32 and
+float64 are supported; arguments of one call share one dtype.
 """
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ def _typed(kernel: Any, dtype: np.dtype) -> Callable[..., Any]:
 
 # ---- gemm -------------------------------------------------------------------
 
+# gemm's typed kernels by dtype (a lookup that refuses other dtypes, unlike _typed)
 _GEMM_KERNELS = {np.dtype(np.float32): _gemm.gemm["float"],
                  np.dtype(np.float64): _gemm.gemm["double"]}
 
@@ -125,7 +126,7 @@ def gemm(a: npt.ArrayLike, b: npt.ArrayLike, out: np.ndarray | None = None, *,
     if backend == "numpy":
         return reference.gemm(a, b, out, trans_a=trans_a, trans_b=trans_b,
                               alpha=alpha, beta=beta)
-    kernel = _typed(_gemm.gemm, dtype)
+    kernel = _GEMM_KERNELS[dtype]
     n_threads = resolve_num_threads(n_threads)
     if kernel(opa, opb, out, alpha, beta, n_threads) != 0:
         # an input may overlap out, or has strides of part elements: on copies
