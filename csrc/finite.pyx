@@ -25,6 +25,9 @@ cdef extern from "nncore/_kernels/vmath.h" nogil:
 cdef extern from "nncore/_kernels/nn_openmp.h" nogil:
     int NN_OPENMP_ENABLED
 
+# all_finite runs on one thread below this many elements, whatever n_threads says
+PARALLEL_MIN = FINITE_PARALLEL_MIN
+
 
 cdef inline bint finite_run(const real* p, Py_ssize_t n) noexcept nogil:
     if real is float:

@@ -867,6 +867,23 @@ cdef inline void shared_start(Shared* sh, char* raw, int nt,
     nn_barrier_init(&sh.bar)
 
 
+cdef void* contiguous_ptr(object arr, str name) except? NULL:
+    """ptr(arr), or a ValueError naming arr when it is not C-contiguous."""
+    try:
+        return ptr(arr)
+    except (BufferError, ValueError):               # (NumPy raises ValueError)
+        raise ValueError(f"StepPlan: {name} must be C-contiguous") from None
+
+
+cdef bint rows_below(const Py_ssize_t* rows, Py_ssize_t size, Py_ssize_t n) noexcept nogil:
+    """Every rows[i] in [0, n) (one unsigned compare each: a negative one wraps above n)."""
+    cdef Py_ssize_t i
+    cdef bint bad = False
+    for i in range(size):
+        bad |= <size_t> rows[i] >= <size_t> n
+    return not bad
+
+
 cdef void* ptr(object arr) except? NULL:
     """Data pointer of a C-contiguous array (None -> NULL). The caller keeps
     the array alive for as long as the pointer is used."""
@@ -900,6 +917,7 @@ cdef class StepPlan:
     cdef readonly bint accuracy
     cdef object keep
     cdef object buffers
+    cdef Batches own                # the pointers into buffers (data() starts from it)
 
     def __cinit__(self, list layers, bint f64, Py_ssize_t batch_max, int loss_code,
                   int optimizer, dict hyper, double weight_decay, double l2, dict buffers,
@@ -913,7 +931,10 @@ cdef class StepPlan:
         self.batch_max = batch_max
         self.rows = batch_max
         self.keep = layers
-        self.buffers = buffers       # x, t, y, w, scale, grad_out: (batch_max, ...)
+        self.buffers = b = buffers   # x, t, y, w, scale, grad_out: (batch_max, ...)
+        self.own.xbuf = ptr(b["x"]); self.own.tbuf = ptr(b["t"])
+        self.own.ybuf = <Py_ssize_t*> ptr(b["y"]); self.own.wbuf = <double*> ptr(b["w"])
+        self.own.scale = <double*> ptr(b["scale"]); self.own.grad_out = ptr(b["grad_out"])
         for i, d in enumerate(layers):
             self.layers[i].n_in = d["n_in"]
             self.layers[i].n_out = d["n_out"]
@@ -957,16 +978,11 @@ cdef class StepPlan:
             raise TypeError("StepPlan: y must be (n,) intp labels")
         if w is not None and (w.dtype.char != "d" or w.ndim != 1 or w.shape[0] != n):
             raise TypeError("StepPlan: w must be (n,) float64")
-        for name, arr in (("X", X), ("t", t), ("y", y), ("w", w)):
-            if arr is not None and not arr.flags.c_contiguous:
-                raise ValueError(f"StepPlan: {name} must be C-contiguous")
-        b = self.buffers
-        d.X = ptr(X); d.T = ptr(t); d.Y = <const Py_ssize_t*> ptr(y)
-        d.W = <const double*> ptr(w)
+        d[0] = self.own
+        d.X = contiguous_ptr(X, "X"); d.T = contiguous_ptr(t, "t")
+        d.Y = <const Py_ssize_t*> contiguous_ptr(y, "y")
+        d.W = <const double*> contiguous_ptr(w, "w")
         d.n, d.n_in, d.k = n, self.n_inputs, self.n_outputs
-        d.xbuf = ptr(b["x"]); d.tbuf = ptr(b["t"]); d.ybuf = <Py_ssize_t*> ptr(b["y"])
-        d.wbuf = <double*> ptr(b["w"]); d.scale = <double*> ptr(b["scale"])
-        d.grad_out = ptr(b["grad_out"])
         d.given = NULL
         d.accuracy = self.accuracy
         return 0
@@ -1157,9 +1173,9 @@ cdef class StepPlan:
                     or orders.ndim != 2 or orders.shape[0] != E or orders.shape[1] != n
                     or not orders.flags.c_contiguous):
                 raise TypeError(f"StepPlan.run: orders must be ({E}, {n}) intp, C-contiguous")
-            if orders.min() < 0 or orders.max() >= n:
-                raise ValueError("StepPlan.run: orders holds a row outside [0, n)")
             run.orders = <const Py_ssize_t*> ptr(orders)
+            if not rows_below(run.orders, E * n, n):
+                raise ValueError("StepPlan.run: orders holds a row outside [0, n)")
         if epoch == E:
             return epoch, batch, 0, 0.0, 0.0, step
         run.mode = RUN_STEP
@@ -1404,6 +1420,10 @@ cdef class StepPlan:
                 off += size
                 if self.layers[l].b != NULL:
                     off += self.layers[l].n_out
+
+    def threads(self, Py_ssize_t rows, int n_threads):
+        """The threads a step of `rows` rows runs on when asked for n_threads."""
+        return self.team(rows, n_threads if NN_OPENMP_ENABLED else 1)
 
     cdef int team(self, Py_ssize_t rows, int nt) noexcept:
         """drive's thread count for a step of `rows` rows."""

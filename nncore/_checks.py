@@ -212,8 +212,11 @@ def model_inputs(x: npt.ArrayLike, name: str, n_inputs: int, dtype: np.dtype,
         raise ValueError(f"{name} has {x.shape[1]} features but the first layer takes "
                          f"{n_inputs}")
     dtype = np.dtype(dtype)
-    with np.errstate(over="ignore"):                     # reported below
-        converted = np.ascontiguousarray(x, dtype=dtype)
+    if x.dtype == dtype and x.flags.c_contiguous:
+        converted = x
+    else:
+        with np.errstate(over="ignore"):                 # reported below
+            converted = np.ascontiguousarray(x, dtype=dtype)
     if not (finite or all_finite)(converted):
         if converted is not x and x.dtype.kind == "f" and all_finite(x):
             big = float(np.max(np.abs(x)))

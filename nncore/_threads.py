@@ -174,9 +174,10 @@ class Tuner:
         self.calls = 0                        # since the last probe
 
     @classmethod
-    def for_fit(cls) -> Tuner:
-        """get_num_threads(), adaptive when it is the default."""
-        return cls(get_num_threads(), default_is_used())
+    def for_fit(cls, parallel: bool = True) -> Tuner:
+        """get_num_threads(), adaptive when it is the default and the steps may use more
+        than one thread (parallel; else every count runs them on one)."""
+        return cls(get_num_threads(), parallel and default_is_used())
 
     def next(self, seconds: float) -> tuple[int, float]:
         """(thread count, time budget) of the next call, whose own budget is seconds."""

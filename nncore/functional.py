@@ -844,6 +844,11 @@ def train_plan(layers: Sequence[Mapping[str, Any]], *, loss: str, batch_max: int
 
 # ---- checks -------------------------------------------------------------------
 
+# all_finite's typed kernels by dtype (a lookup that refuses other dtypes, unlike _typed)
+_FINITE_KERNELS = {np.dtype(np.float32): _finite.all_finite["float"],
+                   np.dtype(np.float64): _finite.all_finite["double"]}
+
+
 def all_finite(x: npt.ArrayLike, *, backend: str = "compiled",
                n_threads: int | None = None) -> bool:
     """True when x (any shape, float32 or float64) holds no NaN and no inf.
@@ -851,13 +856,17 @@ def all_finite(x: npt.ArrayLike, *, backend: str = "compiled",
     The compiled kernel reads x once without a temporary (np.isfinite(x).all()
     would build a boolean copy of x); a non-contiguous x is checked in blocks.
     """
+    if backend == "compiled" and type(x) is np.ndarray and x.flags.c_contiguous:
+        kernel = _FINITE_KERNELS.get(x.dtype)          # the usual call, checked inline
+        if kernel is not None:
+            return bool(kernel(x.reshape(-1), resolve_num_threads(n_threads)))
     _checks.backend(backend)
     x = _checks.float_array(x, "x")
     if backend == "numpy":
         return reference.all_finite(x)
     n_threads = resolve_num_threads(n_threads)
     if x.flags.c_contiguous:
-        return bool(_typed(_finite.all_finite, x.dtype)(x.reshape(-1), n_threads))
+        return bool(_FINITE_KERNELS[x.dtype](x.reshape(-1), n_threads))
     return _checks.all_finite(x)
 
 

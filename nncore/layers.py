@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 
 def positive_int(value: object, name: str) -> int:
+    if type(value) is int and value >= 1:            # (the usual call, ~1 us less)
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 1:

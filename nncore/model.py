@@ -353,15 +353,15 @@ class Sequential:
 
     def _plan(self, loss: Loss, optimizer: Optimizer, batch_max: int) -> TrainPlan:
         """The training plan for this loss, optimizer and at least batch_max rows,
-        rebuilt only when one of them (or an array it points into) changed."""
+        rebuilt only when one of them (or an array it points into) changed. (The
+        plan holds every array of the key, so no id in it can be reused meanwhile.)"""
         params = self.parameters()
-        state1, state2 = optimizer.plan_state(params)
-        key = (loss.name, id(optimizer), optimizer.plan_key(), self.l2, self.backend,
-               tuple(id(p) for p in params),
-               tuple(id(a) for arrays in (state1, state2) if arrays for a in arrays))
+        key = self._plan_key(loss, optimizer, params)
         cached = self._plan_cache
         if cached is not None and cached[0] == key and cached[1].batch_max >= batch_max:
             return cached[1]
+        state1, state2 = optimizer.plan_state(params)      # (made here when missing)
+        key = self._plan_key(loss, optimizer, params)
         specs, i = [], 0
         for layer in self.layers:
             # z is a where f' follows from a (one batch of activations per layer);
@@ -385,6 +385,14 @@ class Sequential:
                             backend=self.backend)
         self._plan_cache = (key, plan)
         return plan
+
+    def _plan_key(self, loss: Loss, optimizer: Optimizer, params: list[np.ndarray]) -> tuple:
+        """What a plan for (loss, optimizer) bakes in: names, hyperparameters and the
+        ids of the parameters and of the optimizer's state arrays."""
+        state = optimizer.state
+        return (loss.name, id(optimizer), optimizer.plan_key(), self.l2, self.backend,
+                tuple(map(id, params)),
+                tuple(tuple(map(id, state.get(name, ()))) for name in optimizer.active_states()))
 
     # ---- one step, whole or in phases ---------------------------------------
 

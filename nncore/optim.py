@@ -163,10 +163,14 @@ class Optimizer:
 
     def _ensure_state(self, params: Sequence[np.ndarray]) -> None:
         for name in self.active_states():
-            arrays = self.state.get(name, [])
-            if len(arrays) != len(params) or any(s.shape != p.shape or s.dtype != p.dtype
-                                                 for s, p in zip(arrays, params)):
-                self.state[name] = [np.zeros_like(p) for p in params]
+            arrays = self.state.get(name, ())
+            if len(arrays) == len(params):
+                for s, p in zip(arrays, params):
+                    if s.shape != p.shape or s.dtype != p.dtype:
+                        break
+                else:
+                    continue
+            self.state[name] = [np.zeros_like(p) for p in params]
 
     def plan_state(self, params: Sequence[np.ndarray]) -> tuple[list[np.ndarray] | None, ...]:
         """(state1, state2): this optimizer's state arrays for params (made at zero
@@ -179,7 +183,7 @@ class Optimizer:
 
     def plan_key(self) -> tuple:
         """What a compiled training plan bakes in (lr is passed per step)."""
-        return (type(self).__name__, self.weight_decay) + tuple(sorted(self.hyper().items()))
+        return (type(self).__name__, self.weight_decay, *self.hyper().items())
 
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
              decay: Sequence[bool], *, backend: str = "compiled") -> None:

@@ -476,6 +476,10 @@ class StepPlan:
             status, step = self.apply(lr, step, n_threads)
         return status, value, acc if status == 0 else 0.0, step
 
+    def threads(self, rows: int, n_threads: int) -> int:
+        """1: the twin's steps run on the calling thread (NumPy's BLAS keeps its own)."""
+        return 1
+
     def run(self, X: np.ndarray, t: np.ndarray | None, y: np.ndarray | None,
             w: np.ndarray | None, orders: np.ndarray | None, batch_size: int,
             lrs: np.ndarray, sums: np.ndarray, epoch: int, batch: int, max_batches: int,

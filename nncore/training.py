@@ -35,6 +35,7 @@ from nncore import _checks, _sharded
 from nncore import functional as F
 from nncore.callbacks import Callback, History, ProgressDisplay
 from nncore.layers import positive_int
+from nncore._kernels.finite import PARALLEL_MIN as FINITE_PARALLEL_MIN
 from nncore._kernels.train import FLOPS_PER_THREAD as STEP_FLOPS_PER_THREAD
 from nncore._threads import Tuner, get_num_threads
 
@@ -61,7 +62,11 @@ DEFERRED_CHECK_RATIO = 8
 
 def epoch_orders(rng: np.random.Generator, n: int, epochs: int) -> np.ndarray:
     """(epochs, n) intp: row e is rng.permutation(n) of the e-th call in a row, drawn
-    in one call (Generator.permuted shuffles each row as permutation does, in order)."""
+    in one call (Generator.permuted shuffles each row as permutation and shuffle do)."""
+    if epochs == 1:                      # (the same draw, ~1 us less)
+        order = np.arange(n, dtype=np.intp)
+        rng.shuffle(order)
+        return order.reshape(1, n)
     orders = np.empty((epochs, n), dtype=np.intp)
     orders[:] = np.arange(n, dtype=np.intp)
     return rng.permuted(orders, axis=1, out=orders)
@@ -108,21 +113,27 @@ def _validation(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     return X[:k], y[:k], None if w is None else w[:k], (X[k:], y[k:])
 
 
-def _step_threads(model: Sequential, X: Any, batch_size: int | None) -> int:
-    """The threads the plan's steps will use (StepPlan's rule: one per
-    STEP_FLOPS_PER_THREAD of a step of min(batch_size, n) rows, at most
-    get_num_threads()), for the kernels a fit runs before them (the check of X). When
-    the steps run on one thread, nothing of the fit opens a parallel region, whose
-    idle threads would spin beside the step on a busy machine."""
+def _step_threads(model: Sequential, rows: int) -> int:
+    """The threads the plan's steps of `rows` rows will use (StepPlan's rule: one per
+    STEP_FLOPS_PER_THREAD of a step, at most get_num_threads())."""
     n = get_num_threads()
-    try:
-        rows = len(X) if batch_size is None else min(int(batch_size), len(X))
-    except (TypeError, ValueError):      # not a sequence, or a bad batch_size: checked later
-        return n
     flops = sum(2 * rows * layer.n_in * layer.n_out * (3 if i else 2)
                 for i, layer in enumerate(model.layers))
     quanta = -(-flops // STEP_FLOPS_PER_THREAD)
     return 1 if quanta < 2 else min(n, quanta)
+
+
+def _check_threads(model: Sequential, X: np.ndarray, batch_size: Any) -> int:
+    """The threads of the check of X: those of the steps (min(batch_size, n) rows), so
+    that a fit whose steps run on one thread opens no parallel region, whose idle
+    threads would spin beside the steps on a busy machine."""
+    if X.size < FINITE_PARALLEL_MIN:     # (the check runs on one thread anyway)
+        return 1
+    try:
+        rows = len(X) if batch_size is None else min(int(batch_size), len(X))
+    except (TypeError, ValueError):      # a bad batch_size: checked later
+        return get_num_threads()
+    return _step_threads(model, rows)
 
 
 def _callbacks(callbacks: list[Callback] | tuple[Callback, ...] | None) -> list[Callback]:
@@ -165,12 +176,12 @@ def _fit(model, X, y, *, loss, optimizer, epochs, batch_size, validation_data,
     optimizer = model._optimizer(optimizer)
     epochs = positive_int(epochs, "epochs")
     given = X
-    threads = _step_threads(model, X, batch_size)
-    X = model._inputs(X, n_threads=threads, finite=False)
+    X = model._inputs(X, finite=False)
+    threads = _check_threads(model, X, batch_size)
     defer = (exchange is None and not callbacks and not verbose and validation_data is None
              and not validation_split
-             and X.nbytes >= max(DEFERRED_CHECK_BYTES,
-                                 DEFERRED_CHECK_RATIO * _Undo.nbytes(model, optimizer)))
+             and X.nbytes >= DEFERRED_CHECK_BYTES
+             and X.nbytes >= DEFERRED_CHECK_RATIO * _Undo.nbytes(model, optimizer))
     if not defer and not F.all_finite(X, n_threads=threads):
         _refuse(model, given)
     y = loss.targets(y, X.shape[0], model.n_outputs, model.dtype)
@@ -247,7 +258,8 @@ class _Run:
         self.epoch_events = bool(callbacks) or validation is not None
         self.last_logs = {}
         self.quiet_nan = any(getattr(cb, "quiet_on_nan", False) for cb in callbacks)
-        self.tuner = Tuner.for_fit()
+        self.tuner = Tuner.for_fit(plan.threads(min(batch_size, self.n),
+                                                get_num_threads()) > 1)
 
     def epochs(self, epochs, interrupted, verbose):
         model, plan, optimizer = self.model, self.plan, self.optimizer
@@ -310,18 +322,23 @@ class _Run:
         tell the callbacks. Without validation or callbacks, all of them at once."""
         if len(sums) == 0:
             return
-        seen = np.maximum(sums[:, 1], 1.0)
-        metrics = {"loss": sums[:, 0] / seen}
+        if len(sums) == 1:          # (the same division, on floats: ~2 us less an epoch)
+            total, rows, right = sums[0].tolist()
+            rows = max(rows, 1.0)
+            means = [total / rows], [right / rows]
+        else:
+            means = (sums[:, ::2] / np.maximum(sums[:, 1:2], 1.0)).T    # (2, E)
+        metrics = {"loss": means[0]}
         if self.loss.classification:
-            metrics["accuracy"] = sums[:, 2] / seen
+            metrics["accuracy"] = means[1]
         model = self.model
         if self.validation is None and not self.callbacks:
-            # (the History keeps the arrays until it is read)
+            # (the History keeps copies of the arrays until it is read; nothing reads
+            # last_logs without callbacks)
             model.history.extend(range(first, first + len(sums)), metrics)
             self.optimizer.advance(epochs=len(sums))
-            self.last_logs = {k: float(v[-1]) for k, v in metrics.items()}
             return
-        metrics = {k: v.tolist() for k, v in metrics.items()}
+        metrics = {k: v if isinstance(v, list) else v.tolist() for k, v in metrics.items()}
         for i in range(len(sums)):
             logs = {k: v[i] for k, v in metrics.items()}
             if self.validation is not None:

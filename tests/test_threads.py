@@ -21,6 +21,7 @@ import pytest
 
 import nncore
 from nncore import MLP, functional as F
+from nncore._kernels import finite as _finite
 from nncore._kernels.openmp import omp_max_threads
 
 needs_openmp = pytest.mark.skipif(not nncore.openmp_enabled(),
@@ -291,6 +292,7 @@ def test_tuner_keeps_a_count_the_user_set():
     assert drive(Tuner(1, True), lambda c, i: 100, 5) == [1] * 5
     default = nncore.get_num_threads()
     assert Tuner.for_fit().counts == ((default, 1) if default > 1 else (default,))
+    assert Tuner.for_fit(parallel=False).counts == (default,)   # one-thread steps
     with nncore.threads(2):
         assert Tuner.for_fit().counts == (2,)
     nncore.set_num_threads(2)
@@ -301,7 +303,9 @@ def test_fit_checks_X_on_the_threads_its_steps_use(monkeypatch):
     """A fit whose steps run on one thread (below 2 x FLOPS_PER_THREAD a step) checks X
     on one thread too: a parallel region there would leave libgomp's idle threads
     spinning beside the one-thread steps, which on a busy machine made the default
-    count slower than 1 thread (W2: 0.6x). A step that threads checks X on its count."""
+    count slower than 1 thread (W2: 0.6x). A step that threads checks X on its count.
+    (X of 2^20 elements: the check's own threshold for threads; a callback keeps the
+    check before training, not deferred into the first epoch.)"""
     from nncore import functional as F
     seen = []
     real = F.all_finite
@@ -312,9 +316,11 @@ def test_fit_checks_X_on_the_threads_its_steps_use(monkeypatch):
 
     monkeypatch.setattr(F, "all_finite", recording)
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((256, 784)).astype(np.float32)
-    y = rng.integers(0, 10, 256)
-    kw = dict(loss="softmax_cross_entropy", epochs=1, shuffle=False)
+    X = rng.standard_normal((1338, 784)).astype(np.float32)
+    assert X.size >= _finite.PARALLEL_MIN
+    y = rng.integers(0, 10, len(X))
+    kw = dict(loss="softmax_cross_entropy", epochs=1, shuffle=False,
+              callbacks=[nncore.callbacks.Callback()])
     with nncore.threads(2):
         MLP([784, 16, 16, 10], "sigmoid", seed=0).fit(X, y, batch_size=32, **kw)  # 1.7 MFLOP
         assert seen[0] == 1

@@ -255,9 +255,14 @@ def test_plan_checks_its_arrays():
         plan.step(x.astype(np.float32), t, None, None, 0.1, 0, 1)
     with pytest.raises(ValueError, match=r"exactly one of t and y"):
         plan.step(x, None, None, None, 0.1, 0, 1)
-    with pytest.raises(ValueError, match=r"orders holds a row outside"):
-        plan.run(x, t, None, None, np.full((1, 4), 7, np.intp), 2, np.ones(1),
-                 np.zeros((1, 3)), 0, 0, 0, 0.0, 0, 1)
+    wide = np.zeros((4, 6))
+    for name, args in (("X", (wide[:, :2], t)), ("t", (x, wide[:, :3]))):
+        with pytest.raises(ValueError, match=rf"StepPlan: {name} must be C-contiguous"):
+            plan.step(*args, None, None, 0.1, 0, 1)
+    for bad in ([0, 1, 2, 4], [-1, 1, 2, 3], [0, 1, 2, -2**62]):   # the last, the first
+        with pytest.raises(ValueError, match=r"orders holds a row outside"):
+            plan.run(x, t, None, None, np.array([[0, 1, 2, 3], bad], np.intp), 2,
+                     np.ones(2), np.zeros((2, 3)), 0, 0, 0, 0.0, 0, 1)
     with pytest.raises(ValueError, match=r"start \(epoch 0, batch 2\) outside"):
         plan.run(x, t, None, None, None, 2, np.ones(1), np.zeros((1, 3)), 0, 2, 0, 0.0, 0, 1)
     status, value, acc, t_adam = plan.step(x, t, None, None, 0.1, 0, 1)
@@ -359,6 +364,28 @@ def test_small_path_is_taken_only_for_small_steps():
     assert train.runs_small(plans["small"], 21, 2)        # 21 x 4 x 3 = 252 madds
     assert not train.runs_small(plans["small"], 22, 2)    # 264 > TINY_MAX_MADDS
     assert not train.runs_small(plans["big"], 5, 2)        # 5 x 20 x 3 = 300
+
+
+def test_plan_threads_counts_a_thread_per_quantum_of_flops():
+    """StepPlan.threads(rows, n): one thread per FLOPS_PER_THREAD of a step of rows rows
+    (forward 2 n n_in n_out a layer, 3x that above the first), 1 below two quanta, at
+    most n (1 without OpenMP); the NumPy twin runs its steps on the calling thread."""
+    from nncore._kernels import train
+    model = nn.MLP([784, 128, 64, 10], seed=0)
+    model.train_step(np.zeros((256, 784), np.float32), np.zeros(256, np.intp),
+                     "softmax_cross_entropy", nn.optim.SGD(lr=0.1))
+    plan = model._plan_cache[1]
+    per_row = 2 * (784 * 128 * 2 + 128 * 64 * 3 + 64 * 10 * 3)
+    omp = nn.openmp_enabled()
+    for rows, n in ((256, 2), (256, 64), (1, 4), (128, 1)):
+        quanta = -(-rows * per_row // train.FLOPS_PER_THREAD)
+        want = 1 if quanta < 2 or not omp else min(n, quanta)
+        assert plan.threads(rows, n) == want
+    assert plan.threads(256, 2) == (2 if omp else 1)        # (a case where threads count)
+    twin = nn.MLP([784, 128, 64, 10], seed=0, backend="numpy")
+    twin.train_step(np.zeros((256, 784), np.float32), np.zeros(256, np.intp),
+                    "softmax_cross_entropy", nn.optim.SGD(lr=0.1))
+    assert twin._plan_cache[1].threads(256, 2) == 1
 
 
 @pytest.mark.parametrize("rows, hidden", [(5, 4), (40, 20)], ids=["small", "team"])
