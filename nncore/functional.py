@@ -232,6 +232,11 @@ def _dense_operands(x: npt.ArrayLike,
     return _checks.strided_ok(x), _checks.strided_ok(weight)
 
 
+# dense_forward's typed kernels by dtype (a lookup that refuses other dtypes, unlike _typed)
+_DENSE_FORWARD_KERNELS = {np.dtype(np.float32): _dense.dense_forward["float"],
+                          np.dtype(np.float64): _dense.dense_forward["double"]}
+
+
 def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None,
                   activation: str, *, z_out: np.ndarray | None = None,
                   a_out: np.ndarray | None = None, slope: float = 0.01,
@@ -256,6 +261,35 @@ def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike |
     -------
     z, a : ndarray (n, n_out)
     """
+    if (backend == "compiled" and type(x) is np.ndarray and type(weight) is np.ndarray
+            and x.ndim == 2 and weight.ndim == 2 and weight.dtype is x.dtype
+            and x.shape[1] == weight.shape[1] and type(activation) is str
+            and type(slope) is float and slope - slope == 0.0
+            and (bias is None or (type(bias) is np.ndarray and bias.dtype is x.dtype
+                                  and bias.shape == (weight.shape[0],)))):
+        # The usual call, checked inline (~5-10 us less a small layer); anything
+        # else -- and any refusal or overlap -- takes the checks below.
+        kernel = _DENSE_FORWARD_KERNELS.get(x.dtype)
+        code = _codes.ACTIVATIONS.get(activation)
+        shape = (x.shape[0], weight.shape[0])
+        z = np.empty(shape, x.dtype) if z_out is None else z_out
+        if a_out is None:
+            a = z if activation == "identity" else np.empty(shape, x.dtype)
+        else:
+            a = a_out
+        if (kernel is not None and code is not None and type(z) is np.ndarray
+                and type(a) is np.ndarray and z.dtype is x.dtype and a.dtype is x.dtype
+                and z.shape == shape and a.shape == shape
+                and (a is not z or a_derivable(activation, slope))):
+            try:
+                status = kernel(x, weight, bias, code, slope, z, a,
+                                resolve_num_threads(n_threads), finite_x)
+            except (ValueError, TypeError, BufferError):
+                status = None              # (read-only or strided outputs, n_threads: below)
+            if status == 0:
+                return z, a
+            if status == 1:
+                raise ValueError("x contains NaN or inf")
     _checks.backend(backend)
     code, slope = _activation(activation, slope)
     x, weight = _dense_operands(x, weight)
@@ -275,7 +309,7 @@ def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike |
     if backend == "numpy":
         return reference.dense_forward(x, weight, bias, activation, z_out=z, a_out=a,
                                        slope=slope, finite_x=finite_x)
-    kernel = _typed(_dense.dense_forward, x.dtype)
+    kernel = _DENSE_FORWARD_KERNELS[x.dtype]
     n_threads = resolve_num_threads(n_threads)
     status = kernel(x, weight, bias, code, slope, z, a, n_threads, finite_x)
     if status == 2:                                  # an input may share memory with z or a

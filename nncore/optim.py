@@ -151,7 +151,9 @@ class Optimizer:
     def learning_rates(self, n_epochs: int) -> np.ndarray:
         """(n_epochs,) float64: the rates of the next n_epochs epochs."""
         if self.schedule is None:
-            return np.full(n_epochs, self.lr)
+            rates = np.empty(n_epochs)               # (np.full, ~1 us less)
+            rates.fill(self.lr)
+            return rates
         return np.array([self.lr_at(self.epoch + i) for i in range(n_epochs)], np.float64)
 
     def advance(self, steps: int = 0, epochs: int = 0) -> None:

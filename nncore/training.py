@@ -254,10 +254,11 @@ class _Run:
         self.n, self.batch_size, self.shuffle = X.shape[0], batch_size, shuffle
         self.n_batches = -(-self.n // batch_size)
         self.validation, self.callbacks = validation, callbacks
-        self.batch_events = any(cb.batch_events for cb in callbacks)
+        self.batch_events = bool(callbacks) and any(cb.batch_events for cb in callbacks)
         self.epoch_events = bool(callbacks) or validation is not None
         self.last_logs = {}
-        self.quiet_nan = any(getattr(cb, "quiet_on_nan", False) for cb in callbacks)
+        self.quiet_nan = bool(callbacks) and any(getattr(cb, "quiet_on_nan", False)
+                                                 for cb in callbacks)
         self.tuner = Tuner.for_fit(plan.threads(min(batch_size, self.n),
                                                 get_num_threads()) > 1)
 

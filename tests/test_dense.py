@@ -179,6 +179,35 @@ def test_backward_outputs_overlapping_an_input(dtype, case, act):
         np.testing.assert_array_equal(g, ref)
 
 
+def test_dense_forward_outputs_and_strided_inputs_of_the_usual_call():
+    """The usual call (ndarrays of one dtype) is checked inline: every output it cannot
+    take gets the full checks' error, and a strided bias or x gives the contiguous
+    copy's bits."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((4, 3)), rng.standard_normal((2, 3))
+    wide = rng.standard_normal(4)
+    b = wide[::2]                                            # strided (2,)
+    want = F.dense_forward(x, w, b.copy(), "relu")
+    got = F.dense_forward(x, w, b, "relu")
+    for g, ref in zip(got, want):
+        np.testing.assert_array_equal(g, ref)
+    xs = np.repeat(x, 2, axis=1)[:, ::2]                     # strided x
+    np.testing.assert_array_equal(F.dense_forward(xs, w, b, "relu")[1], want[1])
+    frozen = np.empty((4, 2))
+    frozen.flags.writeable = False
+    cases = [(dict(z_out=frozen), ValueError, r"z_out is read-only"),
+             (dict(z_out=np.empty((4, 4))[:, ::2]), ValueError, r"z_out must be C-contiguous"),
+             (dict(z_out=np.empty((4, 3))), ValueError, r"z_out must have shape \(4, 2\)"),
+             (dict(a_out=np.empty((4, 2), np.float32)), TypeError,
+              r"a_out must have dtype float64"),
+             (dict(a_out=frozen), ValueError, r"a_out is read-only"),
+             (dict(slope=float("nan")), ValueError, r"slope"),
+             (dict(n_threads=0), ValueError, r"n_threads must be >= 1")]
+    for kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            F.dense_forward(x, w, b.copy(), "relu", **kwargs)
+
+
 def test_bad_input_messages():
     x, w, b = np.zeros((4, 3)), np.zeros((2, 3)), np.zeros(2)
     with pytest.raises(ValueError, match=r"x has 5 features but weight has shape \(2, 3\)"):
