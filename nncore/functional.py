@@ -158,6 +158,12 @@ def _input(x: npt.ArrayLike, name: str, ndim: int | None = None) -> np.ndarray:
     return _checks.contiguous(x)
 
 
+# (activation_forward, activation_backward) typed kernels by dtype (other dtypes: None)
+_ACTIVATION_KERNELS = {np.dtype(t): (_activations.activation_forward[c],
+                                     _activations.activation_backward[c])
+                       for t, c in ((np.float32, "float"), (np.float64, "double"))}
+
+
 def activation_forward(name: str, z: npt.ArrayLike, out: np.ndarray | None = None, *,
                        slope: float = 0.01, backend: str = "compiled",
                        n_threads: int | None = None) -> np.ndarray:
@@ -174,6 +180,20 @@ def activation_forward(name: str, z: npt.ArrayLike, out: np.ndarray | None = Non
     -------
     out : ndarray like z
     """
+    if (backend == "compiled" and type(z) is np.ndarray and z.ndim == 2
+            and type(name) is str and type(slope) is float and slope - slope == 0.0):
+        # The usual call, checked inline; anything else, and any refusal, below.
+        kernel = _ACTIVATION_KERNELS.get(z.dtype)
+        code = _codes.ACTIVATIONS.get(name)
+        o = np.empty(z.shape, z.dtype) if out is None else out
+        if (kernel is not None and code is not None and type(o) is np.ndarray
+                and o.dtype is z.dtype and o.shape == z.shape
+                and (out is None or o is z or not np.may_share_memory(z, o))):
+            try:
+                kernel[0](code, slope, z, o, resolve_num_threads(n_threads))
+                return o
+            except (ValueError, TypeError, BufferError):
+                pass                       # (strided or read-only arrays, n_threads: below)
     _checks.backend(backend)
     code, slope = _activation(name, slope)
     z = _input(z, "z")
@@ -202,6 +222,24 @@ def activation_backward(name: str, z: npt.ArrayLike, a: npt.ArrayLike, grad_a: n
     -------
     out : ndarray, dL/dz
     """
+    if (backend == "compiled" and type(z) is np.ndarray and type(a) is np.ndarray
+            and type(grad_a) is np.ndarray and z.ndim == 2 and a.dtype is z.dtype
+            and grad_a.dtype is z.dtype and a.shape == z.shape and grad_a.shape == z.shape
+            and type(name) is str and type(slope) is float and slope - slope == 0.0):
+        # The usual call, checked inline; anything else, and any refusal, below.
+        kernel = _ACTIVATION_KERNELS.get(z.dtype)
+        code = _codes.ACTIVATIONS.get(name)
+        o = np.empty(z.shape, z.dtype) if out is None else out
+        if (kernel is not None and code is not None and type(o) is np.ndarray
+                and o.dtype is z.dtype and o.shape == z.shape
+                and (out is None or (not np.may_share_memory(z, o)
+                                     and not np.may_share_memory(a, o)
+                                     and (o is grad_a or not np.may_share_memory(grad_a, o))))):
+            try:
+                kernel[1](code, slope, z, a, grad_a, o, resolve_num_threads(n_threads))
+                return o
+            except (ValueError, TypeError, BufferError):
+                pass                       # (strided or read-only arrays, n_threads: below)
     _checks.backend(backend)
     code, slope = _activation(name, slope)
     z, a, grad_a = _input(z, "z"), _input(a, "a"), _input(grad_a, "grad_a")

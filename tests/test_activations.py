@@ -131,6 +131,42 @@ def test_in_place_and_layouts(rng, name):
     np.testing.assert_allclose(g, g_want, **tol(np.float64))
 
 
+def test_usual_call_refuses_and_copies_as_the_checks_do(rng):
+    """The usual call (2-D ndarrays of one dtype) is checked inline: an out it cannot
+    take gets the full checks' error, and an out overlapping an input (shifted by one
+    element, so a missed overlap reads values already overwritten) the copies' bits.
+    (sigmoid' reads a and grad_a, softplus' z and grad_a.)"""
+    z = sample(rng, (4, 40), np.float64)
+    g = sample(rng, z.shape, np.float64, 1.0)
+    frozen = np.empty_like(z)
+    frozen.flags.writeable = False
+    a = F.activation_forward("sigmoid", z)
+    for out, error, match in ((frozen, ValueError, r"out is read-only"),
+                              (np.empty((4, 80))[:, ::2], ValueError, r"out must be C-contiguous"),
+                              (np.empty((4, 41)), ValueError, r"out must have shape \(4, 40\)"),
+                              (np.empty(z.shape, np.float32), TypeError,
+                               r"out must have dtype float64")):
+        with pytest.raises(error, match=match):
+            F.activation_forward("sigmoid", z, out)
+        with pytest.raises(error, match=match):
+            F.activation_backward("sigmoid", z, a, g, out)
+    for act, name in (("sigmoid", "z"), ("softplus", "z"), ("sigmoid", "a"),
+                      ("sigmoid", "grad_a"), ("softplus", "grad_a")):
+        a = F.activation_forward(act, z)
+        want_a = F.activation_forward(act, z.copy())
+        want_g = F.activation_backward(act, z.copy(), a.copy(), g.copy())
+        inputs = dict(z=z, a=a, grad_a=g)
+        base = np.empty(z.size + 1)
+        base[:-1] = inputs[name].ravel()
+        inputs[name] = base[:-1].reshape(z.shape)            # the input ...
+        out = base[1:].reshape(z.shape)                      # ... and out, one element on
+        if name == "z":
+            np.testing.assert_array_equal(F.activation_forward(act, inputs["z"], out), want_a)
+            base[:-1] = z.ravel()
+        got = F.activation_backward(act, inputs["z"], inputs["a"], inputs["grad_a"], out)
+        np.testing.assert_array_equal(got, want_g)
+
+
 def test_bad_input_messages():
     z = np.zeros((2, 3))
     with pytest.raises(ValueError, match=r"activation must be one of .*'relu'.*got 'rleu'"):
