@@ -164,6 +164,23 @@ _ACTIVATION_KERNELS = {np.dtype(t): (_activations.activation_forward[c],
                        for t, c in ((np.float32, "float"), (np.float64, "double"))}
 
 
+def _usual_activation(name: Any, slope: Any, z: Any, out: Any
+                      ) -> tuple[tuple[Any, Any], int, np.ndarray] | None:
+    """((forward, backward) typed kernels, code, out or a new array) for the usual
+    call -- z a 2-D float ndarray, a known name, a finite float slope, out None or an
+    ndarray of z's dtype and shape -- else None: the full checks follow."""
+    if not (type(z) is np.ndarray and z.ndim == 2 and type(name) is str
+            and type(slope) is float and slope - slope == 0.0):
+        return None
+    kernels = _ACTIVATION_KERNELS.get(z.dtype)
+    code = _codes.ACTIVATIONS.get(name)
+    o = np.empty(z.shape, z.dtype) if out is None else out
+    if (kernels is None or code is None or type(o) is not np.ndarray
+            or o.dtype is not z.dtype or o.shape != z.shape):
+        return None
+    return kernels, code, o
+
+
 def activation_forward(name: str, z: npt.ArrayLike, out: np.ndarray | None = None, *,
                        slope: float = 0.01, backend: str = "compiled",
                        n_threads: int | None = None) -> np.ndarray:
@@ -180,20 +197,14 @@ def activation_forward(name: str, z: npt.ArrayLike, out: np.ndarray | None = Non
     -------
     out : ndarray like z
     """
-    if (backend == "compiled" and type(z) is np.ndarray and z.ndim == 2
-            and type(name) is str and type(slope) is float and slope - slope == 0.0):
-        # The usual call, checked inline; anything else, and any refusal, below.
-        kernel = _ACTIVATION_KERNELS.get(z.dtype)
-        code = _codes.ACTIVATIONS.get(name)
-        o = np.empty(z.shape, z.dtype) if out is None else out
-        if (kernel is not None and code is not None and type(o) is np.ndarray
-                and o.dtype is z.dtype and o.shape == z.shape
-                and (out is None or o is z or not np.may_share_memory(z, o))):
-            try:
-                kernel[0](code, slope, z, o, resolve_num_threads(n_threads))
-                return o
-            except (ValueError, TypeError, BufferError):
-                pass                       # (strided or read-only arrays, n_threads: below)
+    usual = _usual_activation(name, slope, z, out) if backend == "compiled" else None
+    if usual is not None and (out is None or out is z or not np.may_share_memory(z, out)):
+        kernels, code, o = usual                      # the usual call, checked inline
+        try:
+            kernels[0](code, slope, z, o, resolve_num_threads(n_threads))
+            return o
+        except (ValueError, TypeError, BufferError):
+            pass                           # (strided or read-only arrays, n_threads: below)
     _checks.backend(backend)
     code, slope = _activation(name, slope)
     z = _input(z, "z")
@@ -222,24 +233,20 @@ def activation_backward(name: str, z: npt.ArrayLike, a: npt.ArrayLike, grad_a: n
     -------
     out : ndarray, dL/dz
     """
-    if (backend == "compiled" and type(z) is np.ndarray and type(a) is np.ndarray
-            and type(grad_a) is np.ndarray and z.ndim == 2 and a.dtype is z.dtype
-            and grad_a.dtype is z.dtype and a.shape == z.shape and grad_a.shape == z.shape
-            and type(name) is str and type(slope) is float and slope - slope == 0.0):
-        # The usual call, checked inline; anything else, and any refusal, below.
-        kernel = _ACTIVATION_KERNELS.get(z.dtype)
-        code = _codes.ACTIVATIONS.get(name)
-        o = np.empty(z.shape, z.dtype) if out is None else out
-        if (kernel is not None and code is not None and type(o) is np.ndarray
-                and o.dtype is z.dtype and o.shape == z.shape
-                and (out is None or (not np.may_share_memory(z, o)
-                                     and not np.may_share_memory(a, o)
-                                     and (o is grad_a or not np.may_share_memory(grad_a, o))))):
-            try:
-                kernel[1](code, slope, z, a, grad_a, o, resolve_num_threads(n_threads))
-                return o
-            except (ValueError, TypeError, BufferError):
-                pass                       # (strided or read-only arrays, n_threads: below)
+    usual = (_usual_activation(name, slope, z, out)
+             if backend == "compiled" and type(a) is np.ndarray
+             and type(grad_a) is np.ndarray and a.dtype is z.dtype is grad_a.dtype
+             and a.shape == z.shape == grad_a.shape else None)
+    if usual is not None and (out is None or (not np.may_share_memory(z, out)
+                                              and not np.may_share_memory(a, out)
+                                              and (out is grad_a
+                                                   or not np.may_share_memory(grad_a, out)))):
+        kernels, code, o = usual                      # the usual call, checked inline
+        try:
+            kernels[1](code, slope, z, a, grad_a, o, resolve_num_threads(n_threads))
+            return o
+        except (ValueError, TypeError, BufferError):
+            pass                           # (strided or read-only arrays, n_threads: below)
     _checks.backend(backend)
     code, slope = _activation(name, slope)
     z, a, grad_a = _input(z, "z"), _input(a, "a"), _input(grad_a, "grad_a")
