@@ -62,11 +62,15 @@ def _typed(kernel: Any, dtype: np.dtype) -> Callable[..., Any]:
     return fn
 
 
+def _by_dtype(kernel: Any) -> dict[np.dtype, Callable[..., Any]]:
+    """{float32: kernel's float specialization, float64: its double one}: the typed
+    kernels of a usual call checked inline, a lookup that refuses other dtypes."""
+    return {np.dtype(np.float32): kernel["float"], np.dtype(np.float64): kernel["double"]}
+
+
 # ---- gemm -------------------------------------------------------------------
 
-# gemm's typed kernels by dtype (a lookup that refuses other dtypes, unlike _typed)
-_GEMM_KERNELS = {np.dtype(np.float32): _gemm.gemm["float"],
-                 np.dtype(np.float64): _gemm.gemm["double"]}
+_GEMM_KERNELS = _by_dtype(_gemm.gemm)
 
 
 def gemm(a: npt.ArrayLike, b: npt.ArrayLike, out: np.ndarray | None = None, *,
@@ -158,27 +162,24 @@ def _input(x: npt.ArrayLike, name: str, ndim: int | None = None) -> np.ndarray:
     return _checks.contiguous(x)
 
 
-# (activation_forward, activation_backward) typed kernels by dtype (other dtypes: None)
-_ACTIVATION_KERNELS = {np.dtype(t): (_activations.activation_forward[c],
-                                     _activations.activation_backward[c])
-                       for t, c in ((np.float32, "float"), (np.float64, "double"))}
+_ACTIVATION_FORWARD_KERNELS = _by_dtype(_activations.activation_forward)
+_ACTIVATION_BACKWARD_KERNELS = _by_dtype(_activations.activation_backward)
 
 
 def _usual_activation(name: Any, slope: Any, z: Any, out: Any
-                      ) -> tuple[tuple[Any, Any], int, np.ndarray] | None:
-    """((forward, backward) typed kernels, code, out or a new array) for the usual
-    call -- z a 2-D float ndarray, a known name, a finite float slope, out None or an
-    ndarray of z's dtype and shape -- else None: the full checks follow."""
-    if not (type(z) is np.ndarray and z.ndim == 2 and type(name) is str
-            and type(slope) is float and slope - slope == 0.0):
+                      ) -> tuple[int, np.ndarray] | None:
+    """(kernel code, out or a new array) for the usual call -- z a 2-D float32/64
+    ndarray, a known name, a finite float slope, out None or an ndarray of z's dtype
+    and shape -- else None: the full checks follow."""
+    if not (type(z) is np.ndarray and z.ndim == 2 and z.dtype in _ACTIVATION_FORWARD_KERNELS
+            and type(name) is str and type(slope) is float and slope - slope == 0.0):
         return None
-    kernels = _ACTIVATION_KERNELS.get(z.dtype)
     code = _codes.ACTIVATIONS.get(name)
     o = np.empty(z.shape, z.dtype) if out is None else out
-    if (kernels is None or code is None or type(o) is not np.ndarray
-            or o.dtype is not z.dtype or o.shape != z.shape):
+    if (code is None or type(o) is not np.ndarray or o.dtype is not z.dtype
+            or o.shape != z.shape):
         return None
-    return kernels, code, o
+    return code, o
 
 
 def activation_forward(name: str, z: npt.ArrayLike, out: np.ndarray | None = None, *,
@@ -199,9 +200,10 @@ def activation_forward(name: str, z: npt.ArrayLike, out: np.ndarray | None = Non
     """
     usual = _usual_activation(name, slope, z, out) if backend == "compiled" else None
     if usual is not None and (out is None or out is z or not np.may_share_memory(z, out)):
-        kernels, code, o = usual                      # the usual call, checked inline
+        code, o = usual                               # the usual call, checked inline
         try:
-            kernels[0](code, slope, z, o, resolve_num_threads(n_threads))
+            _ACTIVATION_FORWARD_KERNELS[z.dtype](code, slope, z, o,
+                                                 resolve_num_threads(n_threads))
             return o
         except (ValueError, TypeError, BufferError):
             pass                           # (strided or read-only arrays, n_threads: below)
@@ -213,8 +215,8 @@ def activation_forward(name: str, z: npt.ArrayLike, out: np.ndarray | None = Non
         return reference.activation_forward(name, z, out, slope=slope)
     if out is not z:
         z = _checks.unaliased(z, out)
-    _typed(_activations.activation_forward, z.dtype)(code, slope, _rows(z), _rows(out),
-                                    resolve_num_threads(n_threads))
+    _ACTIVATION_FORWARD_KERNELS[z.dtype](code, slope, _rows(z), _rows(out),
+                                         resolve_num_threads(n_threads))
     return out
 
 
@@ -241,9 +243,10 @@ def activation_backward(name: str, z: npt.ArrayLike, a: npt.ArrayLike, grad_a: n
                                               and not np.may_share_memory(a, out)
                                               and (out is grad_a
                                                    or not np.may_share_memory(grad_a, out)))):
-        kernels, code, o = usual                      # the usual call, checked inline
+        code, o = usual                               # the usual call, checked inline
         try:
-            kernels[1](code, slope, z, a, grad_a, o, resolve_num_threads(n_threads))
+            _ACTIVATION_BACKWARD_KERNELS[z.dtype](code, slope, z, a, grad_a, o,
+                                                  resolve_num_threads(n_threads))
             return o
         except (ValueError, TypeError, BufferError):
             pass                           # (strided or read-only arrays, n_threads: below)
@@ -259,8 +262,8 @@ def activation_backward(name: str, z: npt.ArrayLike, a: npt.ArrayLike, grad_a: n
     z, a = _checks.unaliased(z, out), _checks.unaliased(a, out)
     if out is not grad_a:
         grad_a = _checks.unaliased(grad_a, out)
-    _typed(_activations.activation_backward, z.dtype)(code, slope, _rows(z), _rows(a), _rows(grad_a),
-                                     _rows(out), resolve_num_threads(n_threads))
+    _ACTIVATION_BACKWARD_KERNELS[z.dtype](code, slope, _rows(z), _rows(a), _rows(grad_a),
+                                          _rows(out), resolve_num_threads(n_threads))
     return out
 
 
@@ -277,9 +280,7 @@ def _dense_operands(x: npt.ArrayLike,
     return _checks.strided_ok(x), _checks.strided_ok(weight)
 
 
-# dense_forward's typed kernels by dtype (a lookup that refuses other dtypes, unlike _typed)
-_DENSE_FORWARD_KERNELS = {np.dtype(np.float32): _dense.dense_forward["float"],
-                          np.dtype(np.float64): _dense.dense_forward["double"]}
+_DENSE_FORWARD_KERNELS = _by_dtype(_dense.dense_forward)
 
 
 def dense_forward(x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None,
@@ -923,9 +924,7 @@ def train_plan(layers: Sequence[Mapping[str, Any]], *, loss: str, batch_max: int
 
 # ---- checks -------------------------------------------------------------------
 
-# all_finite's typed kernels by dtype (a lookup that refuses other dtypes, unlike _typed)
-_FINITE_KERNELS = {np.dtype(np.float32): _finite.all_finite["float"],
-                   np.dtype(np.float64): _finite.all_finite["double"]}
+_FINITE_KERNELS = _by_dtype(_finite.all_finite)
 
 
 def all_finite(x: npt.ArrayLike, *, backend: str = "compiled",
